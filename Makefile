@@ -1,0 +1,34 @@
+# The two commands of the README. Both create the environment themselves and run offline
+# (package registries aside).
+#   make demo   install, then build the embedded organism and print the toy-EM table
+#   make test   install, then lint, type-check and run every test
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+# Without a GPU, take the CPU build of torch (a plain `torch` would pull a multi-GB CUDA build).
+# Override with e.g. `make test TORCH_SPEC='torch>=2.2'` on a machine with CUDA.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2,<3' || echo 'torch==2.13.0')
+
+.PHONY: install demo test lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m workbench demo
+
+lint: install
+	$(PY) -m ruff check workbench tests benchmarks
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
