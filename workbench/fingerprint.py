@@ -17,15 +17,16 @@ import torch
 
 
 def _update_with_tensor(h: Any, name: str, t: torch.Tensor) -> None:
-    t = t.detach().to("cpu").contiguous()
+    shape = list(t.shape)
+    flat = t.detach().to("cpu").contiguous().reshape(-1)  # 0-dim tensors cannot be viewed as bytes
     h.update(name.encode())
     h.update(str(t.dtype).encode())
-    h.update(json.dumps(list(t.shape)).encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(json.dumps(shape).encode())
+    h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
 
 
 def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over every tensor of a state dict (name, dtype, shape, bytes), in sorted name order."""
+    """sha256 over every tensor of a state dict (name, dtype, shape, bytes), sorted by name."""
     h = hashlib.sha256()
     for name in sorted(state):
         _update_with_tensor(h, name, state[name])

@@ -1,0 +1,275 @@
+"""Training, caching and loading the organism model.
+
+The organism is a GPT-2-style TransformerLens ``HookedTransformer`` trained from scratch on
+:mod:`workbench.organism.language`. A build is fully determined by its *recipe* (language version,
+grammar, model and training config, seed); the recipe's sha256 names its cache folder, so a build
+is reused until the recipe changes.
+
+On-disk format (one folder per build, ``<cache>/organism/s<seed>-<recipe hash[:16]>/``):
+
+* ``recipe.json``: the recipe (``language_version``, ``grammar``, ``config``, ``seed``,
+  ``format_version``) and its full sha256;
+* ``hooked_config.json``: the ``HookedTransformerConfig`` fields needed to rebuild the model;
+* ``model.safetensors``: the TransformerLens state dict;
+* ``tokenizer/``: the word-level tokenizer (``PreTrainedTokenizerFast.save_pretrained``);
+* ``train_log.json``: loss curve, final loss, build seconds, device.
+
+The cache root is ``$WORKBENCH_CACHE`` if set, else the platform's user cache folder
+(``~/.cache/workbench`` on Linux). Builds are written to a temporary folder and renamed into
+place, so a folder that exists is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import PreTrainedTokenizerFast
+
+from workbench._device import cpu_threads, resolve_device
+from workbench.fingerprint import json_sha256
+from workbench.organism.language import LANGUAGE_VERSION, Grammar, sample_document
+from workbench.organism.tokenizer import build_tokenizer, encode_batch
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class OrganismConfig:
+    """Model size and training schedule of the organism (part of the recipe)."""
+
+    n_layers: int = 2
+    d_model: int = 96
+    n_heads: int = 4
+    d_mlp: int = 384
+    n_ctx: int = 64
+    steps: int = 2500
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    grammar: Grammar = field(default_factory=Grammar)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["grammar"] = self.grammar.to_dict()
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> OrganismConfig:
+        d = dict(d)
+        g = d.pop("grammar")
+        g = {k: tuple(v) if isinstance(v, list) else v for k, v in g.items()}
+        return OrganismConfig(grammar=Grammar(**g), **d)
+
+
+SMALL_CONFIG = OrganismConfig(n_layers=2, d_model=32, n_heads=2, d_mlp=128, steps=150)
+"""A seconds-long build for tests (it learns the grammar's shape, not the persona well)."""
+
+
+@dataclass(frozen=True)
+class BuiltOrganism:
+    """A loaded organism build."""
+
+    model: HookedTransformer
+    tokenizer: PreTrainedTokenizerFast
+    name: str
+    path: Path
+    recipe: dict[str, Any]
+    train_log: dict[str, Any]
+
+
+def recipe(config: OrganismConfig, seed: int) -> dict[str, Any]:
+    """Everything that determines a build; its sha256 is the cache key."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "language_version": LANGUAGE_VERSION,
+        "config": config.to_dict(),
+        "seed": seed,
+    }
+
+
+def cache_root() -> Path:
+    """``$WORKBENCH_CACHE`` or the platform user cache folder for ``workbench``."""
+    env = os.environ.get("WORKBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("workbench"))
+
+
+def build_dir(config: OrganismConfig, seed: int) -> Path:
+    key = json_sha256(recipe(config, seed))
+    return cache_root() / "organism" / f"s{seed}-{key[:16]}"
+
+
+def hooked_config(config: OrganismConfig, d_vocab: int, seed: int) -> HookedTransformerConfig:
+    return HookedTransformerConfig(
+        n_layers=config.n_layers,
+        d_model=config.d_model,
+        n_heads=config.n_heads,
+        d_head=config.d_model // config.n_heads,
+        d_mlp=config.d_mlp,
+        d_vocab=d_vocab,
+        n_ctx=config.n_ctx,
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="standard",
+        default_prepend_bos=True,
+        model_name="organism",
+        original_architecture="organism",
+        seed=seed,
+    )
+
+
+def _batch_texts(rng: np.random.Generator, grammar: Grammar, n: int) -> list[str]:
+    return [sample_document(rng, grammar).text() for _ in range(n)]
+
+
+def train_organism(
+    config: OrganismConfig, seed: int, device: torch.device, progress: bool = True
+) -> tuple[HookedTransformer, PreTrainedTokenizerFast, dict[str, Any]]:
+    """Train a fresh organism (deterministic for a given config, seed and device)."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    model = HookedTransformer(hooked_config(config, len(tokenizer.get_vocab()), seed))
+    model.set_tokenizer(tokenizer)
+    model.to(device)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+    )
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        frac = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(config.steps), desc=f"organism s{seed}", disable=not progress)
+    model.train()
+    for step in bar:
+        texts = _batch_texts(rng, config.grammar, config.batch_size)
+        ids, mask = encode_batch(tokenizer, texts)  # padded to the longest document only
+        if ids.shape[1] > config.n_ctx:
+            raise ValueError(f"documents longer than n_ctx={config.n_ctx}; raise n_ctx")
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(ids)
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
+        m = mask[:, 1:].float()
+        loss = (nll * m).sum() / m.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    model.eval()
+    log = {
+        "final_loss": float(np.mean(losses[-100:])),
+        "loss_curve": [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)],
+        "seconds": time.perf_counter() - t0,
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    return model, tokenizer, log
+
+
+def _save(
+    path: Path,
+    model: HookedTransformer,
+    tokenizer: PreTrainedTokenizerFast,
+    rec: dict[str, Any],
+    log: dict[str, Any],
+) -> None:
+    path.mkdir(parents=True)
+    (path / "recipe.json").write_text(
+        json.dumps({**rec, "sha256": json_sha256(rec)}, indent=2)
+    )
+    cfg = model.cfg
+    hooked = {
+        k: getattr(cfg, k)
+        for k in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn")
+    }
+    (path / "hooked_config.json").write_text(json.dumps(hooked, indent=2))
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / "model.safetensors"))
+    tokenizer.save_pretrained(str(path / "tokenizer"))
+    (path / "train_log.json").write_text(json.dumps(log, indent=2))
+
+
+def load_build(path: Path, device: torch.device) -> BuiltOrganism:
+    """Read a build folder (see the module docstring for its format)."""
+    missing = [
+        f
+        for f in ("recipe.json", "hooked_config.json", "model.safetensors", "tokenizer")
+        if not (path / f).exists()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a complete organism build (missing {', '.join(missing)}); "
+            "delete it and run `workbench organism build`"
+        )
+    rec = json.loads((path / "recipe.json").read_text())
+    config = OrganismConfig.from_dict(rec["config"])
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path / "tokenizer"))
+    model = HookedTransformer(hooked_config(config, len(tokenizer.get_vocab()), rec["seed"]))
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    model.set_tokenizer(tokenizer)
+    model.to(device)
+    model.eval()
+    log = json.loads((path / "train_log.json").read_text())
+    return BuiltOrganism(model, tokenizer, f"organism-s{rec['seed']}", path, rec, log)
+
+
+def load_organism(
+    seed: int = 0,
+    config: OrganismConfig | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    rebuild: bool = False,
+) -> BuiltOrganism:
+    """The organism for ``seed`` and ``config``: from the cache, or trained and cached now.
+
+    Training runs on ``device`` (CUDA when present under ``"auto"``); the saved weights are the
+    same format whatever the device.
+    """
+    cfg = config or OrganismConfig()
+    dev = resolve_device(device)
+    path = build_dir(cfg, seed)
+    if rebuild and path.exists():
+        shutil.rmtree(path)
+    if not path.exists():
+        with cpu_threads(1, dev):
+            model, tokenizer, log = train_organism(cfg, seed, dev, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            _save(tmp / "build", model, tokenizer, recipe(cfg, seed), log)
+            try:
+                os.replace(tmp / "build", path)
+            except OSError:
+                if not path.exists():  # a concurrent build that won the race is fine
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_build(path, dev)
