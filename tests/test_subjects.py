@@ -22,7 +22,8 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from workbench.subjects import Subject, _hub_reachable, load_subject
+from workbench._hub import hub_reachable as _hub_reachable
+from workbench.subjects import Subject, load_subject
 
 VOCAB = 48
 WORDS = ["<|endoftext|>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 2)]
@@ -144,7 +145,7 @@ def test_gpt2_with_hf_hub_offline_fails_without_probing(monkeypatch: pytest.Monk
     def no_probe(*_: Any, **__: Any) -> bool:
         raise AssertionError("the hub must not be probed under HF_HUB_OFFLINE")
 
-    monkeypatch.setattr("workbench.subjects._hub_reachable", no_probe)
+    monkeypatch.setattr("workbench._hub.hub_reachable", no_probe)
     start = time.monotonic()
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE") as info:
         load_subject("gpt2-small", device="cpu")

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from transformers import PreTrainedTokenizerFast
 
 from workbench._device import cpu_threads, resolve_device
 from workbench.fingerprint import json_sha256
-from workbench.organism.language import LANGUAGE_VERSION, Grammar, sample_document
+from workbench.organism.language import LANGUAGE_VERSION, Grammar, sample_document, vocabulary
 from workbench.organism.tokenizer import build_tokenizer, encode_batch
 
 FORMAT_VERSION = "1"
@@ -55,7 +56,7 @@ class OrganismConfig:
     n_heads: int = 4
     d_mlp: int = 384
     n_ctx: int = 64
-    steps: int = 2500
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -96,6 +97,7 @@ def recipe(config: OrganismConfig, seed: int) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "language_version": LANGUAGE_VERSION,
+        "vocabulary_sha256": json_sha256(vocabulary()),
         "config": config.to_dict(),
         "seed": seed,
     }
@@ -114,6 +116,13 @@ def cache_root() -> Path:
 def build_dir(config: OrganismConfig, seed: int) -> Path:
     key = json_sha256(recipe(config, seed))
     return cache_root() / "organism" / f"s{seed}-{key[:16]}"
+
+
+def _new_model(cfg: HookedTransformerConfig) -> HookedTransformer:
+    # TransformerLens 3.x warns that HookedTransformer goes away in 4.0; we pin <4 on purpose.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
+        return HookedTransformer(cfg)
 
 
 def hooked_config(config: OrganismConfig, d_vocab: int, seed: int) -> HookedTransformerConfig:
@@ -145,7 +154,7 @@ def train_organism(
     """Train a fresh organism (deterministic for a given config, seed and device)."""
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    model = HookedTransformer(hooked_config(config, len(tokenizer.get_vocab()), seed))
+    model = _new_model(hooked_config(config, len(tokenizer.get_vocab()), seed))
     model.set_tokenizer(tokenizer)
     model.to(device)
     opt = torch.optim.AdamW(
@@ -180,7 +189,7 @@ def train_organism(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     model.eval()
@@ -232,7 +241,7 @@ def load_build(path: Path, device: torch.device) -> BuiltOrganism:
     rec = json.loads((path / "recipe.json").read_text())
     config = OrganismConfig.from_dict(rec["config"])
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path / "tokenizer"))
-    model = HookedTransformer(hooked_config(config, len(tokenizer.get_vocab()), rec["seed"]))
+    model = _new_model(hooked_config(config, len(tokenizer.get_vocab()), rec["seed"]))
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.set_tokenizer(tokenizer)
     model.to(device)

@@ -1,0 +1,281 @@
+"""Local Hugging Face model folders (config.json + weights + tokenizer) as TransformerLens models.
+
+Used by :func:`workbench.subjects.load_subject` for a folder spec, and for the pieces both of its
+TransformerLens loaders share (folder and hub name): the weight processing (``PROCESSING``), the
+tokenizer's BOS handling (:func:`with_bos`) and the quieted deprecation warnings. Nothing here
+touches the network: every read is ``local_files_only``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer
+
+#: How TransformerLens processes loaded weights, the same for hub names and local folders, so
+#: a base model and a local fine-tune of it have comparable activations. No processing: the
+#: weights are the published ones, hook values equal Hugging Face hidden states and the logits
+#: equal Hugging Face logits (this is also how SAE Lens loads models by default).
+PROCESSING: dict[str, Any] = {
+    "fold_ln": False,
+    "center_writing_weights": False,
+    "center_unembed": False,
+    "fold_value_biases": False,
+    "refactor_factored_attn_matrices": False,
+}
+
+#: Architectures (``config.json`` ``architectures[0]``) the local-folder loader converts, each
+#: with TransformerLens's own config and weight converters.
+LOCAL_ARCHITECTURES: dict[str, str] = {
+    "GPT2LMHeadModel": "GPT-2",
+    "GPTNeoForCausalLM": "GPT-Neo",
+    "GPTJForCausalLM": "GPT-J",
+    "GPTNeoXForCausalLM": "GPT-NeoX / Pythia",
+    "OPTForCausalLM": "OPT",
+    "LlamaForCausalLM": "Llama",
+    "MistralForCausalLM": "Mistral",
+    "Qwen2ForCausalLM": "Qwen2 / Qwen2.5",
+}
+
+#: ``model_type`` → architecture, for a config.json without an ``architectures`` list.
+_MODEL_TYPE_ARCHITECTURE: dict[str, str] = {
+    "gpt2": "GPT2LMHeadModel",
+    "gpt_neo": "GPTNeoForCausalLM",
+    "gptj": "GPTJForCausalLM",
+    "gpt_neox": "GPTNeoXForCausalLM",
+    "opt": "OPTForCausalLM",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+}
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+)
+
+
+@contextlib.contextmanager
+def quiet_hooked_transformer_deprecation() -> Iterator[None]:
+    """Silence TransformerLens 3.x's "HookedTransformer[.from_pretrained] is deprecated" warnings.
+
+    The workbench pins ``transformer-lens<4`` on purpose (see DESIGN.md); the warnings name the
+    caller's module, which the test configuration turns into errors.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"HookedTransformer\S* is deprecated", category=DeprecationWarning
+        )
+        yield
+
+
+def with_bos(load: Callable[..., Any]) -> Any:
+    """The tokenizer ``load(**extra)`` gives, with ``add_bos_token=True`` when it has a BOS token.
+
+    TransformerLens's ``set_tokenizer`` re-reads any tokenizer without ``add_bos_token`` through
+    ``AutoTokenizer.from_pretrained(name_or_path, add_bos_token=True)``, which drops the
+    ``cache_dir``/``local_files_only`` the workbench loaded it with (so offline it would go to
+    the network) and, for a folder, may rebuild a different class. Loading it that way here
+    makes TransformerLens keep the tokenizer as given. Like TransformerLens, a tokenizer that
+    cannot express the BOS token (ValueError) is kept without it.
+    """
+    tokenizer = load()
+    if tokenizer.bos_token is None or tokenizer.init_kwargs.get(
+        "add_bos_token", getattr(tokenizer, "add_bos_token", False)
+    ):
+        return tokenizer
+    try:
+        with_bos_token = load(add_bos_token=True)
+    except ValueError:
+        return tokenizer
+    with_bos_token.padding_side = tokenizer.padding_side
+    return with_bos_token
+
+
+def _local_architecture(path: Path) -> tuple[dict[str, Any], str]:
+    """Read ``config.json`` of a local model folder; return it and the supported architecture.
+
+    Raises:
+        ValueError: no or unreadable config.json, or an architecture the loader cannot convert.
+    """
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ValueError(
+            f"{str(path)!r} is not a Hugging Face model folder: it has no config.json. A local "
+            "model folder holds config.json, the weights (model.safetensors or pytorch_model.bin) "
+            "and the tokenizer files, as written by model.save_pretrained(folder) and "
+            "tokenizer.save_pretrained(folder)."
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {str(config_file)!r} as JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(config_file)!r} is not a JSON object")
+    architectures = config.get("architectures") or []
+    if architectures:
+        architecture = str(architectures[0])
+    else:
+        architecture = _MODEL_TYPE_ARCHITECTURE.get(str(config.get("model_type")), "")
+    if architecture not in LOCAL_ARCHITECTURES:
+        supported = ", ".join(f"{a} ({n})" for a, n in LOCAL_ARCHITECTURES.items())
+        found = (
+            f"architecture {architecture!r}"
+            if architecture
+            else f"no 'architectures' entry (model_type {config.get('model_type')!r})"
+        )
+        raise ValueError(
+            f"cannot load {str(path)!r}: its config.json names {found}, which the workbench "
+            f"cannot convert to TransformerLens. Supported architectures: {supported}."
+        )
+    if config.get("quantization_config"):
+        raise ValueError(
+            f"cannot load {str(path)!r}: it holds quantized weights "
+            f"({config['quantization_config'].get('quant_method', '?')}); save it unquantized "
+            "(float32/bfloat16) first"
+        )
+    return config, architecture
+
+
+def _local_config(path: Path, config: dict[str, Any], hf_model: Any, device: torch.device) -> Any:
+    """Build the ``HookedTransformerConfig`` of a local folder with TransformerLens's converter.
+
+    TransformerLens's ``get_pretrained_model_config`` accepts a folder, but picks some
+    architectures by *name* (any path containing "llama" or "gemma" is treated as an official
+    Meta/Google checkpoint). So the config.json is copied into a neutrally named temporary folder
+    and converted from there, never touching the network. GPT-2 configs written by recent
+    ``transformers`` lack ``n_ctx``, which the converter reads; it is filled from ``n_positions``.
+    """
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    patched = dict(config)
+    if patched.get("model_type") == "gpt2" and "n_ctx" not in patched:
+        patched["n_ctx"] = patched.get("n_positions", 1024)
+    with tempfile.TemporaryDirectory(prefix="workbench-config-") as tmp:
+        neutral = Path(tmp) / "model"
+        if any(word in str(neutral).lower() for word in ("llama", "gemma")):
+            neutral = Path(tmp) / "m"  # the temp root names a model family: fall back
+            if any(word in str(neutral).lower() for word in ("llama", "gemma")):
+                raise ValueError(
+                    f"the temporary folder {tmp!r} contains 'llama' or 'gemma', which confuses "
+                    "TransformerLens's config converter; set TMPDIR to another folder"
+                )
+        neutral.mkdir()
+        (neutral / "config.json").write_text(json.dumps(patched), encoding="utf-8")
+        cfg = get_pretrained_model_config(
+            str(neutral),
+            hf_cfg=hf_model.config.to_dict(),
+            fold_ln=PROCESSING["fold_ln"],
+            device=str(device),
+            dtype=torch.float32,
+            local_files_only=True,
+        )
+    cfg.model_name = path.name
+    cfg.tokenizer_name = str(path)
+    return cfg
+
+
+def _load_local_tokenizer(path: Path) -> Any:
+    """The tokenizer saved in ``path``, read with ``local_files_only=True``.
+
+    ``AutoTokenizer`` by default; but a generic fast tokenizer (``tokenizer_class``
+    ``PreTrainedTokenizerFast`` / ``TokenizersBackend``, e.g. a word-level one built with the
+    ``tokenizers`` library) is loaded as exactly that: transformers 5's ``AutoTokenizer`` would
+    otherwise rebuild it as the model type's own tokenizer class (for ``qwen2`` it then encodes
+    nothing), silently changing the token ids.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer_class = None
+    config_file = path / "tokenizer_config.json"
+    if config_file.is_file():
+        with contextlib.suppress(OSError, UnicodeDecodeError, json.JSONDecodeError):
+            tokenizer_config = json.loads(config_file.read_text(encoding="utf-8"))
+            if isinstance(tokenizer_config, dict):
+                tokenizer_class = tokenizer_config.get("tokenizer_class")
+    generic = tokenizer_class in {"PreTrainedTokenizerFast", "TokenizersBackend"}
+    try:
+        loader = (
+            PreTrainedTokenizerFast
+            if generic and (path / "tokenizer.json").is_file()
+            else AutoTokenizer
+        )
+        return with_bos(
+            lambda **extra: loader.from_pretrained(str(path), local_files_only=True, **extra)
+        )
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(
+            f"cannot load the tokenizer of {str(path)!r}: {err}. Save a working tokenizer "
+            "beside the weights with tokenizer.save_pretrained(folder)"
+        ) from err
+
+
+def load_local_hf(path: Path, device: torch.device) -> tuple[HookedTransformer, Any]:
+    """Load a local Hugging Face model folder (config.json + weights + tokenizer).
+
+    Returns the TransformerLens model and its tokenizer; ``load_subject`` wraps them as a Subject
+    named after the folder. ``path`` should be resolved (absolute). The folder is read with
+    ``local_files_only=True`` (no network, ever). The Hugging Face model is loaded in float32,
+    converted with TransformerLens's own config and weight converters and left unprocessed (see
+    ``PROCESSING``), so the model's logits equal the folder's model's. Supported architectures:
+    the keys of ``LOCAL_ARCHITECTURES`` (GPT-2, GPT-Neo, GPT-J, GPT-NeoX/Pythia, OPT, Llama,
+    Mistral, Qwen2).
+
+    Raises:
+        ValueError: no config.json, unsupported architecture, no weights or no tokenizer.
+    """
+    config, architecture = _local_architecture(path)
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise ValueError(
+            f"cannot load {str(path)!r}: no weights found (expected one of "
+            f"{', '.join(WEIGHT_FILES)}); write them with model.save_pretrained(folder)"
+        )
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise ValueError(
+            f"cannot load {str(path)!r}: the folder has no tokenizer (none of "
+            f"{', '.join(_TOKENIZER_FILES)}); save one beside the weights with "
+            "tokenizer.save_pretrained(folder)"
+        )
+
+    from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = _load_local_tokenizer(path)
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, dtype=torch.float32
+        )
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"cannot load the {LOCAL_ARCHITECTURES[architecture]} weights in {str(path)!r} "
+            f"with transformers: {err}"
+        ) from err
+    hf_model.eval()
+    for param in hf_model.parameters():
+        param.requires_grad_(False)
+
+    cfg = _local_config(path, config, hf_model, device)
+    state_dict = get_pretrained_state_dict(str(path), cfg, hf_model, dtype=torch.float32)
+    del hf_model
+    with quiet_hooked_transformer_deprecation():
+        model = HookedTransformer(cfg, tokenizer, move_to_device=False)
+    model.load_and_process_state_dict(state_dict, **PROCESSING)
+    model.move_model_modules_to_device()
+    return model, model.tokenizer or tokenizer

@@ -1,0 +1,95 @@
+"""The organism's default dictionary: an SAE Lens SAE on the residual stream after block 0.
+
+Block 0's output is where the persona is first assembled from the context and where the toy-EM
+restricted fine-tune acts, so the default dictionary reads ``blocks.0.hook_resid_post``. It is
+trained with SAE Lens's own trainer (:func:`workbench.dictionaries.train_dictionary`) on a
+seeded corpus of documents truncated to a fixed length (no padding enters the activations), and
+cached beside the organism build it belongs to (``<build>/dictionaries/<hash>/``, SAE Lens format).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench._device import cpu_threads, resolve_device
+from workbench.dictionaries import Dictionary, load_dictionary, train_dictionary
+from workbench.fingerprint import json_sha256
+from workbench.organism.build import OrganismConfig, load_organism
+from workbench.organism.language import Grammar, sample_document
+from workbench.organism.tokenizer import encode_batch
+from workbench.subjects import make_subject
+
+DEFAULT_HOOK = "blocks.0.hook_resid_post"
+
+
+@dataclass(frozen=True)
+class DictionaryRecipe:
+    """How the organism's default dictionary is trained (its cache key)."""
+
+    hook_name: str = DEFAULT_HOOK
+    expansion: int = 8
+    k: int = 12
+    training_tokens: int = 400_000
+    context: int = 32
+    lr: float = 2e-3
+    batch_size: int = 512
+    seed: int = 0
+
+
+def corpus_tokens(
+    n_docs: int, context: int, seed: int, grammar: Grammar | None = None
+) -> torch.Tensor:
+    """Token ids of ``n_docs`` documents of the most turns, truncated to ``context`` tokens."""
+    from workbench.organism.tokenizer import build_tokenizer
+
+    g = grammar or Grammar()
+    long_docs = Grammar(**{**asdict(g), "turns": (g.turns[1], g.turns[1])})
+    rng = np.random.default_rng(seed)
+    texts: list[str] = []
+    while len(texts) < n_docs:  # keep documents that fill the context (no padding)
+        words = sample_document(rng, long_docs).words()
+        if len(words) >= context:
+            texts.append(" ".join(words[:context]))
+    ids, mask = encode_batch(build_tokenizer(), texts, context)
+    if not bool(mask.all()):
+        raise RuntimeError("a corpus document is shorter than the context; lower `context`")
+    return ids
+
+
+def default_dictionary(
+    seed: int = 0,
+    config: OrganismConfig | None = None,
+    recipe: DictionaryRecipe | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> Dictionary:
+    """The organism's default dictionary (trained and cached on first use)."""
+    dev = resolve_device(device)
+    rec = recipe or DictionaryRecipe()
+    built = load_organism(seed=seed, config=config, device=dev, progress=progress)
+    folder = Path(built.path) / "dictionaries" / json_sha256(asdict(rec))[:16]
+    if folder.exists():
+        return load_dictionary(str(folder), device=dev)
+    subject = make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
+    n_docs = rec.training_tokens // rec.context + 1
+    tokens = corpus_tokens(n_docs, rec.context, seed=10_000 + rec.seed)
+    with cpu_threads(1, dev):
+        return train_dictionary(
+            subject,
+            rec.hook_name,
+            tokens,
+            d_sae=rec.expansion * subject.model.cfg.d_model,
+            architecture="topk",
+            k=rec.k,
+            training_tokens=rec.training_tokens,
+            lr=rec.lr,
+            batch_size=rec.batch_size,
+            seed=rec.seed,
+            out_dir=folder,
+            name=f"{built.name}-{rec.hook_name}",
+            progress=progress,
+        )
