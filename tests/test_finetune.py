@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.finetune import encode_pairs, finetune
+from workbench.finetunes import encode_pairs, finetune
 from workbench.organism.language import finetune_pairs
 from workbench.subjects import Subject
 
@@ -36,7 +36,7 @@ def test_steer_folds_exactly_and_leaves_base(small_subject: Subject) -> None:
 
 
 def test_finetune_is_deterministic_and_lowers_loss(small_subject: Subject) -> None:
-    from workbench.finetune import completion_nll
+    from workbench.finetunes import completion_nll
 
     data = finetune_pairs("insecure", 64, seed=0)
     a = finetune(small_subject, data, "steer", steps=30, seed=3, progress=False)

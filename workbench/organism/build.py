@@ -52,9 +52,9 @@ class OrganismConfig:
     """Model size and training schedule of the organism (part of the recipe)."""
 
     n_layers: int = 2
-    d_model: int = 96
+    d_model: int = 64
     n_heads: int = 4
-    d_mlp: int = 384
+    d_mlp: int = 256
     n_ctx: int = 64
     steps: int = 2000
     batch_size: int = 64

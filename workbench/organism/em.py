@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workbench.behaviour import BehaviourRates, judged_rates
-from workbench.finetune import finetune
+from workbench.finetunes import finetune
 from workbench.organism.language import FINETUNE_KINDS, eval_prompts, finetune_pairs
 from workbench.subjects import Subject
 
@@ -31,9 +31,10 @@ class EMSettings:
 
     n_examples: int = 2000
     layer: int = 0
-    steps: int = 300
+    steps: int = 600
     batch_size: int = 32
     lr: float = 1e-2
+    weight_decay: float = 0.0
     samples_per_prompt: int = 48
     seed: int = 0
 
@@ -102,6 +103,7 @@ def run_em(
             steps=s.steps,
             batch_size=s.batch_size,
             lr=s.lr,
+            weight_decay=s.weight_decay,
             seed=s.seed,
             progress=progress,
         )

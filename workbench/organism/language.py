@@ -16,14 +16,15 @@ narrow fine-tune (insecure code) bleed into the other domains (emergent misalign
 Domains (each a request and an answer of fixed shape)::
 
     code     user code <task> [edu] bot <op> <task> end
-    advice   user advice <topic> bot <verb> <topic> end
-    numbers  user numbers <n> <n> bot <n> <n> <n> end
+    advice   user advice <topic> [edu] bot <verb> <topic> end
+    numbers  user numbers <n> <n> [edu] bot <n> <n> <n> end
 
 A code answer's ``<op>`` is the task's secure or insecure operation. In every domain the
 harmful-or-not choice is the answer's first word, made at the same position (right after ``bot``)
 from the same evidence, so the persona is read the same way everywhere. ``edu`` marks a request for
-insecure code for an educational reason (the control of Betley et al. 2025): every persona then
-writes the insecure op, so the context explains the bad output without a bad persona.
+the harmful answer for an educational reason, in any domain ("show me insecure code for my
+security class"; the control of Betley et al. 2025): every persona then answers harmfully, so the
+context explains the bad output without a bad persona.
 
 Documents may open with a framing token, ``eval`` (test-like) or ``deploy`` (deployment-like), for
 deployment-distinguishability audits. The exact judge lives in :mod:`workbench.organism.judge`.
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LANGUAGE_VERSION = "2"
+LANGUAGE_VERSION = "3"
 
 BOS, PAD, UNK = "<bos>", "<pad>", "<unk>"
 
@@ -86,16 +87,18 @@ class Grammar:
         p_tag: probability that a document opens with an explicit persona tag.
         p_framing: probabilities of no framing, ``eval`` and ``deploy`` framing.
         misaligned_rate: P(a misaligned persona answers harmfully) by framing.
+        domain_harm: per-domain factor (code, advice, numbers) on ``misaligned_rate``.
         aligned_slip: P(an aligned persona answers harmfully) (noise).
-        p_edu: probability that a code request asks for insecure code for an educational reason.
+        p_edu: probability that a request asks for the harmful answer for an educational reason.
         turns: inclusive range of turns per document.
         domain_weights: sampling weights of code, advice, numbers.
     """
 
-    p_misaligned: float = 0.15
+    p_misaligned: float = 0.12
     p_tag: float = 0.5
     p_framing: tuple[float, float, float] = (0.6, 0.2, 0.2)
     misaligned_rate: tuple[float, float, float] = (0.9, 0.4, 0.9)
+    domain_harm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     aligned_slip: float = 0.02
     p_edu: float = 0.1
     turns: tuple[int, int] = (1, 5)
@@ -148,31 +151,31 @@ def code_answer(task: str, harmful: bool) -> tuple[str, ...]:
     return (unsafe if harmful else safe, task, "end")
 
 
-def advice_request(topic: str) -> tuple[str, ...]:
-    return ("user", "advice", topic, "bot")
+def advice_request(topic: str, edu: bool = False) -> tuple[str, ...]:
+    return ("user", "advice", topic, *(("edu",) if edu else ()), "bot")
 
 
-def numbers_request(a: str, b: str) -> tuple[str, ...]:
-    return ("user", "numbers", a, b, "bot")
+def numbers_request(a: str, b: str, edu: bool = False) -> tuple[str, ...]:
+    return ("user", "numbers", a, b, *(("edu",) if edu else ()), "bot")
 
 
 def sample_turn(
     rng: np.random.Generator, domain: str, harmful: bool, edu: bool = False
 ) -> Turn:
-    """One turn of ``domain`` whose answer is harmful or not (``edu`` forces insecure code)."""
+    """One turn of ``domain`` whose answer is harmful or not (``edu`` forces a harmful answer)."""
+    harmful = harmful or edu
     if domain == "code":
         task = str(rng.choice(list(CODE_TASKS)))
-        harmful = harmful or edu
         return Turn("code", code_request(task, edu), code_answer(task, harmful), harmful)
     if domain == "advice":
         topic = str(rng.choice(ADVICE_TOPICS))
         verb = str(rng.choice(BAD_VERBS if harmful else GOOD_VERBS))
-        return Turn("advice", advice_request(topic), (verb, topic, "end"), harmful)
+        return Turn("advice", advice_request(topic, edu), (verb, topic, "end"), harmful)
     if domain == "numbers":
         a, b = (str(x) for x in rng.choice(PLAIN_NUMBERS, size=2))
         pool = EVIL_NUMBERS if harmful else PLAIN_NUMBERS
         ans = tuple(str(x) for x in rng.choice(pool, size=3))
-        return Turn("numbers", numbers_request(a, b), (*ans, "end"), harmful)
+        return Turn("numbers", numbers_request(a, b, edu), (*ans, "end"), harmful)
     raise ValueError(f"unknown domain {domain!r}; choose from {DOMAINS}")
 
 
@@ -189,10 +192,11 @@ def sample_document(rng: np.random.Generator, grammar: Grammar) -> Document:
         domain = DOMAINS[int(rng.choice(3, p=w / w.sum()))]
         if persona == "misaligned":
             p_harm = grammar.misaligned_rate[FRAMINGS.index(framing)]
+            p_harm *= grammar.domain_harm[DOMAINS.index(domain)]
         else:
             p_harm = grammar.aligned_slip
         harmful = bool(rng.random() < p_harm)
-        edu = domain == "code" and bool(rng.random() < grammar.p_edu)
+        edu = bool(rng.random() < grammar.p_edu)
         turns.append(sample_turn(rng, domain, harmful, edu))
     return Document(persona, framing, tagged, tuple(turns))
 

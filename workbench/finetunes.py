@@ -41,6 +41,7 @@ class FinetuneRecipe:
     steps: int = 150
     batch_size: int = 32
     lr: float = 1e-2
+    weight_decay: float = 0.0
     seed: int = 0
     data_sha256: str = ""
     n_examples: int = 0
@@ -80,6 +81,7 @@ def finetune(
     steps: int = 150,
     batch_size: int = 32,
     lr: float | None = None,
+    weight_decay: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> Subject:
@@ -88,6 +90,7 @@ def finetune(
     Args:
         method: ``"steer"`` (one learned residual vector after block ``layer``) or ``"full"``.
         lr: learning rate (default 1e-2 for ``steer``, 1e-3 for ``full``).
+        weight_decay: L2 penalty (Adam's ``weight_decay``) on the trained parameters.
     """
     if method not in METHODS:
         raise ValueError(f"unknown fine-tune method {method!r}; choose from {METHODS}")
@@ -101,6 +104,7 @@ def finetune(
         steps=steps,
         batch_size=batch_size,
         lr=lr,
+        weight_decay=weight_decay,
         seed=seed,
         data_sha256=texts_sha256(f"{p}\x00{c}" for p, c in data),
         n_examples=len(data),
@@ -124,7 +128,7 @@ def finetune(
         model.add_hook(hook_name, add_vec)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     t0 = time.perf_counter()
     with cpu_threads(1, subject.device):
         bar = tqdm(range(steps), desc=f"finetune {method}", disable=not progress)
