@@ -156,7 +156,7 @@ def train_organism(
     torch.manual_seed(seed)
     model = _new_model(hooked_config(config, len(tokenizer.get_vocab()), seed))
     model.set_tokenizer(tokenizer)
-    model.to(device)
+    model.to(device, print_details=False)
     opt = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
     )
@@ -244,7 +244,7 @@ def load_build(path: Path, device: torch.device) -> BuiltOrganism:
     model = _new_model(hooked_config(config, len(tokenizer.get_vocab()), rec["seed"]))
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.set_tokenizer(tokenizer)
-    model.to(device)
+    model.to(device, print_details=False)
     model.eval()
     log = json.loads((path / "train_log.json").read_text())
     return BuiltOrganism(model, tokenizer, f"organism-s{rec['seed']}", path, rec, log)
