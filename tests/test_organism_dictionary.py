@@ -34,6 +34,7 @@ def test_default_dictionary_is_cached_and_sae_lens_readable(
     check_compatible(small_subject, d)
     again = default_dictionary(0, SMALL_CONFIG, RECIPE, device="cpu", progress=False)
     assert again.fingerprint == d.fingerprint
+    assert again.stats == d.stats  # held-out figures travel with the cached dictionary
     plain = SAE.load_from_disk(str(d.path))
     assert plain.cfg.metadata.hook_name == d.hook_name
     for k, v in plain.state_dict().items():

@@ -27,22 +27,54 @@ _EXPORTS = {
     "finetune": "workbench.finetunes",
     "BehaviourRates": "workbench.behaviour",
     "judged_rates": "workbench.behaviour",
+    "FeatureStats": "workbench.activations",
+    "collect": "workbench.activations",
+    "feature_activations": "workbench.activations",
+    "hook_activations": "workbench.activations",
+    "Neighbors": "workbench.geometry",
+    "neighbors": "workbench.geometry",
+    "project": "workbench.geometry",
+    "feature_dimensionality": "workbench.geometry",
+    "interference": "workbench.geometry",
+    "FeatureSet": "workbench.features",
+    "contrast": "workbench.features",
+    "Neighborhood": "workbench.neighborhoods",
+    "neighborhood": "workbench.neighborhoods",
 }
 
 __all__ = [
     "BehaviourRates",
     "Dictionary",
     "DictionaryStats",
+    "FeatureSet",
+    "FeatureStats",
+    "Neighborhood",
+    "Neighbors",
     "Subject",
+    "collect",
+    "contrast",
     "evaluate_dictionary",
+    "feature_activations",
+    "feature_dimensionality",
     "finetune",
+    "hook_activations",
+    "interference",
     "judged_rates",
     "load_dictionary",
     "load_subject",
+    "neighborhood",
+    "neighbors",
+    "project",
     "train_dictionary",
 ]
 
 if TYPE_CHECKING:
+    from workbench.activations import (
+        FeatureStats,
+        collect,
+        feature_activations,
+        hook_activations,
+    )
     from workbench.behaviour import BehaviourRates, judged_rates
     from workbench.dictionaries import (
         Dictionary,
@@ -51,7 +83,16 @@ if TYPE_CHECKING:
         load_dictionary,
         train_dictionary,
     )
+    from workbench.features import FeatureSet, contrast
     from workbench.finetunes import finetune
+    from workbench.geometry import (
+        Neighbors,
+        feature_dimensionality,
+        interference,
+        neighbors,
+        project,
+    )
+    from workbench.neighborhoods import Neighborhood, neighborhood
     from workbench.subjects import Subject, load_subject
 
 

@@ -4,19 +4,21 @@ Block 0's output is where the persona is first assembled from the context and wh
 restricted fine-tune acts, so the default dictionary reads ``blocks.0.hook_resid_post``. It is
 trained with SAE Lens's own trainer (:func:`workbench.dictionaries.train_dictionary`) on a
 seeded corpus of documents truncated to a fixed length (no padding enters the activations), and
-cached beside the organism build it belongs to (``<build>/dictionaries/<hash>/``, SAE Lens format).
+cached beside the organism build it belongs to (``<build>/dictionaries/<hash>/``, SAE Lens format,
+plus ``workbench_stats.json`` with the held-out explained variance and L0 measured at training).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from workbench._device import cpu_threads, resolve_device
-from workbench.dictionaries import Dictionary, load_dictionary, train_dictionary
+from workbench.dictionaries import Dictionary, DictionaryStats, load_dictionary, train_dictionary
 from workbench.fingerprint import json_sha256
 from workbench.organism.build import OrganismConfig, load_organism
 from workbench.organism.language import Grammar, sample_document
@@ -72,13 +74,17 @@ def default_dictionary(
     rec = recipe or DictionaryRecipe()
     built = load_organism(seed=seed, config=config, device=dev, progress=progress)
     folder = Path(built.path) / "dictionaries" / json_sha256(asdict(rec))[:16]
+    stats_file = folder / "workbench_stats.json"
     if folder.exists():
-        return load_dictionary(str(folder), device=dev)
+        d = load_dictionary(str(folder), device=dev)
+        if stats_file.exists():  # held-out figures measured when it was trained
+            d = replace(d, stats=DictionaryStats(**json.loads(stats_file.read_text())))
+        return d
     subject = make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
     n_docs = rec.training_tokens // rec.context + 1
     tokens = corpus_tokens(n_docs, rec.context, seed=10_000 + rec.seed)
     with cpu_threads(1, dev):
-        return train_dictionary(
+        d = train_dictionary(
             subject,
             rec.hook_name,
             tokens,
@@ -93,3 +99,6 @@ def default_dictionary(
             name=f"{built.name}-{rec.hook_name}",
             progress=progress,
         )
+    if d.stats is not None:
+        stats_file.write_text(json.dumps(asdict(d.stats), indent=2))
+    return d
