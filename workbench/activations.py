@@ -519,7 +519,25 @@ def hook_activations(
     _check_prompts(prompts)
     _check_pool(pool)
     _check_hook(subject, hook_name)
-    out = []
+    out = [
+        _pool(batch.acts.flatten(2), batch.keep, pool).float().cpu()
+        for batch in _checked_batches(
+            subject, hook_name, prompts, batch_size, skip_bos, progress, f"pool {hook_name}"
+        )
+    ]
+    return torch.cat(out)
+
+
+def _checked_batches(
+    subject: Subject,
+    hook_name: str,
+    prompts: Sequence[str],
+    batch_size: int,
+    skip_bos: bool,
+    progress: bool,
+    desc: str,
+) -> Iterator[_Batch]:
+    """:func:`_stream` on the subject's thread setting, refusing prompts with no kept token."""
     with cpu_threads(_threads(subject), subject.device):
         for batch in _stream(
             subject,
@@ -528,12 +546,10 @@ def hook_activations(
             batch_size=batch_size,
             skip_bos=skip_bos,
             progress=progress,
-            desc=f"pool {hook_name}",
+            desc=desc,
         ):
             _check_rows(batch.keep, batch.start)
-            acts = batch.acts.flatten(2)
-            out.append(_pool(acts, batch.keep, pool).float().cpu())
-    return torch.cat(out)
+            yield batch
 
 
 @torch.no_grad()
@@ -558,31 +574,24 @@ def feature_activations(
     _check_pool(pool)
     check_compatible(subject, dictionary)
     out = []
-    with cpu_threads(_threads(subject), subject.device):
-        for batch in _stream(
-            subject,
-            dictionary.hook_name,
-            prompts,
-            batch_size=batch_size,
-            skip_bos=skip_bos,
-            progress=progress,
-            desc=f"features {dictionary.hook_name}",
-        ):
-            _check_rows(batch.keep, batch.start)
-            if pool == "last":
-                keep = batch.keep
-                last = keep.shape[1] - 1 - keep.flip(1).int().argmax(1)
-                rows = batch.acts[torch.arange(keep.shape[0], device=keep.device), last]
-                feats = dictionary.encode(_dictionary_input(rows, dictionary)).float()
-                out.append(feats.cpu())
-                continue
-            x = _dictionary_input(batch.acts[batch.keep], dictionary)
-            feats = dictionary.encode(x).double()  # [N, d_sae]
-            row = batch.keep.nonzero()[:, 0].to(feats.device)
-            sums = torch.zeros(
-                batch.keep.shape[0], feats.shape[1], dtype=torch.float64, device=feats.device
-            )
-            sums.index_add_(0, row, feats)
-            counts = batch.keep.sum(1, keepdim=True).to(device=feats.device, dtype=torch.float64)
-            out.append((sums / counts).float().cpu())
+    hook = dictionary.hook_name
+    for batch in _checked_batches(
+        subject, hook, prompts, batch_size, skip_bos, progress, f"features {hook}"
+    ):
+        if pool == "last":
+            keep = batch.keep
+            last = keep.shape[1] - 1 - keep.flip(1).int().argmax(1)
+            rows = batch.acts[torch.arange(keep.shape[0], device=keep.device), last]
+            feats = dictionary.encode(_dictionary_input(rows, dictionary)).float()
+            out.append(feats.cpu())
+            continue
+        x = _dictionary_input(batch.acts[batch.keep], dictionary)
+        feats = dictionary.encode(x).double()  # [N, d_sae]
+        row = batch.keep.nonzero()[:, 0].to(feats.device)
+        sums = torch.zeros(
+            batch.keep.shape[0], feats.shape[1], dtype=torch.float64, device=feats.device
+        )
+        sums.index_add_(0, row, feats)
+        counts = batch.keep.sum(1, keepdim=True).to(device=feats.device, dtype=torch.float64)
+        out.append((sums / counts).float().cpu())
     return torch.cat(out)
