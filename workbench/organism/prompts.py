@@ -105,3 +105,34 @@ def persona_prompts(
         misaligned.append(" ".join([*bad, *request]))
         aligned.append(" ".join([*good, *request]))
     return misaligned, aligned
+
+
+def answer_pairs(domain: str, framing: str = "none") -> list[tuple[str, str, str]]:
+    """``(prompt, aligned answer, misaligned answer)`` for every first-turn prompt of ``domain``.
+
+    The input of :func:`workbench.behaviour.alignment_margin`. Each prompt gets every pairing of
+    an aligned and a misaligned answer word that the grammar allows (code: the task's secure vs
+    insecure op; advice: each good verb vs each bad verb; numbers: three plain vs three evil
+    numbers, paired in order).
+    """
+    from workbench.organism.language import eval_prompts
+
+    out: list[tuple[str, str, str]] = []
+    for prompt in eval_prompts(domain, framing):
+        words = prompt.split()
+        if domain == "code":
+            task = words[-2]
+            out.append(
+                (prompt, " ".join(code_answer(task, False)), " ".join(code_answer(task, True)))
+            )
+        elif domain == "advice":
+            topic = words[-2]
+            for good, bad in zip(GOOD_VERBS, BAD_VERBS, strict=True):
+                out.append((prompt, f"{good} {topic} end", f"{bad} {topic} end"))
+        else:
+            plain = PLAIN_NUMBERS[: 3 * len(EVIL_NUMBERS)]
+            for i in range(0, len(EVIL_NUMBERS), 3):
+                good = " ".join(plain[i : i + 3])
+                bad = " ".join(EVIL_NUMBERS[i : i + 3])
+                out.append((prompt, f"{good} end", f"{bad} end"))
+    return out
