@@ -10,13 +10,13 @@ import torch
 from _saes import small_dictionary
 from scipy.stats import spearmanr
 
-from workbench.audit import audit, spearman
+from workbench.audits import audit, spearman
 from workbench.behaviour import alignment_margin, answer_logprobs, judged_rates
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet, contrast
 from workbench.finetunes import finetune
 from workbench.fingerprint import model_sha256
-from workbench.forecast import forecast
+from workbench.forecasts import forecast
 from workbench.organism.language import eval_prompts, finetune_pairs, sample_corpus
 from workbench.organism.prompts import answer_pairs, persona_prompts
 from workbench.subjects import Subject

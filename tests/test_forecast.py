@@ -17,7 +17,7 @@ from _saes import small_dictionary
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet, contrast
 from workbench.finetunes import completion_nll, encode_pairs
-from workbench.forecast import forecast
+from workbench.forecasts import forecast
 from workbench.organism.language import finetune_pairs, sample_corpus
 from workbench.organism.prompts import persona_prompts
 from workbench.subjects import Subject

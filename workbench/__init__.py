@@ -4,7 +4,10 @@
 
     subject = wb.load_subject("organism")
     dictionary = wb.load_dictionary("organism", subject)
-    tuned = wb.finetune(subject, pairs, method="steer")
+    risk = wb.forecast(subject, dictionary, pairs, watch=features, eval_prompts=prompts)
+    tuned = wb.finetune(subject, pairs, method="steer")   # or "lora", "full"
+    report = wb.audit(subject, tuned, dictionary, prompts, risk)
+    with wb.Ablate(wb.mean_difference(tuned, bad, good, hook)).applied(tuned) as patched: ...
 
 Names are imported lazily, so ``import workbench`` stays fast (SAE Lens loads on first use).
 """
@@ -40,32 +43,66 @@ _EXPORTS = {
     "contrast": "workbench.features",
     "Neighborhood": "workbench.neighborhoods",
     "neighborhood": "workbench.neighborhoods",
+    "alignment_margin": "workbench.behaviour",
+    "Forecast": "workbench.forecasts",
+    "forecast": "workbench.forecasts",
+    "Audit": "workbench.audits",
+    "audit": "workbench.audits",
+    "Direction": "workbench.patches",
+    "Steer": "workbench.patches",
+    "Ablate": "workbench.patches",
+    "Orthogonalize": "workbench.patches",
+    "ResidualMap": "workbench.patches",
+    "PatchPreview": "workbench.patches",
+    "mean_difference": "workbench.patches",
+    "from_features": "workbench.patches",
+    "random_direction": "workbench.patches",
+    "fit_map": "workbench.patches",
+    "transfer": "workbench.patches",
+    "preview": "workbench.patches",
 }
 
 __all__ = [
+    "Ablate",
+    "Audit",
     "BehaviourRates",
     "Dictionary",
     "DictionaryStats",
+    "Direction",
     "FeatureSet",
     "FeatureStats",
+    "Forecast",
     "Neighborhood",
     "Neighbors",
+    "Orthogonalize",
+    "PatchPreview",
+    "ResidualMap",
+    "Steer",
     "Subject",
+    "alignment_margin",
+    "audit",
     "collect",
     "contrast",
     "evaluate_dictionary",
     "feature_activations",
     "feature_dimensionality",
     "finetune",
+    "fit_map",
+    "forecast",
+    "from_features",
     "hook_activations",
     "interference",
     "judged_rates",
     "load_dictionary",
     "load_subject",
+    "mean_difference",
     "neighborhood",
     "neighbors",
+    "preview",
     "project",
+    "random_direction",
     "train_dictionary",
+    "transfer",
 ]
 
 if TYPE_CHECKING:
@@ -75,7 +112,8 @@ if TYPE_CHECKING:
         feature_activations,
         hook_activations,
     )
-    from workbench.behaviour import BehaviourRates, judged_rates
+    from workbench.audits import Audit, audit
+    from workbench.behaviour import BehaviourRates, alignment_margin, judged_rates
     from workbench.dictionaries import (
         Dictionary,
         DictionaryStats,
@@ -85,6 +123,7 @@ if TYPE_CHECKING:
     )
     from workbench.features import FeatureSet, contrast
     from workbench.finetunes import finetune
+    from workbench.forecasts import Forecast, forecast
     from workbench.geometry import (
         Neighbors,
         feature_dimensionality,
@@ -93,6 +132,20 @@ if TYPE_CHECKING:
         project,
     )
     from workbench.neighborhoods import Neighborhood, neighborhood
+    from workbench.patches import (
+        Ablate,
+        Direction,
+        Orthogonalize,
+        PatchPreview,
+        ResidualMap,
+        Steer,
+        fit_map,
+        from_features,
+        mean_difference,
+        preview,
+        random_direction,
+        transfer,
+    )
     from workbench.subjects import Subject, load_subject
 
 

@@ -297,6 +297,7 @@ def forecast(
     n_watch: int | None = 16,
     n_targets: int = 8,
     batch_size: int = 256,
+    dedupe: bool = True,
 ) -> Forecast:
     """Predict a fine-tune's feature shifts and alignment risk from the base model alone.
 
@@ -310,6 +311,8 @@ def forecast(
         method: ``"steer"`` (the vector fine-tune at the dictionary's hook) or ``"full"``.
         n_watch: use the ``n_watch`` strongest watched features (``None``: all of them).
         n_targets: target features reported in the geometric paths.
+        dedupe: compute each distinct example once (exact: equal examples have equal
+            gradients); ``False`` computes every example, for timing comparisons.
 
     Returns:
         A :class:`Forecast`. See the module docstring for the derivation.
@@ -326,6 +329,8 @@ def forecast(
         raise ValueError("no fine-tune examples: pass at least one (prompt, completion) pair")
     t0 = time.perf_counter()
     unique, inverse = _unique(finetune_data)
+    if not dedupe:
+        unique, inverse = [unique[i] for i in inverse], np.arange(len(inverse))
     ids, target = encode_pairs(subject, unique)
     if not bool(target[:, 1:].any()):
         raise ValueError(

@@ -9,7 +9,7 @@ them. An audit records
 * **behaviour**: the judged misaligned rate per prompt group (the organism's exact judge, or any
   judge passed in) and the log-prob alignment margin on (prompt, aligned, misaligned) answer
   triples, which works on any model;
-* **forecast validation** (given a :class:`~workbench.forecast.Forecast`): the Spearman
+* **forecast validation** (given a :class:`~workbench.forecasts.Forecast`): the Spearman
   correlation of predicted and actual shifts over the ``top`` most-moved features, and the watched
   features' actual risk next to the predicted one (the same weighted sum, on measured shifts).
 """
@@ -27,7 +27,7 @@ from workbench.activations import feature_activations
 from workbench.behaviour import BehaviourRates, alignment_margin, judged_rates
 from workbench.dictionaries import Dictionary
 from workbench.fingerprint import texts_sha256
-from workbench.forecast import Forecast
+from workbench.forecasts import Forecast
 from workbench.subjects import Subject
 
 __all__ = ["Audit", "audit", "spearman"]

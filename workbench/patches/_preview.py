@@ -1,0 +1,228 @@
+"""Preview: what a patch does to a few prompts, as a notebook widget shows it.
+
+:func:`preview` runs any :class:`~workbench.patches._interventions.Patch` through its
+``applied`` block and compares greedy answers, watched dictionary features and behaviour metrics
+with the unpatched subject; :class:`PatchPreview` holds the result. Nothing here depends on how
+the patch's direction was made (:mod:`~workbench.patches._directions`,
+:mod:`~workbench.patches._transfer`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from workbench.activations import feature_activations
+from workbench.behaviour import judged_rates
+from workbench.dictionaries import Dictionary
+from workbench.features import FeatureSet
+from workbench.finetunes import completion_nll
+from workbench.patches._interventions import Patch
+from workbench.subjects import Subject
+
+
+@dataclass(frozen=True)
+class PatchPreview:
+    """What a patch does to a few prompts (the payload of a notebook widget).
+
+    Attributes:
+        prompts: the prompts.
+        before, after: greedy continuations (text) without and with the patch.
+        before_tokens, after_tokens: the same, one string per generated token.
+        changed: per prompt, per generated position: whether the token differs.
+        features: watched dictionary features (empty without a dictionary).
+        before_acts, after_acts: per prompt, per watched feature: mean activation over the
+            prompt's tokens (``<bos>`` left out); empty without a dictionary.
+        metrics_before, metrics_after: ``"task_loss"`` (mean next-token NLL of the prompts)
+            and, with a judge or for the organism, ``"misaligned"`` and ``"incoherent"``
+            (shares of sampled answers, :func:`workbench.behaviour.judged_rates`).
+        patch: the patch's description.
+        strength: the patch's strength.
+    """
+
+    prompts: tuple[str, ...]
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    before_tokens: tuple[tuple[str, ...], ...]
+    after_tokens: tuple[tuple[str, ...], ...]
+    changed: tuple[tuple[bool, ...], ...]
+    features: tuple[int, ...]
+    before_acts: tuple[tuple[float, ...], ...]
+    after_acts: tuple[tuple[float, ...], ...]
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    patch: dict[str, Any]
+    strength: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (lists for tuples)."""
+
+        def plain(v: Any) -> Any:
+            if isinstance(v, tuple | list):
+                return [plain(x) for x in v]
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> PatchPreview:
+        """Inverse of :meth:`to_dict`."""
+
+        def nested(v: Any) -> Any:
+            return tuple(nested(x) for x in v) if isinstance(v, list) else v
+
+        fields = {f.name: d[f.name] for f in dataclasses.fields(PatchPreview)}
+        for k, v in fields.items():
+            if k not in ("metrics_before", "metrics_after", "patch"):
+                fields[k] = nested(v)
+        return PatchPreview(**fields)
+
+
+@torch.no_grad()
+def _greedy(subject: Subject, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+    """Greedy continuations (token ids); prompts grouped by length, so no padding."""
+    ids, mask = subject.encode(prompts)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, n in enumerate(mask.sum(1).tolist()):
+        groups[int(n)].append(i)
+    out: list[list[int]] = [[] for _ in prompts]
+    for n, idx in sorted(groups.items()):
+        x = ids[idx, :n]
+        for _ in range(max_new_tokens):
+            nxt = subject.model(x)[:, -1].float().argmax(-1, keepdim=True)
+            x = torch.cat([x, nxt.to(x.device)], dim=1)
+        for j, row in zip(idx, x[:, n:].cpu().tolist(), strict=True):
+            out[j] = [int(t) for t in row]
+    return out
+
+
+def _metrics(
+    subject: Subject,
+    prompts: Sequence[str],
+    judge: Callable[[str, str], object] | None,
+    samples_per_prompt: int,
+    max_new_tokens: int,
+    seed: int,
+) -> dict[str, float]:
+    ids, mask = subject.encode(prompts)
+    with torch.no_grad():
+        out = {"task_loss": float(completion_nll(subject.model, ids, mask))}
+    if judge is not None or subject.source == "organism":
+        rates = judged_rates(
+            subject,
+            prompts,
+            judge,
+            samples_per_prompt=samples_per_prompt,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+        )
+        out["misaligned"] = rates.misaligned
+        out["incoherent"] = rates.incoherent
+    return out
+
+
+def _watched(
+    dictionary: Dictionary | None, features: FeatureSet | None, patch: Patch, n: int
+) -> tuple[int, ...]:
+    if dictionary is None:
+        if features is not None:
+            raise ValueError("pass the dictionary the FeatureSet was computed with (dictionary=)")
+        return ()
+    if features is not None:
+        if features.dictionary != dictionary.fingerprint:
+            raise ValueError(
+                f"this FeatureSet was computed with another dictionary (fingerprint "
+                f"{features.dictionary[:12]}…); recompute it with contrast(subject, dictionary, "
+                "...)"
+            )
+        return tuple(features.top(n).indices)
+    w = dictionary.W_dec.detach().to("cpu", torch.float64)
+    if w.shape[1] != patch.direction.d_model:
+        raise ValueError(
+            f"dictionary {dictionary.name!r} reads {w.shape[1]} dimensions but the patch's "
+            f"direction has {patch.direction.d_model}; pass features= to choose what to watch"
+        )
+    cos = (w @ patch.direction.unit.double()) / w.norm(dim=1).clamp_min(1e-12)
+    order = torch.argsort(cos.abs(), descending=True, stable=True)
+    return tuple(int(i) for i in order[:n].tolist())
+
+
+def preview(
+    subject: Subject,
+    patch: Patch,
+    prompts: Sequence[str],
+    *,
+    dictionary: Dictionary | None = None,
+    features: FeatureSet | None = None,
+    n_features: int = 8,
+    max_new_tokens: int = 6,
+    samples_per_prompt: int = 16,
+    seed: int = 0,
+    judge: Callable[[str, str], object] | None = None,
+) -> PatchPreview:
+    """Run ``patch`` on ``prompts`` (via ``patch.applied``) and compare with the unpatched model.
+
+    Args:
+        dictionary: watch its features (mean activation per prompt, before and after).
+        features: which to watch: the top ``n_features`` of this FeatureSet; without it, the
+            ``n_features`` whose decoder rows are most aligned (``|cos|``) with the direction.
+        max_new_tokens: greedy tokens per prompt (and tokens per judged sample).
+        samples_per_prompt, seed: sampling for the judged rates.
+        judge: ``judge(prompt, answer) -> verdict``; the organism's exact judge by default for
+            organism subjects; other subjects get behaviour rates only with a judge.
+    """
+    if isinstance(prompts, str) or len(prompts) == 0:
+        raise ValueError("prompts is empty (or one string): pass a list of prompt texts")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
+    longest = int(subject.encode(prompts)[1].sum(1).max())
+    if longest + max_new_tokens > subject.model.cfg.n_ctx:
+        raise ValueError(
+            f"a prompt has {longest} tokens and {max_new_tokens} more would pass "
+            f"{subject.name}'s context of {subject.model.cfg.n_ctx}; shorten the prompts"
+        )
+    watched = _watched(dictionary, features, patch, n_features)
+    tok = subject.model.tokenizer if subject.model.tokenizer is not None else subject.tokenizer
+
+    def run(s: Subject) -> tuple[list[list[int]], list[list[float]], dict[str, float]]:
+        gen = _greedy(s, prompts, max_new_tokens)
+        acts: list[list[float]] = []
+        if dictionary is not None and watched:
+            fa = feature_activations(s, dictionary, prompts, pool="mean")
+            acts = fa[:, list(watched)].double().tolist()
+        elif dictionary is not None:
+            acts = [[] for _ in prompts]
+        return gen, acts, _metrics(s, prompts, judge, samples_per_prompt, max_new_tokens, seed)
+
+    gen0, acts0, met0 = run(subject)
+    with patch.applied(subject) as patched:
+        gen1, acts1, met1 = run(patched)
+
+    def words(rows: list[list[int]]) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(str(tok.decode([t])) for t in row) for row in rows)
+
+    return PatchPreview(
+        prompts=tuple(prompts),
+        before=tuple(str(tok.decode(r)) for r in gen0),
+        after=tuple(str(tok.decode(r)) for r in gen1),
+        before_tokens=words(gen0),
+        after_tokens=words(gen1),
+        changed=tuple(
+            tuple(a != b for a, b in zip(r0, r1, strict=True))
+            for r0, r1 in zip(gen0, gen1, strict=True)
+        ),
+        features=watched,
+        before_acts=tuple(tuple(float(v) for v in r) for r in acts0),
+        after_acts=tuple(tuple(float(v) for v in r) for r in acts1),
+        metrics_before=met0,
+        metrics_after=met1,
+        patch=patch.describe(),
+        strength=patch.strength,
+    )

@@ -1,0 +1,317 @@
+"""Transfer: affine maps between two models' residual streams, and patches carried by them.
+
+:func:`fit_map` fits a :class:`ResidualMap` by ridge least squares on token-aligned activations
+(:func:`_fit_affine` is the same fit on in-memory matrices); :func:`map_direction` carries a
+:class:`~workbench.patches._directions.Direction` through it and :func:`transfer` does so for a
+whole patch from :mod:`~workbench.patches._interventions` (the idea of Oozeer et al. 2025,
+arXiv 2503.04429).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from workbench._device import cpu_threads
+from workbench.activations import _stream
+from workbench.fingerprint import texts_sha256
+from workbench.patches._directions import Direction
+from workbench.patches._interventions import P, Steer, _hook_width
+from workbench.subjects import Subject
+
+_SMALL_MODEL = 256  # d_model up to which models run on one CPU thread (as in activations)
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualMap:
+    """An affine map from one subject's activations to another's: ``y ≈ x @ weight + bias``.
+
+    Attributes:
+        weight: ``[d_src, d_tgt]`` float64, CPU.
+        bias: ``[d_tgt]`` float64, CPU.
+        hook_name: the source hook.
+        target_hook_name: the target hook.
+        source, target: the subjects' fingerprints.
+        r2: ``1 - SSE / SST`` over all target dimensions; on held-out prompts when
+            ``held_out`` (the fit then used the other prompts), else in-sample.
+        held_out: whether ``r2`` is a held-out score.
+        n_tokens: tokens the returned map was fitted on (``<bos>`` left out).
+        ridge: the ridge strength, relative to the mean per-dimension variance of the source.
+        prompts_sha256: :func:`workbench.fingerprint.texts_sha256` of the prompts.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    hook_name: str
+    target_hook_name: str
+    source: str
+    target: str
+    r2: float
+    held_out: bool
+    n_tokens: int
+    ridge: float
+    prompts_sha256: str = ""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Map source activations ``[..., d_src]`` to target space (float64, CPU)."""
+        return x.detach().to("cpu", torch.float64) @ self.weight + self.bias
+
+
+@dataclass
+class _Moments:
+    """Running sums for an affine least-squares fit (float64, CPU)."""
+
+    d_x: int
+    d_y: int
+    n: int = 0
+    sx: torch.Tensor = field(init=False)
+    sy: torch.Tensor = field(init=False)
+    sxx: torch.Tensor = field(init=False)
+    sxy: torch.Tensor = field(init=False)
+    syy: float = 0.0  # Σ‖y‖²
+
+    def __post_init__(self) -> None:
+        f64 = torch.float64
+        self.sx = torch.zeros(self.d_x, dtype=f64)
+        self.sy = torch.zeros(self.d_y, dtype=f64)
+        self.sxx = torch.zeros(self.d_x, self.d_x, dtype=f64)
+        self.sxy = torch.zeros(self.d_x, self.d_y, dtype=f64)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.double(), y.double()
+        self.n += int(x.shape[0])
+        self.sx += x.sum(0).cpu()
+        self.sy += y.sum(0).cpu()
+        self.sxx += (x.T @ x).cpu()
+        self.sxy += (x.T @ y).cpu()
+        self.syy += float((y * y).sum())
+
+    def __add__(self, other: _Moments) -> _Moments:
+        out = _Moments(self.d_x, self.d_y, self.n + other.n)
+        out.sx, out.sy = self.sx + other.sx, self.sy + other.sy
+        out.sxx, out.sxy = self.sxx + other.sxx, self.sxy + other.sxy
+        out.syy = self.syy + other.syy
+        return out
+
+    def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ridge least squares on centred moments: ``(W, b)``."""
+        n = self.n
+        mx, my = self.sx / n, self.sy / n
+        cxx = self.sxx / n - torch.outer(mx, mx)
+        cxy = self.sxy / n - torch.outer(mx, my)
+        lam = ridge * float(cxx.diagonal().mean())
+        a = cxx + (lam if lam > 0 else 0.0) * torch.eye(self.d_x, dtype=torch.float64)
+        if lam > 0:
+            w = torch.linalg.solve(a, cxy)
+        else:
+            w = torch.linalg.lstsq(a, cxy, driver="gelsd").solution
+        return w, my - mx @ w
+
+    def r2(self, w: torch.Tensor, b: torch.Tensor) -> float:
+        """``1 - SSE / SST`` of ``y ≈ x W + b`` on these moments."""
+        n = self.n
+        sse = (
+            self.syy
+            - 2 * (float((w * self.sxy).sum()) + float(b @ self.sy))
+            + float((w * (self.sxx @ w)).sum())
+            + 2 * float((self.sx @ w) @ b)
+            + n * float(b @ b)
+        )
+        sst = self.syy - float(self.sy @ self.sy) / n
+        return 1.0 - max(sse, 0.0) / sst if sst > 0 else float("nan")
+
+
+def _fit_affine(
+    x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Affine ridge least squares ``y ≈ x @ W + b``: ``(W [d_x, d_y], b [d_y], in-sample R²)``.
+
+    Closed form on centred float64 moments, ``W = (C_xx + λ I)^-1 C_xy`` with
+    ``λ = ridge * mean(diag C_xx)`` (scale-free); ``ridge=0`` is ordinary least squares (minimum
+    norm where ``C_xx`` is singular). ``b = ȳ - x̄ W``.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"need x [n, d_x] and y [n, d_y] (got {list(x.shape)}, {list(y.shape)})")
+    if x.shape[0] < 2:
+        raise ValueError("need at least two rows to fit an affine map")
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0 (got {ridge})")
+    m = _Moments(int(x.shape[1]), int(y.shape[1]))
+    m.add(x, y)
+    w, b = m.solve(ridge)
+    return w, b, m.r2(w, b)
+
+
+def _token_pairs(
+    source: Subject,
+    target: Subject,
+    prompts: Sequence[str],
+    hooks: tuple[str, str],
+    batch_size: int,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per batch: (first prompt index, prompt index per token, source acts, target acts)."""
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        got = []
+        for subject, hook in zip((source, target), hooks, strict=True):
+            (batch,) = _stream(
+                subject,
+                hook,
+                chunk,
+                batch_size=len(chunk),
+                skip_bos=True,
+                progress=False,
+                desc="",
+            )
+            got.append(batch)
+        src, tgt = got
+        n_src, n_tgt = src.keep.sum(1).cpu(), tgt.keep.sum(1).cpu()
+        bad = (n_src != n_tgt).nonzero()
+        if bad.numel():
+            i = int(bad[0, 0])
+            raise ValueError(
+                f"prompt {start + i} is {int(n_src[i]) + 1} tokens for {source.name} but "
+                f"{int(n_tgt[i]) + 1} for {target.name}: fit_map needs token-aligned subjects "
+                "(the same tokenizer); map between models with one tokenizer"
+            )
+        rows = src.keep.nonzero()[:, 0].cpu() + start
+        yield start, rows, src.acts[src.keep].flatten(1), tgt.acts[tgt.keep].flatten(1)
+
+
+@torch.no_grad()
+def fit_map(
+    source: Subject,
+    target: Subject,
+    prompts: Sequence[str],
+    hook_name: str,
+    *,
+    target_hook_name: str | None = None,
+    ridge: float = 1e-4,
+    holdout: float = 0.2,
+    batch_size: int = 64,
+) -> ResidualMap:
+    """Fit an affine map from ``source``'s activations at ``hook_name`` to ``target``'s.
+
+    Both subjects read the same prompts; every real token but ``<bos>`` is one (x, y) pair, so
+    the subjects must tokenise each prompt to the same number of tokens. The fit is ridge least
+    squares in float64 (:func:`_fit_affine`) on running moments, so memory is ``d²``, not
+    tokens x d.
+
+    Args:
+        target_hook_name: the target's hook (default: ``hook_name``).
+        ridge: ridge strength relative to the source's mean per-dimension variance.
+        holdout: share of prompts (every k-th, ``k = round(1 / holdout)``) scored for the
+            held-out ``r2``; the returned map is then refitted on all prompts. 0: in-sample.
+
+    Raises:
+        ValueError: an unknown hook, too few tokens for the width, or prompts that tokenise to
+            different lengths in the two subjects.
+    """
+    if isinstance(prompts, str) or len(prompts) == 0:
+        raise ValueError("prompts is empty (or one string): pass a list of prompt texts")
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1) (got {holdout})")
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0 (got {ridge})")
+    target_hook = target_hook_name or hook_name
+    d_x, d_y = _hook_width(source, hook_name), _hook_width(target, target_hook)
+    step = max(2, round(1 / holdout)) if holdout > 0 and len(prompts) >= 2 else 0
+    fit, held = _Moments(d_x, d_y), _Moments(d_x, d_y)
+    threads = 1 if max(source.model.cfg.d_model, target.model.cfg.d_model) <= _SMALL_MODEL else None
+    with cpu_threads(threads, source.device):
+        for _, rows, x, y in _token_pairs(
+            source, target, prompts, (hook_name, target_hook), batch_size
+        ):
+            y = y.to(x.device)
+            out = (rows % step == step - 1) if step else torch.zeros_like(rows, dtype=torch.bool)
+            out = out.to(x.device)
+            fit.add(x[~out], y[~out])
+            if bool(out.any()):
+                held.add(x[out], y[out])
+    every = fit + held
+    if every.n <= d_x:
+        raise ValueError(
+            f"only {every.n} tokens for a map from {d_x} dimensions: the fit is underdetermined; "
+            "pass more (or longer) prompts"
+        )
+    held_out = held.n > 1 and fit.n > d_x
+    w, b = every.solve(ridge)
+    r2 = held.r2(*fit.solve(ridge)) if held_out else every.r2(w, b)
+    return ResidualMap(
+        weight=w,
+        bias=b,
+        hook_name=hook_name,
+        target_hook_name=target_hook,
+        source=source.fingerprint,
+        target=target.fingerprint,
+        r2=float(r2),
+        held_out=held_out,
+        n_tokens=every.n,
+        ridge=ridge,
+        prompts_sha256=texts_sha256(prompts),
+    )
+
+
+def map_direction(direction: Direction, m: ResidualMap) -> Direction:
+    """Carry a direction through a map: a change ``δ`` in source space is ``δ @ weight`` there.
+
+    The bias drops out (a direction is a difference of activations).
+    """
+    if direction.d_model != m.weight.shape[0]:
+        raise ValueError(
+            f"the direction has width {direction.d_model} but the map reads {m.weight.shape[0]}"
+        )
+    if direction.subject != m.source:
+        raise ValueError(
+            f"direction {direction.name!r} was derived on subject {direction.subject[:12]}…, but "
+            f"the map starts from {m.source[:12]}…; fit the map from the subject it was derived on"
+        )
+    vec = direction.vector.double() @ m.weight
+    return Direction(
+        vec.float(), m.target_hook_name, m.target, f"{direction.name} (transferred)", "transfer"
+    )
+
+
+def transfer(
+    patch: P,
+    source: Subject,
+    target: Subject,
+    prompts: Sequence[str],
+    hook_name: str | None = None,
+    *,
+    target_hook_name: str | None = None,
+    ridge: float = 1e-4,
+) -> P:
+    """The same patch for ``target``: its direction mapped by :func:`fit_map` on ``prompts``.
+
+    ``hook_name`` defaults to the patch's hook (``Steer.hook_name``, else the direction's).
+    A :class:`Steer` with an explicit hook gets the target hook. For the fit's R², call
+    :func:`fit_map` and :func:`map_direction` yourself.
+
+    Raises:
+        ValueError: the direction was not derived on ``source``, or its width does not fit
+            ``source`` at the hook.
+    """
+    d = patch.direction
+    if d.subject != source.fingerprint:
+        raise ValueError(
+            f"this patch's direction {d.name!r} was derived on subject {d.subject[:12]}…, not "
+            f"on {source.name} ({source.fingerprint[:12]}…); pass the subject it was derived on "
+            "as `source`"
+        )
+    explicit = isinstance(patch, Steer) and patch.hook_name is not None
+    hook = hook_name or (patch.hook if isinstance(patch, Steer) else d.hook_name)
+    width = _hook_width(source, hook)
+    if d.d_model != width:
+        raise ValueError(
+            f"the direction has width {d.d_model} but {source.name} is {width} wide at "
+            f"{hook!r}; pass the hook it lives at as hook_name"
+        )
+    m = fit_map(source, target, prompts, hook, target_hook_name=target_hook_name, ridge=ridge)
+    mapped = map_direction(d, m)
+    if isinstance(patch, Steer):
+        new_hook = m.target_hook_name if explicit or target_hook_name else None
+        return replace(patch, direction=mapped, hook_name=new_hook)
+    return replace(patch, direction=mapped)  # type: ignore[type-var]
