@@ -1,7 +1,9 @@
 # The two commands of the README. Both create the environment themselves and run offline
 # (package registries aside).
 #   make demo   install, then build the embedded organism and print the toy-EM table
-#   make test   install, then lint, type-check and run every test
+#   make test   install, then lint, type-check and run every test (Python, front end, browser)
+# Installing needs Node.js >= 20 and npm (the widgets' TypeScript is bundled into the package);
+# the browser tests need Debian's Chromium, which `make test` installs with apt-get if missing.
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
@@ -9,12 +11,13 @@ PY      = $(VENV)/bin/python
 # Override with e.g. `make test TORCH_SPEC='torch>=2.2'` on a machine with CUDA.
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2,<3' || echo 'torch==2.13.0')
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint js chromium clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile package.json package-lock.json extension/package.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	npm ci --no-audit --no-fund
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
@@ -27,8 +30,18 @@ lint: install
 	$(PY) -m ruff check workbench tests benchmarks
 	$(PY) -m mypy
 
-test: lint
+# the widgets' bundles (workbench/widgets/static/*.js), rebuilt from extension/ on every test run
+js: install
+	npm run build
+
+# Debian's Chromium for the real-browser tests (never a downloaded browser)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium \
+		|| (apt-get update -q && apt-get install -y -q chromium)
+
+test: lint js chromium
+	npm test
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules workbench/widgets/static

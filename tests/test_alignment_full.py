@@ -128,3 +128,13 @@ def test_readme_alignment_example_runs(
     assert ns["report"].spearman >= 0.5  # type: ignore[attr-defined]
     assert type(ns["moved"]).__name__ == "Ablate"
     assert ns["rates"].n == 32  # type: ignore[attr-defined]
+    # then the widgets section, in the same namespace
+    code = readme.split("## Widgets", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), ns)
+    fm, nb, pp = ns["fm"], ns["nb"], ns["pp"]
+    assert fm.n == ns["dictionary"].d_sae and fm.color_by == "dimensionality"  # type: ignore[attr-defined]
+    assert nb.center == ns["persona"].indices[0]  # type: ignore[attr-defined]
+    other = int(ns["persona"].indices[1])  # type: ignore[attr-defined]  # a live feature
+    fm.set_state({"selection": [other]})  # type: ignore[attr-defined]
+    assert nb.center == other  # type: ignore[attr-defined]  # linked: the map re-centres the graph
+    assert pp.payload["patch"]["kind"] == "ablate"  # type: ignore[attr-defined]

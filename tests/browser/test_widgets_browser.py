@@ -1,0 +1,245 @@
+"""The real widgets in a real browser: JupyterLab with a kernel, and the offline HTML export.
+
+* In JupyterLab (a ``jupyter lab`` subprocess, headless Chromium, every non-localhost request
+  blocked and recorded): run a notebook holding a 100,000-point FeatureMap, a Neighborhood
+  linked to it and a PatchPreview; the map draws (a non-blank canvas); a click at the canvas
+  centre selects point 0 *in Python* (an observer writes ``fm.selection`` to a file) and the
+  linked Neighborhood re-centres on it, in Python and in its DOM.
+* Through nbconvert's own CLI: execute the notebook (widget state stored), export it with
+  ``--to wb-html``, open the one HTML file in Chromium and check the map draws with no kernel
+  and nothing fetched from off the machine.
+
+``WB_SCREENSHOT=1`` also saves the JupyterLab notebook area to ``docs/widgets.png``
+(1200 px wide, palette PNG, < 300 KB; needs Pillow).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from _browser import Lab, OfflinePage, StaticServer, jupyter_env, open_offline_page
+from _notebooks import JUPYTER, external_references, nbconvert
+from _pixels import non_background_fraction
+from _widget_notebooks import INITIAL_CENTER, widgets_notebook
+
+from workbench.widgets._static import BUNDLES, bundle_path
+
+pytestmark = pytest.mark.browser
+
+N_POINTS = 100_000
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "widgets.png"
+RENDER_TIMEOUT_MS = 180_000  # kernel start + a 100k-point map (and its PNG fallback) on 2 cores
+FM = '[data-testid="wb-feature-map"]'
+NB = '[data-testid="wb-neighborhood"]'
+PP = '[data-testid="wb-patch-preview"]'
+
+
+@pytest.fixture(scope="module", autouse=True)
+def front_end_built() -> None:
+    """The widgets need their bundles; without them, fail with the build command."""
+    for name in BUNDLES:
+        bundle_path(name)  # raises FrontEndNotBuiltError: "run `npm install && npm run build`"
+
+
+def _run_all_cells(page: Any) -> None:
+    """Run -> Run All Cells from JupyterLab's menu bar (the command palette as a fallback),
+    until a cell shows it is queued or ran (``[*]:`` or ``[n]:``)."""
+    started = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
+        .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+    for attempt in range(4):
+        try:
+            page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+            if attempt < 3:
+                page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+                item = page.locator(".lm-Menu-item", has_text="Run All Cells").first
+                item.wait_for(state="visible", timeout=5_000)
+                item.click()
+            else:
+                page.keyboard.press("Control+Shift+C")
+                page.locator(".lm-CommandPalette-input").fill("Run All Cells")
+                page.keyboard.press("Enter")
+            page.wait_for_function(started, timeout=30_000)
+            return
+        except Exception:  # the menu bar can lag the first paint; close it and retry
+            page.keyboard.press("Escape")
+            time.sleep(1.0)
+    raise AssertionError("Run All Cells did not start the notebook")
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _wait_rendered(page: Any, selector: str, timeout_ms: int, guard: OfflinePage) -> Any:
+    loc = page.locator(f'{selector}[data-rendered="1"]').first
+    try:
+        loc.wait_for(timeout=timeout_ms)
+    except Exception as err:
+        errors = [e for e in page.locator(f"{selector} .wb-error").all_inner_texts() if e]
+        # a failed cell (e.g. a traceback) says why the widget never came
+        tracebacks = page.locator(
+            '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+        ).all_inner_texts()
+        raise AssertionError(
+            f"{selector} did not render: {err}\nwidget errors: {errors}\n"
+            f"cell errors: {[t[-2000:] for t in tracebacks]}\n"
+            f"page errors: {guard.page_errors}\nconsole: {guard.console[-20:]}"
+        ) from None
+    return loc
+
+
+def _assert_map_drawn(page: Any, fm: Any) -> Any:
+    canvas = fm.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box and box["width"] > 100 and box["height"] > 100, box
+    frac = non_background_fraction(canvas.screenshot(), page)
+    assert frac > 0.01, f"the feature map canvas is blank ({frac:.4%} non-background pixels)"
+    return canvas
+
+
+def _save_screenshot(page: Any) -> None:
+    from PIL import Image  # WB_SCREENSHOT needs Pillow: a palette PNG keeps it small
+
+    area = page.locator(".jp-NotebookPanel-notebook").first
+    area_box = area.bounding_box()
+    last = page.locator(".jp-NotebookPanel-notebook .jp-Cell").last.bounding_box()
+    assert area_box and last
+    bottom = min(area_box["y"] + area_box["height"], last["y"] + last["height"] + 12)
+    png = page.screenshot(clip={
+        "x": area_box["x"], "y": area_box["y"],
+        "width": area_box["width"], "height": bottom - area_box["y"],
+    })
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if img.width > 1200:
+        img = img.resize((1200, round(img.height * 1200 / img.width)), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.write_bytes(out.getvalue())
+    assert SCREENSHOT.stat().st_size < 300_000, SCREENSHOT.stat().st_size
+
+
+def test_lab_sees_the_widget_extensions(jupyter_home: Path) -> None:
+    """anywidget's and ipywidgets' prebuilt lab extensions load in the test JupyterLab."""
+    proc = subprocess.run(
+        [JUPYTER, "labextension", "list"], env=jupyter_env(jupyter_home),
+        capture_output=True, text=True, timeout=120,
+    )
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    for name in ("anywidget", "@jupyter-widgets/jupyterlab-manager"):
+        line = next((ln for ln in listing.splitlines() if ln.strip().startswith(name + " ")), "")
+        assert "enabled" in line and "OK" in line, f"{name} not enabled:\n{listing}"
+
+
+def test_widgets_in_jupyterlab(lab: Lab, chromium: Any) -> None:
+    # kernels run this interpreter (the venv's, with ipykernel and workbench)
+    spec = lab.api("/api/kernelspecs")["kernelspecs"]["python3"]["spec"]
+    assert spec["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"], spec["argv"]
+    state_file = lab.root / "wb_state.json"
+    nbformat.write(widgets_notebook(N_POINTS, state_file.name), lab.root / "widgets.ipynb")
+    guard = open_offline_page(chromium, viewport=(1200, 2000))
+    page = guard.page
+    try:
+        page.goto(lab.tree_url("widgets.ipynb"))
+        page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
+        # fold the left sidebar, so the notebook gets the width
+        current = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+        if current.count():
+            current.first.click()
+        _run_all_cells(page)
+
+        fm = _wait_rendered(page, FM, RENDER_TIMEOUT_MS, guard)
+        nb = _wait_rendered(page, NB, 60_000, guard)
+        _wait_rendered(page, PP, 60_000, guard)
+        assert fm.get_attribute("data-points") == str(N_POINTS)
+        assert page.locator(f'{PP} .wb-changed').count() > 0
+        centre = nb.locator('[data-center="true"]')
+        assert centre.count() == 1 and centre.get_attribute("data-id") == str(INITIAL_CENTER)
+        state = _read_state(state_file)
+        assert state == {"selection": [], "center": INITIAL_CENTER}, state
+
+        canvas = _assert_map_drawn(page, fm)
+
+        # click the canvas centre (point 0); the kernel answers through the file; retry the
+        # click while nothing arrived (the first can land before the map's handlers settle)
+        deadline = time.monotonic() + 60
+        clicked_at = 0.0
+        while True:
+            state = _read_state(state_file)
+            if state and state["selection"] == [0] and state["center"] == 0:
+                break
+            assert time.monotonic() < deadline, (
+                f"no selection [0] in Python after clicking the map centre: {state}; "
+                f"page errors: {guard.page_errors}"
+            )
+            if time.monotonic() - clicked_at > 5:
+                canvas.click()  # Playwright clicks the element's centre
+                clicked_at = time.monotonic()
+            time.sleep(0.25)
+        assert state == {"selection": [0], "center": 0}, state
+
+        # the Neighborhood's DOM re-centred on the clicked feature
+        page.locator(f'{NB} [data-center="true"][data-id="0"]').wait_for(timeout=30_000)
+        assert nb.locator('[data-center="true"]').count() == 1
+        assert not guard.page_errors, guard.page_errors
+        guard.assert_offline()
+
+        if os.environ.get("WB_SCREENSHOT") == "1":
+            page.mouse.move(0, 0)
+            _save_screenshot(page)
+    finally:
+        guard.context.close()
+    guard.assert_offline()
+
+
+def test_executed_notebook_exports_offline(
+    jupyter_home: Path, static_server: StaticServer, offline: OfflinePage
+) -> None:
+    root = static_server.root / "widgets-export"
+    root.mkdir(exist_ok=True)
+    nbformat.write(widgets_notebook(N_POINTS), root / "widgets.ipynb")
+    env = jupyter_env(jupyter_home)
+    nbconvert(["--to", "notebook", "--execute", "--ExecutePreprocessor.store_widget_state=True",
+               "--ExecutePreprocessor.timeout=600", "--output", "widgets.executed.ipynb",
+               "widgets.ipynb"], env=env, cwd=root)
+    executed = nbformat.read(root / "widgets.executed.ipynb", as_version=4)
+    saved = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    names = sorted(v["state"].get("_anywidget_id", "") for v in saved.values()
+                   if v.get("model_module") == "anywidget")
+    assert len(names) == 3, names
+    nbconvert(["--to", "wb-html", "widgets.executed.ipynb"], env=env, cwd=root)
+    html_path = root / "widgets.executed.html"
+    html = html_path.read_text(encoding="utf-8")
+    assert external_references(html) == []
+    assert html.count("window.__wbStatic.mount(") == 3
+
+    page = offline.page
+    page.goto(static_server.url_for(html_path))
+    fm = _wait_rendered(page, FM, 120_000, offline)
+    views = page.locator("[data-wb-model-id]")
+    assert views.count() == 3
+    assert [views.nth(i).get_attribute("data-wb-static") for i in range(3)] == ["1"] * 3
+    assert page.locator(f"[data-wb-model-id] {FM}, [data-wb-model-id]{FM}").count() == 1
+    assert fm.get_attribute("data-points") == str(N_POINTS)
+    assert float(fm.get_attribute("data-first-draw-ms") or "nan") > 0
+    _assert_map_drawn(page, fm)
+    nb = _wait_rendered(page, NB, 30_000, offline)
+    assert nb.locator('[data-center="true"]').get_attribute("data-id") == str(INITIAL_CENTER)
+    _wait_rendered(page, PP, 30_000, offline)
+    assert not offline.page_errors, offline.page_errors
+    offline.assert_offline()

@@ -1,0 +1,32 @@
+"""Reports: notebooks exported as self-contained, offline HTML with their widgets live.
+
+``export_html(notebook_path, out_path)`` turns a notebook that holds saved widget state (from
+JupyterLab's "Save Widget State Automatically" or an nbconvert/nbclient execution) into one HTML
+file with no external scripts, stylesheets or fonts: the anywidget widgets of
+:mod:`workbench.widgets` (and any other anywidget) render from their saved state through a small
+inline runtime, with no kernel. The same export is nbconvert's ``wb-html`` format::
+
+    jupyter nbconvert --to wb-html notebook.ipynb
+
+Needs the ``dev`` extra (nbconvert). Names are imported lazily so ``import workbench.reports``
+does not import nbconvert.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from workbench.reports.html import export_html
+
+if TYPE_CHECKING:
+    from workbench.reports._exporter import WorkbenchHTMLExporter
+
+__all__ = ["WorkbenchHTMLExporter", "export_html"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkbenchHTMLExporter":
+        from workbench.reports._exporter import WorkbenchHTMLExporter
+
+        return WorkbenchHTMLExporter
+    raise AttributeError(f"module 'workbench.reports' has no attribute {name!r}")
