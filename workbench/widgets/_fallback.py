@@ -39,7 +39,7 @@ PNG_HEIGHT = 360
 SQUARE_SIDE = 320
 """Side of the square plot area of the map images (legend and title come on top)."""
 
-MAX_POINTS = 20_000
+MAX_POINTS = 8_000
 """At most this many points are drawn in a FeatureMap's fallback image."""
 
 CRISP_POINTS = 5_000
