@@ -134,6 +134,34 @@ def _save_screenshot(page: Any) -> None:
     assert SCREENSHOT.stat().st_size < 300_000, SCREENSHOT.stat().st_size
 
 
+def _widget_colours(page: Any) -> dict[str, dict[str, str]]:
+    """Computed text and background colours of each widget's root element."""
+    out = {}
+    for key, sel in (("map", FM), ("hood", NB), ("preview", PP)):
+        out[key] = page.evaluate(
+            f"""() => {{ const s = getComputedStyle(document.querySelector('{sel}'));
+                return {{color: s.color, background: s.backgroundColor}}; }}""")
+    return out
+
+
+def _luminance(css: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an ``rgb(...)``/``rgba(...)`` colour."""
+    r, g, b = (int(x) / 255 for x in re.findall(r"[\d.]+", css)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _set_theme(page: Any, name: str) -> None:
+    """Settings -> Theme -> ``name`` from JupyterLab's menu bar."""
+    page.keyboard.press("Escape")
+    page.locator(".lm-MenuBar-item", has_text="Settings").first.click()
+    page.locator(".lm-Menu-item", has_text="Theme").first.hover()
+    item = page.locator(".lm-Menu-item", has_text=name).first
+    item.wait_for(state="visible", timeout=10_000)
+    item.click()
+    page.wait_for_function(
+        f"() => document.body.dataset.jpThemeName === {json.dumps(name)}", timeout=30_000)
+
+
 def test_lab_sees_the_widget_extensions(jupyter_home: Path) -> None:
     """anywidget's and ipywidgets' prebuilt lab extensions load in the test JupyterLab."""
     proc = subprocess.run(
@@ -202,6 +230,21 @@ def test_widgets_in_jupyterlab(lab: Lab, chromium: Any) -> None:
         if os.environ.get("WB_SCREENSHOT") == "1":
             page.mouse.move(0, 0)
             _save_screenshot(page)
+
+        # the widgets follow JupyterLab's theme: switch to the dark theme and back
+        light = _widget_colours(page)
+        assert all(_luminance(c["color"]) < 0.4 < _luminance(c["background"])
+                   for c in light.values()), light
+        _set_theme(page, "JupyterLab Dark")
+        page.wait_for_function(
+            f"() => getComputedStyle(document.querySelector('{FM} ')).color !== "
+            f"{json.dumps(light['map']['color'])}", timeout=30_000)
+        dark = _widget_colours(page)
+        assert all(_luminance(c["color"]) > 0.6 > 0.4 > _luminance(c["background"])
+                   for c in dark.values()), dark
+        _assert_map_drawn(page, fm)  # still drawn after the theme change
+        _set_theme(page, "JupyterLab Light")
+        guard.assert_offline()
     finally:
         guard.context.close()
     guard.assert_offline()
