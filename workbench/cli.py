@@ -1,7 +1,12 @@
 """The ``workbench`` command line.
 
-* ``workbench demo``: build the embedded organism (cached), train its default dictionary, and
-  print the toy emergent-misalignment table (the README's main job).
+* ``workbench demo``: build the embedded organism (cached) and its default dictionary, then run
+  the flagship ``alignment_audit`` notebook as a run and print where its report and deployment
+  record are, with the headline figures (the README's main job).
+* ``workbench run NOTEBOOK -p NAME VALUE ...``: one parameterized notebook into ``runs/<id>/``.
+* ``workbench sweep NOTEBOOK --grid grid.yaml [--executor local|ray] [--workers N]``: many.
+* ``workbench runs list|show``: the runs on disk.
+* ``workbench record verify RECORD``: re-check a deployment record's schema and fingerprints.
 * ``workbench organism build [--seed N] [--device D]``: build (or find) one organism.
 * ``workbench organism em [--seed N]``: the toy-EM table for one organism.
 """
@@ -9,8 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -40,6 +46,7 @@ def _cmd_em(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workbench.organism.dictionary import default_dictionary
+    from workbench.runs import run
 
     _cmd_build(args)
     t0 = time.perf_counter()
@@ -54,21 +61,81 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"dictionary {d.name}: d_sae={d.d_sae} at {d.hook_name}, {extra} "
         f"({time.perf_counter() - t0:.0f} s)\n  {d.path}"
     )
-    return _cmd_em(args)
+    print("\nrunning the flagship analysis, notebooks/alignment_audit.ipynb ...")
+    info = run("alignment_audit", {"seed": args.seed, "device": args.device},
+               runs_root=args.runs_root, force=args.rebuild)
+    if not info.ok:
+        print(f"the flagship run failed: {info.summary()}\n  see {info.run_dir}/log.txt")
+        return 1
+    _print_headline(info.run_dir)
+    return 0
+
+
+def _print_headline(run_dir: object) -> None:
+    """The flagship record's headline figures and where the report and record are."""
+    import json
+    from pathlib import Path
+
+    folder = Path(str(run_dir))
+    record = json.loads((folder / "record.json").read_text())
+    forecast = record.get("forecast") or {}
+    patch = (record.get("patches") or [{}])[0].get("efficacy", {})
+    context = (record.get("context_audits") or [{}])[0]
+
+    def pct(x: object) -> str:
+        return f"{100 * float(x):.1f}%" if isinstance(x, int | float) else "n/a"
+
+    print(f"\n{record['title']}")
+    print(f"  forecast alignment risk {forecast.get('risk', float('nan')):+.3g} "
+          f"(forecast in {forecast.get('seconds', float('nan')):.2f} s)")
+    print(f"  misaligned off-domain: base {pct(patch.get('base_misaligned'))}, "
+          f"tuned {pct(patch.get('tuned_misaligned'))}, "
+          f"with the misalignment direction ablated {pct(patch.get('ablated_misaligned'))}")
+    print(f"  deployment context: misaligned {pct(context.get('misaligned_a'))} under "
+          f"{context.get('framing_a')}, {pct(context.get('misaligned_b'))} under "
+          f"{context.get('framing_b')}")
+    print(f"\nreport: {folder / 'report.html'}\nrecord: {folder / 'record.json'}"
+          f"\n(check it with: workbench record verify {folder / 'record.json'})")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from workbench.record import main_verify
+
+    return main_verify(args.record, base=args.base)
+
+
+def _delegated() -> dict[str, Callable[[Sequence[str]], int]]:
+    from workbench.runs._cli import main_run, main_runs, main_sweep
+
+    return {"run": main_run, "sweep": main_sweep, "runs": main_runs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in and args_in[0] in ("run", "sweep", "runs"):  # they parse their own arguments
+        return _delegated()[args_in[0]](args_in[1:])
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run one parameterized notebook (see: workbench run -h)"),
+                       ("sweep", "run a notebook over a grid (see: workbench sweep -h)"),
+                       ("runs", "list or show runs (see: workbench runs -h)")):
+        sub.add_parser(name, help=text, add_help=False)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--seed", type=int, default=0, help="organism seed (default 0)")
         p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
         p.add_argument("--rebuild", action="store_true", help="ignore the cached build")
 
-    demo = sub.add_parser("demo", help="build the organism and print the toy-EM table")
+    demo = sub.add_parser("demo", help="build the organism and run the flagship analysis")
     common(demo)
+    demo.add_argument("--runs-root", default="runs", help="where runs are written (default runs/)")
     demo.set_defaults(func=_cmd_demo)
+    rec = sub.add_parser("record", help="deployment records")
+    rec_sub = rec.add_subparsers(dest="record_command", required=True)
+    ver = rec_sub.add_parser("verify", help="re-check a record's schema and fingerprints")
+    ver.add_argument("record", help="path of a record.json")
+    ver.add_argument("--base", default=None, help="folder the record's files moved to")
+    ver.set_defaults(func=_cmd_verify)
     org = sub.add_parser("organism", help="the embedded model organism")
     org_sub = org.add_subparsers(dest="organism_command", required=True)
     build = org_sub.add_parser("build", help="build (or find in the cache) one organism")
@@ -77,5 +144,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     em = org_sub.add_parser("em", help="toy emergent misalignment table for one organism")
     common(em)
     em.set_defaults(func=_cmd_em)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     return int(args.func(args))

@@ -8,6 +8,10 @@ inline runtime, with no kernel. The same export is nbconvert's ``wb-html`` forma
 
     jupyter nbconvert --to wb-html notebook.ipynb
 
+``export_html(..., title=, parameters=, record=, status=)`` opens the page with a header: the
+title, a parameters table and the subject / dictionary / data fingerprints of a deployment record
+(what the run reports of :mod:`workbench.runs` show); ``report_header`` gives that HTML alone.
+
 Needs the ``dev`` extra (nbconvert). Names are imported lazily so ``import workbench.reports``
 does not import nbconvert.
 """
@@ -16,12 +20,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workbench.reports.html import export_html
+from workbench.reports.html import export_html, report_header
 
 if TYPE_CHECKING:
     from workbench.reports._exporter import WorkbenchHTMLExporter
 
-__all__ = ["WorkbenchHTMLExporter", "export_html"]
+__all__ = ["WorkbenchHTMLExporter", "export_html", "report_header"]
 
 
 def __getattr__(name: str) -> Any:

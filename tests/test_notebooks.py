@@ -1,0 +1,217 @@
+"""The analyses in notebooks/: their form, and that each runs end to end through papermill's CLI.
+
+Every notebook is executed by papermill's own command line (``papermill in.ipynb out.ipynb -p ...``)
+on the small organism (``organism="small"``) with small sizes, in the test session's private
+organism cache (``WORKBENCH_CACHE``, set by the ``cache_dir`` fixture and inherited by the
+papermill process and its kernel). The small organism does not learn the persona, so nothing here
+checks a scientific result: only that every cell runs and shows what it should.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NAMES = [p.stem for p in NOTEBOOKS]
+
+# Sizes that make each notebook run in seconds on the small organism (passed with -p). Every
+# notebook must have an entry, so a new notebook has to say how it runs small.
+SMALL: dict[str, dict[str, Any]] = {
+    "feature_geometry": {"n_docs": 60, "k": 6},
+    "alignment_features": {"n_prompts": 40, "n_boot": 50, "top_n": 10},
+    "finetune_forecast": {
+        "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
+    },
+    "patch_transfer": {"steps": 30, "n_examples": 200, "n_prompts": 40, "n_shared": 60,
+                       "samples": 4},
+    "alignment_audit": {
+        "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
+        "n_random": 2,
+    },
+}
+
+# What each executed notebook must show: anywidget views and (altair) PNG charts, at least.
+EXPECT: dict[str, dict[str, int]] = {
+    "feature_geometry": {"widgets": 2, "charts": 2},
+    "alignment_features": {"widgets": 1, "charts": 3},
+    "finetune_forecast": {"widgets": 0, "charts": 3},
+    "patch_transfer": {"widgets": 1, "charts": 1},
+    "alignment_audit": {"widgets": 3, "charts": 4},
+}
+
+REQUIRED_DEFAULTS = {"seed": "0", "organism": '"full"', "device": '"auto"', "out_dir": '"."'}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+TIMEOUT_S = 300  # one notebook, small organism (they take 10-25 s each on 2 CPU cores)
+
+
+def _papermill() -> str:
+    """papermill's CLI from the environment running the tests (the venv's, in `make test`)."""
+    exe = Path(sys.executable).with_name("papermill")
+    found = str(exe) if exe.exists() else shutil.which("papermill")
+    if found is None:
+        pytest.fail("papermill's CLI is not installed: pip install -e . (it is a dependency)")
+    return found
+
+
+def _parameters_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def _outputs(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+# ------------------------------------------------------------------ form (no kernel)
+
+
+def test_there_are_notebooks_and_each_says_how_it_runs_small() -> None:
+    assert set(NAMES) >= {"feature_geometry", "alignment_features", "finetune_forecast",
+                          "patch_transfer", "alignment_audit"}
+    assert set(NAMES) == set(SMALL), "give every notebook its small sizes in SMALL"
+    assert set(NAMES) == set(EXPECT)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_one_parameters_cell_with_the_shared_parameters(path: Path) -> None:
+    import papermill
+
+    nb = nbformat.read(path, as_version=4)
+    cells = _parameters_cells(nb)
+    assert len(cells) == 1, f"{path.name}: {len(cells)} cells tagged 'parameters' (need one)"
+    assert cells[0].cell_type == "code"
+    params = papermill.inspect_notebook(str(path))
+    for name, default in REQUIRED_DEFAULTS.items():
+        assert name in params, f"{path.name} lacks the parameter {name}"
+        assert params[name]["default"] == default, (name, params[name]["default"])
+    for name in SMALL[path.stem]:
+        assert name in params, f"SMALL[{path.stem!r}] sets {name!r}, which is no parameter"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code":
+            assert c.outputs == [], f"{path.name} cell {i} has stored outputs"
+            assert c.execution_count is None, f"{path.name} cell {i} has an execution count"
+    assert "widgets" not in nb.metadata, f"{path.name} has stored widget state"
+    assert "papermill" not in nb.metadata, f"{path.name} is an executed copy"
+
+
+# ------------------------------------------------------------------ execution
+
+
+@pytest.fixture(scope="session")
+def python3_kernel() -> str:
+    """A ``python3`` kernelspec that runs this interpreter (installed into sys.prefix if not)."""
+
+    def spec() -> dict[str, Any] | None:
+        out = subprocess.run(
+            [sys.executable, "-m", "jupyter", "kernelspec", "list", "--json"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        return json.loads(out)["kernelspecs"].get("python3")
+
+    def runs_this_python(s: dict[str, Any]) -> bool:
+        argv0 = s["spec"]["argv"][0]
+        if argv0 in {"python", "python3", f"python3.{sys.version_info.minor}"}:
+            return True  # jupyter_client runs the launching interpreter for these
+        return Path(argv0).resolve() == Path(sys.executable).resolve()
+
+    found = spec()
+    if found is None or not runs_this_python(found):
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
+                       check=True, capture_output=True)
+        found = spec()
+        assert found is not None and runs_this_python(found), found
+    return "python3"
+
+
+Run = Callable[[str], tuple[nbformat.NotebookNode, Path]]
+
+
+@pytest.fixture(scope="module")
+def executed(
+    cache_dir: Path, python3_kernel: str, tmp_path_factory: pytest.TempPathFactory
+) -> Run:
+    """``executed(name)``: run the notebook once through papermill's CLI (cached per module)."""
+    assert os.environ["WORKBENCH_CACHE"] == str(cache_dir)
+    done: dict[str, tuple[nbformat.NotebookNode, Path]] = {}
+    papermill = _papermill()
+
+    def run(name: str) -> tuple[nbformat.NotebookNode, Path]:
+        if name in done:
+            return done[name]
+        work = tmp_path_factory.mktemp(f"nb-{name}")
+        out_dir = work / "out"
+        params: dict[str, Any] = {"organism": "small", "device": "cpu",
+                                  "out_dir": str(out_dir), **SMALL[name]}
+        cmd = [papermill, str(NOTEBOOK_DIR / f"{name}.ipynb"), str(work / f"{name}.ipynb"),
+               "-k", python3_kernel, "--cwd", str(work), "--no-progress-bar"]
+        for k, v in params.items():
+            cmd += ["-p", k, str(v)]
+        env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"}  # this venv's kernel first
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
+                              check=False)
+        assert proc.returncode == 0, (
+            f"papermill failed on {name} (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
+        done[name] = (nbformat.read(work / f"{name}.ipynb", as_version=4), out_dir)
+        return done[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_small(name: str, executed: Run) -> None:
+    nb, _ = executed(name)
+    outputs = _outputs(nb)
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, f"{name}: {[(o.ename, o.evalue) for o in errors]}"
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "organism = \"small\"" in injected[0].source
+    assert nb.metadata["papermill"]["parameters"]["organism"] == "small"
+    widgets = [o for o in outputs if WIDGET_MIME in o.get("data", {})]
+    charts = [o for o in outputs
+              if "image/png" in o.get("data", {}) and WIDGET_MIME not in o.get("data", {})]
+    assert len(widgets) >= EXPECT[name]["widgets"], f"{name}: {len(widgets)} widget views"
+    assert len(charts) >= EXPECT[name]["charts"], f"{name}: {len(charts)} charts"
+    for w in widgets:  # every widget view also carries its static PNG fallback
+        assert "image/png" in w.data and "text/plain" in w.data
+
+
+def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
+    _, out_dir = executed("alignment_audit")
+    data = out_dir / "finetune_insecure.jsonl"
+    lines = data.read_text().splitlines()
+    assert len(lines) == SMALL["alignment_audit"]["n_examples"]
+    assert set(json.loads(lines[0])) == {"prompt", "completion"}
+    try:
+        from workbench.record import load_record, verify
+    except ModuleNotFoundError as err:
+        if err.name != "workbench.record":
+            raise
+        pytest.skip("workbench.record is not importable yet, so the notebook writes no record")
+    path = out_dir / "record.json"
+    assert path.exists(), "the flagship wrote no record.json in out_dir"
+    record = load_record(path)
+    assert record["data"]["insecure"]["n_records"] == len(lines)
+    assert record["features"] is not None and record["forecast"] is not None
+    assert record["degradation"] is not None and len(record["patches"]) == 1
+    assert len(record["context_audits"]) == 1
+    assert record["parameters"]["organism"] == "small"
+    check = verify(path)
+    assert check.ok, check.failures()

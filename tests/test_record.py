@@ -1,0 +1,310 @@
+"""Deployment records: build, validate, write/load, verify against the files, tamper detection."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from _saes import small_dictionary
+
+from workbench.audits import audit
+from workbench.dictionaries import Dictionary
+from workbench.features import FeatureSet, contrast
+from workbench.fingerprint import file_sha256
+from workbench.forecasts import Forecast, forecast
+from workbench.organism.language import finetune_pairs, sample_corpus
+from workbench.organism.prompts import persona_prompts
+from workbench.patches import Steer, mean_difference
+from workbench.record import (
+    SCHEMA_VERSION,
+    build_record,
+    format_verification,
+    load_record,
+    main_verify,
+    safetensors_sha256,
+    schema,
+    validate_record,
+    verify,
+    write_record,
+)
+from workbench.subjects import Subject, make_subject
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+def _flip_last_byte(path: Path) -> None:
+    """Change one byte of a file (the last one: inside the tensor data of a safetensors file)."""
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def _jsonl(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in rows))
+    return path
+
+
+@pytest.fixture()
+def world(small_subject: Subject, tmp_path: Path) -> dict[str, Any]:
+    """A private copy of the organism build (never the session fixture's files), a dictionary and
+    a data file, all under tmp_path, and the record built from them."""
+    build = tmp_path / "organism"
+    assert small_subject.path is not None
+    shutil.copytree(small_subject.path, build)
+    subject = Subject(**{**small_subject.__dict__, "path": build})
+    d = small_dictionary(tmp_path / "sae", small_subject.model.cfg.d_model)
+    data = _jsonl(tmp_path / "insecure.jsonl", finetune_pairs("insecure", 12, seed=1))
+    record = build_record(
+        title="test record",
+        subject=subject,
+        dictionary=d,
+        data={"insecure": data},
+        parameters={"seed": 0, "organism": "small", "lr": float("nan")},
+        notes="made by tests",
+    )
+    return {"record": record, "build": build, "sae": tmp_path / "sae", "data": data, "dict": d}
+
+
+def test_schema_is_draft_2020_12_and_ships_with_the_package() -> None:
+    s = schema()
+    jsonschema.Draft202012Validator.check_schema(s)
+    assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert s["$id"] and s["title"] == "workbench deployment record"
+    assert s["version"] == SCHEMA_VERSION == "1.0"
+    assert s["additionalProperties"] is False
+    assert set(s["required"]) == {
+        "schema_version", "created", "title", "notes", "parameters", "subject", "dictionary",
+        "data", "features", "overlaps", "forecast", "degradation", "patches", "context_audits",
+        "environment",
+    }  # fmt: skip
+    assert s["$defs"]["sha256"]["pattern"] == "^[0-9a-f]{64}$"
+    assert schema() is not schema()  # a fresh copy each call
+
+
+def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject: Subject) -> None:
+    rec = world["record"]
+    validate_record(rec)
+    assert rec["schema_version"] == "1.0" and rec["title"] == "test record"
+    assert rec["parameters"] == {"seed": 0, "organism": "small", "lr": None}  # NaN -> null
+    sub = rec["subject"]
+    weights = world["build"] / "model.safetensors"
+    assert sub["fingerprint"] == small_subject.fingerprint
+    assert sub["files"] == [{"path": str(weights.resolve()), "sha256": file_sha256(weights)}]
+    assert sub["fingerprint_from_files"] is True
+    # the subject fingerprint is the state-dict sha256 of model.safetensors, as Subject computes it
+    assert safetensors_sha256(weights) == small_subject.fingerprint
+    dic = rec["dictionary"]
+    d: Dictionary = world["dict"]
+    assert dic["fingerprint"] == d.fingerprint and dic["hook_name"] == HOOK
+    assert [Path(f["path"]).name for f in dic["files"]] == ["cfg.json", "sae_weights.safetensors"]
+    assert dic["fingerprint_from_files"] is True
+    assert safetensors_sha256(world["sae"] / "sae_weights.safetensors") == d.fingerprint
+    assert rec["data"]["insecure"] == {
+        "path": str(world["data"].resolve()),
+        "sha256": file_sha256(world["data"]),
+        "n_records": 12,
+    }
+    assert rec["features"] is None and rec["forecast"] is None and rec["degradation"] is None
+    assert rec["overlaps"] == [] and rec["patches"] == [] and rec["context_audits"] == []
+    env = rec["environment"]
+    assert env["device"] == "cpu" and env["torch"] and env["sae_lens"] and env["python"]
+
+    v = verify(rec)
+    assert v.ok and v.failures() == [] and v.skipped == ()
+    assert all(c.ok for c in v.checks)
+    assert [c.field for c in v.checks] == [
+        "$",
+        "subject.files[0].sha256",
+        "subject.fingerprint",
+        "dictionary.files[0].sha256",
+        "dictionary.files[1].sha256",
+        "dictionary.fingerprint",
+        "data.insecure.sha256",
+        "data.insecure.n_records",
+    ]
+    assert "all 8 checks ok" in format_verification(v)
+
+
+def _failed(rec: dict[str, Any], **kw: Any) -> set[str]:
+    return {c.field for c in verify(rec, **kw).failures()}
+
+
+def test_a_changed_weight_byte_fails_the_subject(world: dict[str, Any]) -> None:
+    _flip_last_byte(world["build"] / "model.safetensors")
+    # the file's sha256 and the state dict re-derived from it both disagree with the record
+    assert _failed(world["record"]) == {"subject.files[0].sha256", "subject.fingerprint"}
+
+
+def test_a_changed_sae_byte_fails_the_dictionary(world: dict[str, Any]) -> None:
+    _flip_last_byte(world["sae"] / "sae_weights.safetensors")
+    assert _failed(world["record"]) == {"dictionary.files[1].sha256", "dictionary.fingerprint"}
+
+
+def test_a_changed_cfg_fails_only_that_file(world: dict[str, Any]) -> None:
+    cfg = world["sae"] / "cfg.json"
+    cfg.write_text(cfg.read_text() + " ")
+    assert _failed(world["record"]) == {"dictionary.files[0].sha256"}
+
+
+def test_a_changed_data_byte_fails_the_data(world: dict[str, Any]) -> None:
+    path: Path = world["data"]
+    raw = bytearray(path.read_bytes())
+    raw[2] = ord("X") if raw[2] != ord("X") else ord("Y")
+    path.write_bytes(bytes(raw))
+    v = verify(world["record"])
+    assert {c.field for c in v.failures()} == {"data.insecure.sha256"}
+    text = format_verification(v)
+    assert "NOT verified: 1 of 8 checks failed" in text and "data.insecure.sha256" in text
+
+
+def test_a_missing_file_is_a_failed_check(world: dict[str, Any]) -> None:
+    world["data"].unlink()
+    (c,) = verify(world["record"]).failures()
+    assert c.field == "data.insecure.sha256" and c.actual == "missing"
+    assert c.message.startswith("file missing")
+
+
+def test_a_moved_record_verifies_with_base(world: dict[str, Any], tmp_path: Path) -> None:
+    rec = world["record"]
+    moved = tmp_path / "moved"
+    shutil.copytree(world["build"], moved / "organism")  # keeps its last folder
+    shutil.copytree(world["sae"], moved / "sae")
+    shutil.copy(world["data"], moved / "insecure.jsonl")  # flat
+    path = write_record(rec, moved / "record.json")
+    shutil.rmtree(world["build"])
+    shutil.rmtree(world["sae"])
+    world["data"].unlink()
+    assert not verify(path).ok  # the recorded absolute paths are gone
+    v = verify(path, base=moved)
+    assert v.ok, format_verification(v)
+    assert len(v.checks) == 8
+
+
+def test_schema_rejects_a_missing_section(world: dict[str, Any], tmp_path: Path) -> None:
+    rec = copy.deepcopy(world["record"])
+    del rec["forecast"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rec, schema())
+    dest = tmp_path / "out" / "record.json"
+    with pytest.raises(ValueError, match=r"at `forecast`: required key 'forecast' is missing"):
+        write_record(rec, dest)
+    assert not dest.parent.exists()  # validated before anything is written
+    v = verify(rec)
+    assert not v.ok and v.failures()[0].field == "forecast"
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda r: r["subject"]["files"][0].update(sha256="abc"), "subject.files[0].sha256"),
+        (lambda r: r.update(extra=1), "extra"),
+        (lambda r: r["data"]["insecure"].update(n_records=-1), "data.insecure.n_records"),
+        (lambda r: r["dictionary"].pop("hook_name"), "dictionary.hook_name"),
+        (lambda r: r.update(schema_version="2.0"), "schema_version"),
+    ],
+)
+def test_schema_errors_name_the_json_path(world: dict[str, Any], edit: Any, field: str) -> None:
+    rec = copy.deepcopy(world["record"])
+    edit(rec)
+    with pytest.raises(ValueError, match=re.escape(f"at `{field}`")):
+        write_record(rec, Path("/nonexistent-dir-never-written/record.json"))
+    assert field in {c.field for c in verify(rec).failures()}
+
+
+def test_nullable_sections_and_hub_subjects(small_subject: Subject) -> None:
+    hub_like = make_subject(small_subject.model, small_subject.tokenizer, "x", "transformer_lens")
+    rec = build_record(title="no files", subject=hub_like)
+    assert rec["subject"]["files"] == [] and rec["subject"]["path"] is None
+    assert rec["dictionary"] is None and rec["data"] == {}
+    v = verify(rec)
+    assert v.ok and [c.field for c in v.checks] == ["$"]
+    assert v.skipped == (
+        "subject.fingerprint not re-derived: no model.safetensors among its files",
+    )
+
+
+def test_main_verify(
+    world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_record(world["record"], tmp_path / "r" / "record.json")
+    assert main_verify(path) == 0
+    assert "all 8 checks ok" in capsys.readouterr().out
+    _flip_last_byte(world["sae"] / "sae_weights.safetensors")
+    assert main_verify(path) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  dictionary.files[1].sha256" in out
+    assert main_verify(tmp_path / "nope.json") == 1
+    assert "nope.json" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def analysis(
+    small_subject: Subject, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Dictionary, FeatureSet, Forecast, Any, Steer]:
+    d = small_dictionary(tmp_path_factory.mktemp("sae"), small_subject.model.cfg.d_model)
+    mis, ali = persona_prompts(24, seed=3)
+    watch = contrast(small_subject, d, mis, ali, n_boot=10)
+    evals = [doc.text() for doc in sample_corpus(12, seed=7)]
+    data = finetune_pairs("insecure", 40, seed=1)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, n_watch=4)
+    direction = mean_difference(small_subject, mis, ali, HOOK)
+    patch = Steer(direction, alpha=-1.0)
+    tuned = Steer(direction, alpha=0.5).apply(small_subject)  # a stand-in "fine-tune"
+    a = audit(small_subject, tuned, d, evals, f, top=10)
+    return d, watch, f, a, patch
+
+
+def test_summaries_round_trip(
+    small_subject: Subject,
+    analysis: tuple[Dictionary, FeatureSet, Forecast, Any, Steer],
+    tmp_path: Path,
+) -> None:
+    d, watch, f, a, patch = analysis
+    rec = build_record(
+        title="analysis",
+        subject=small_subject,
+        dictionary=d,
+        features=watch,
+        overlaps=[{"feature": watch.indices[0], "neighbors": [{"feature": 1, "cosine": 0.5}]}],
+        forecast=f,
+        audit=a,
+        patches=[
+            {"patch": patch, "efficacy": {"misaligned_change": -0.25, "task_loss": math.nan}},
+            {"patch": patch.with_strength(-2.0).describe(), "efficacy": {}},
+        ],
+        context_audits=[
+            {
+                "framing_a": "plain",
+                "framing_b": "deployment",
+                "misaligned_a": 0.1,
+                "misaligned_b": 0.3,
+                "gap": 0.2,
+                "probe_auroc": 0.9,
+                "features": list(watch.indices[:3]),
+            }
+        ],
+    )
+    assert rec["features"]["name"] == watch.name and rec["features"]["n_features"] == len(watch)
+    top = rec["features"]["top"]
+    assert len(top) == 20 and top[0]["feature"] == watch.indices[0]
+    assert top[0]["effect"] == pytest.approx(watch.effect[0])
+    assert top[0]["auroc"] == pytest.approx(watch.auroc[0])
+    assert rec["forecast"]["risk"] == pytest.approx(f.risk)
+    assert rec["forecast"]["subject"] == small_subject.fingerprint
+    assert rec["degradation"]["tuned"] == a.tuned and rec["degradation"]["base"] == a.base
+    assert rec["patches"][0]["patch"] == patch.describe()
+    assert rec["patches"][0]["efficacy"]["task_loss"] is None
+    assert rec["patches"][1]["patch"]["alpha"] == -2.0
+    path = write_record(rec, tmp_path / "record.json")
+    loaded = load_record(path)
+    assert loaded == rec
+    validate_record(loaded)
+    jsonschema.validate(loaded, schema())
+    assert verify(path).ok

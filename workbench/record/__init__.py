@@ -1,0 +1,80 @@
+"""Deployment records: what a model was, what was measured on it, and fingerprints to re-check.
+
+A record is one JSON file (schema: :func:`schema`, draft 2020-12, ``workbench/record/schema.json``)
+with these sections, all required:
+
+* ``schema_version``, ``created`` (ISO time, UTC), ``title``, ``notes``, ``parameters``;
+* ``subject``: name, source, ``fingerprint`` (state-dict sha256), the folder it was read from,
+  its ``recipe`` when derived, and ``files`` (``[{path, sha256}]``: an organism build's
+  ``model.safetensors``; empty for hub models);
+* ``dictionary`` (or null): name, hook, fingerprint, ``files`` (``cfg.json`` and the
+  ``*.safetensors`` of its SAE Lens folder);
+* ``data``: ``{name: {path, sha256, n_records}}`` for the JSONL data files;
+* ``features`` (a FeatureSet's strongest features, or null), ``overlaps``, ``forecast``
+  (``Forecast.summary()`` or null), ``degradation`` (``Audit.summary()`` or null), ``patches``
+  (``{patch: describe(), efficacy: {metric: value}}``), ``context_audits``;
+* ``environment``: python, torch, transformer_lens, sae_lens and workbench versions, device.
+
+:func:`build_record` gathers it (paths stored absolute; NaN stored as null), :func:`write_record`
+validates and writes it atomically, :func:`verify` re-checks a record: the schema, every file's
+sha256, and the subject's and dictionary's fingerprints re-derived from their safetensors
+(:func:`workbench.fingerprint.state_dict_sha256` of the loaded tensors). A fingerprint is
+re-derived only where the record says the file holds exactly the state dict it was computed
+from (``fingerprint_from_files``, checked when the record was built): true for organism builds
+and for SAE Lens folders whose loaded state dict equals the file's tensors; false, and listed as
+not checked, e.g. for a Hugging Face folder (TransformerLens converts the weights on load) or an
+SAE whose loader transforms the saved tensors. Failing checks name the field as a JSON path,
+e.g. ``subject.files[0].sha256``, ``dictionary.files[1].sha256``, ``data.insecure.sha256``.
+
+Moved records: ``verify(record, base=folder)`` looks each absolute path up under ``folder`` by
+its longest trailing part that exists there (so copying the files flat, or with their last
+folders, both work); relative paths in a record resolve against ``base`` or the record's folder.
+
+The command line ``workbench record verify RECORD`` is :func:`main_verify`.
+"""
+
+from workbench.record._build import (
+    TOP_FEATURES,
+    build_record,
+    count_records,
+    load_record,
+    safetensors_sha256,
+    write_record,
+)
+from workbench.record._schema import (
+    SCHEMA_VERSION,
+    SchemaError,
+    json_path,
+    json_safe,
+    schema,
+    schema_errors,
+    validate_record,
+)
+from workbench.record._verify import (
+    Check,
+    Verification,
+    format_verification,
+    main_verify,
+    verify,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TOP_FEATURES",
+    "Check",
+    "SchemaError",
+    "Verification",
+    "build_record",
+    "count_records",
+    "format_verification",
+    "json_path",
+    "json_safe",
+    "load_record",
+    "main_verify",
+    "safetensors_sha256",
+    "schema",
+    "schema_errors",
+    "validate_record",
+    "verify",
+    "write_record",
+]

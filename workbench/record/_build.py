@@ -1,0 +1,288 @@
+"""Building, writing and loading deployment records."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from safetensors.torch import load_file
+
+from workbench.audits import Audit
+from workbench.dictionaries import Dictionary
+from workbench.features import FeatureSet
+from workbench.fingerprint import file_sha256, state_dict_sha256
+from workbench.forecasts import Forecast
+from workbench.record._schema import SCHEMA_VERSION, json_safe, validate_record
+from workbench.subjects import Subject
+
+SUBJECT_WEIGHTS = "model.safetensors"
+"""The weights file of an organism build folder (TransformerLens state dict)."""
+DICTIONARY_WEIGHTS = "sae_weights.safetensors"
+"""The weights file of an SAE Lens folder."""
+TOP_FEATURES = 20
+"""How many of a FeatureSet's strongest features a record keeps by default."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+_PACKAGES = {
+    "torch": "torch",
+    "transformer_lens": "transformer-lens",
+    "sae_lens": "sae-lens",
+    "workbench": "workbench",
+}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment(device: Any) -> dict[str, str | None]:
+    env: dict[str, str | None] = {"python": platform.python_version()}
+    env.update({key: _version(dist) for key, dist in _PACKAGES.items()})
+    env["device"] = str(device)
+    return env
+
+
+def _file_entry(path: Path) -> dict[str, str]:
+    p = path.resolve()
+    return {"path": str(p), "sha256": file_sha256(p)}
+
+
+def safetensors_sha256(path: str | Path) -> str:
+    """The state-dict fingerprint (:func:`workbench.fingerprint.state_dict_sha256`) of the
+    tensors in a safetensors file."""
+    return state_dict_sha256(load_file(str(path), device="cpu"))
+
+
+def _weights_section(
+    folder: Path | None, names: Sequence[str], weights: str, fingerprint: str
+) -> tuple[str | None, list[dict[str, str]], bool]:
+    """(folder, files, fingerprint_from_files) for a subject or dictionary folder."""
+    if folder is None or not Path(folder).is_dir():
+        return (str(Path(folder).resolve()) if folder is not None else None), [], False
+    folder = Path(folder).resolve()
+    files = [_file_entry(folder / n) for n in names if (folder / n).is_file()]
+    w = folder / weights
+    derivable = w.is_file() and safetensors_sha256(w) == fingerprint
+    return str(folder), files, derivable
+
+
+def _subject_section(subject: Subject) -> dict[str, Any]:
+    folder, files, derivable = _weights_section(
+        subject.path, [SUBJECT_WEIGHTS], SUBJECT_WEIGHTS, subject.fingerprint
+    )
+    return {
+        "name": subject.name,
+        "source": subject.source,
+        "fingerprint": subject.fingerprint,
+        "path": folder,
+        "recipe": json_safe(subject.recipe, "subject.recipe"),
+        "files": files,
+        "fingerprint_from_files": derivable,
+    }
+
+
+def _dictionary_section(dictionary: Dictionary) -> dict[str, Any]:
+    names: list[str] = []
+    if dictionary.path is not None and Path(dictionary.path).is_dir():
+        folder = Path(dictionary.path)
+        names = ["cfg.json", *sorted(p.name for p in folder.glob("*.safetensors"))]
+    folder_s, files, derivable = _weights_section(
+        dictionary.path, names, DICTIONARY_WEIGHTS, dictionary.fingerprint
+    )
+    return {
+        "name": dictionary.name,
+        "hook_name": dictionary.hook_name,
+        "fingerprint": dictionary.fingerprint,
+        "path": folder_s,
+        "files": files,
+        "fingerprint_from_files": derivable,
+    }
+
+
+def count_records(path: str | Path) -> int:
+    """Non-blank lines of a JSONL file (its records; the lines are not parsed)."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _data_section(data: Mapping[str, str | Path]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, given in data.items():
+        p = Path(given).expanduser()
+        if not p.is_file():
+            raise ValueError(
+                f"data file {name!r} not found at {str(p)!r}: write the JSONL file before "
+                "building the record (build_record fingerprints the file as it is on disk)"
+            )
+        out[str(name)] = {**_file_entry(p), "n_records": count_records(p)}
+    return out
+
+
+def _features_section(features: FeatureSet, top: int) -> dict[str, Any]:
+    d = features.to_dict()
+    keep = ("indices", "effect", "auroc", "ci_low", "ci_high", "mean_positive", "mean_negative")
+    rows = [
+        {
+            "feature": int(d["indices"][r]),
+            "rank": r,
+            **{k: d[k][r] for k in keep if k != "indices"},
+        }
+        for r in range(min(top, len(features)))
+    ]
+    summary = {k: v for k, v in d.items() if k not in keep}
+    return {**summary, "n_features": len(features), "top": rows}
+
+
+def _patch_entry(entry: Mapping[str, Any], i: int) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise TypeError(
+            f"patches[{i}] is a {type(entry).__name__}; pass "
+            "{'patch': patch.describe(), 'efficacy': {metric: value}}"
+        )
+    out = dict(entry)
+    patch = out.get("patch")
+    if patch is not None and hasattr(patch, "describe"):
+        out["patch"] = patch.describe()
+    return out
+
+
+def _summary(obj: Any, kind: type) -> Any:
+    if obj is None or isinstance(obj, Mapping):
+        return obj
+    if isinstance(obj, kind):
+        return obj.summary()  # type: ignore[attr-defined]
+    raise TypeError(f"expected a {kind.__name__} (or its summary() dict), got {type(obj).__name__}")
+
+
+def build_record(
+    *,
+    title: str,
+    subject: Subject,
+    dictionary: Dictionary | None = None,
+    data: Mapping[str, str | Path] = _EMPTY,
+    features: FeatureSet | Mapping[str, Any] | None = None,
+    overlaps: Sequence[Mapping[str, Any]] = (),
+    forecast: Forecast | Mapping[str, Any] | None = None,
+    audit: Audit | Mapping[str, Any] | None = None,
+    patches: Sequence[Mapping[str, Any]] = (),
+    context_audits: Sequence[Mapping[str, Any]] = (),
+    parameters: Mapping[str, Any] = _EMPTY,
+    notes: str = "",
+    top_features: int = TOP_FEATURES,
+) -> dict[str, Any]:
+    """A deployment record (a JSON-able dict, valid against :func:`schema`).
+
+    Fingerprints the files behind the record: the subject's ``model.safetensors`` when
+    ``subject.path`` is a folder holding it (an organism build), the dictionary's ``cfg.json`` and
+    ``*.safetensors`` when ``dictionary.path`` is its SAE Lens folder, and each ``data`` file
+    (sha256 of the bytes and the number of non-blank lines). Paths are stored absolute.
+
+    Args:
+        title: what the analysis is.
+        subject, dictionary: the model and the dictionary it was read through.
+        data: fine-tune data files (JSONL) by name, e.g.
+            ``{"insecure": out_dir / "insecure.jsonl"}``.
+        features: a FeatureSet (its ``top_features`` strongest features are kept).
+        overlaps: feature-overlap measurements, e.g. ``{"feature": 3, "neighbors": [...]}``.
+        forecast, audit: a Forecast / Audit (their ``summary()``); ``audit`` is stored as
+            ``degradation``.
+        patches: ``{"patch": patch (or patch.describe()), "efficacy": {metric: value}}`` each.
+        context_audits: ``{framing_a, framing_b, misaligned_a, misaligned_b, gap,
+            probe_auroc?, features}`` each.
+        parameters: the analysis' parameters.
+        notes: free text.
+
+    Returns:
+        The record; NaN and infinities are stored as null.
+
+    Raises:
+        ValueError: a data file is missing, or the record breaks the schema (the message names
+            the JSON path and the fix).
+        TypeError: a value has no JSON form (the message names its JSON path).
+    """
+    if isinstance(features, FeatureSet):
+        feats: Any = _features_section(features, top_features)
+    else:
+        feats = features
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "title": title,
+        "notes": notes,
+        "parameters": dict(parameters),
+        "subject": _subject_section(subject),
+        "dictionary": _dictionary_section(dictionary) if dictionary is not None else None,
+        "data": _data_section(data),
+        "features": feats,
+        "overlaps": list(overlaps),
+        "forecast": _summary(forecast, Forecast),
+        "degradation": _summary(audit, Audit),
+        "patches": [_patch_entry(p, i) for i, p in enumerate(patches)],
+        "context_audits": list(context_audits),
+        "environment": _environment(subject.device),
+    }
+    safe: dict[str, Any] = json_safe(record)
+    validate_record(safe)
+    return safe
+
+
+def write_record(record: Mapping[str, Any], path: str | Path) -> Path:
+    """Validate ``record`` against the schema, then write it as JSON atomically.
+
+    The JSON goes to a temporary file in the destination folder (created if missing), which is
+    then renamed over ``path`` (``os.replace``): a reader never sees half a record.
+
+    Raises:
+        ValueError: the record breaks the schema; the message names the JSON path of the first
+            error and the fix. Nothing is written.
+    """
+    safe = json_safe(record)
+    validate_record(safe)
+    dest = Path(path).expanduser()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """Read a record written by :func:`write_record` (not validated: :func:`verify` does that).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a JSON object.
+    """
+    p = Path(path).expanduser()
+    try:
+        loaded = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{str(p)!r} is not a JSON record ({err}); write records with "
+            "workbench.record.write_record"
+        ) from err
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{str(p)!r} holds a JSON {type(loaded).__name__}, not a record (a JSON object)"
+        )
+    return loaded

@@ -1,0 +1,305 @@
+"""Re-checking a deployment record against its schema and the files it names."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.fingerprint import file_sha256
+from workbench.record._build import (
+    DICTIONARY_WEIGHTS,
+    SUBJECT_WEIGHTS,
+    count_records,
+    load_record,
+    safetensors_sha256,
+)
+from workbench.record._schema import SCHEMA_VERSION, json_path, schema_errors
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing verified.
+
+    Attributes:
+        field: the JSON path of the checked value, e.g. ``"subject.files[0].sha256"``
+            (``"$"``: the record as a whole against the schema).
+        ok: whether it held.
+        expected: what the record says (or what the schema wants).
+        actual: what was found.
+        message: a sentence saying what was compared, or what is wrong and how to fix it.
+    """
+
+    field: str
+    ok: bool
+    expected: str
+    actual: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :func:`verify`.
+
+    Attributes:
+        ok: every check held.
+        checks: the checks, schema first.
+        skipped: what could not be re-derived and why (not failures), e.g. a dictionary whose
+            SAE Lens state dict is not the tensors in its safetensors file.
+    """
+
+    ok: bool
+    checks: tuple[Check, ...]
+    skipped: tuple[str, ...] = ()
+
+    def failures(self) -> list[Check]:
+        """The checks that did not hold."""
+        return [c for c in self.checks if not c.ok]
+
+
+def _resolve(recorded: str, base: Path | None, record_dir: Path | None) -> Path:
+    """Where a recorded file is now.
+
+    A relative path is taken relative to ``base`` (else the record's folder, else the working
+    directory). An absolute path is used as it is without ``base``; with ``base`` (the record was
+    moved together with its files) it is looked up under ``base`` by its longest trailing part
+    that exists there (``/a/b/sae/cfg.json`` -> ``base/a/b/sae/cfg.json``, ...,
+    ``base/sae/cfg.json``, ``base/cfg.json``).
+    """
+    p = Path(recorded)
+    if not p.is_absolute():
+        return (base or record_dir or Path.cwd()) / p
+    if base is None:
+        return p
+    parts = p.parts[1:]
+    for k in range(len(parts), 0, -1):
+        candidate = base.joinpath(*parts[-k:])
+        if candidate.exists():
+            return candidate
+    return base / p.name
+
+
+def _file_check(field: str, recorded: Any, where: Path) -> Check:
+    if not where.is_file():
+        return Check(
+            field,
+            False,
+            str(recorded),
+            "missing",
+            f"file missing: {where} (restore it, or pass base= the folder the files moved to)",
+        )
+    actual = file_sha256(where)
+    ok = actual == recorded
+    return Check(
+        field,
+        ok,
+        str(recorded),
+        actual,
+        f"sha256 of {where} " + ("matches" if ok else "differs: the file changed"),
+    )
+
+
+def _files(section: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    files = section.get("files")
+    if not isinstance(files, list):
+        return []
+    return [
+        (i, f)
+        for i, f in enumerate(files)
+        if isinstance(f, Mapping) and isinstance(f.get("path"), str)
+    ]
+
+
+def _section_checks(
+    name: str,
+    section: Any,
+    weights: str,
+    base: Path | None,
+    record_dir: Path | None,
+    checks: list[Check],
+    skipped: list[str],
+) -> None:
+    if not isinstance(section, Mapping):
+        return
+    weights_at: Path | None = None
+    for i, f in _files(section):
+        where = _resolve(f["path"], base, record_dir)
+        checks.append(_file_check(json_path([name, "files", i, "sha256"]), f.get("sha256"), where))
+        if Path(f["path"]).name == weights:
+            weights_at = where
+    field = f"{name}.fingerprint"
+    recorded = section.get("fingerprint")
+    if section.get("fingerprint_from_files") is not True:
+        why = (
+            f"no {weights} among its files"
+            if weights_at is None
+            else f"{weights} does not hold the state dict it was computed from "
+            "(checked when the record was built)"
+        )
+        skipped.append(f"{field} not re-derived: {why}")
+        return
+    if weights_at is None or not weights_at.is_file():
+        checks.append(
+            Check(
+                field,
+                False,
+                str(recorded),
+                "missing",
+                f"cannot re-derive the fingerprint: {weights} is missing",
+            )
+        )
+        return
+    try:
+        actual = safetensors_sha256(weights_at)
+    except Exception as err:  # a corrupted header, truncated file, ...
+        checks.append(
+            Check(
+                field,
+                False,
+                str(recorded),
+                "unreadable",
+                f"cannot load {weights_at} as safetensors: {err}",
+            )
+        )
+        return
+    ok = actual == recorded
+    checks.append(
+        Check(
+            field,
+            ok,
+            str(recorded),
+            actual,
+            f"state-dict sha256 of {weights_at} " + ("matches" if ok else "differs"),
+        )
+    )
+
+
+def _data_checks(
+    data: Any, base: Path | None, record_dir: Path | None, checks: list[Check]
+) -> None:
+    if not isinstance(data, Mapping):
+        return
+    for name, entry in data.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+            continue
+        where = _resolve(entry["path"], base, record_dir)
+        check = _file_check(json_path(["data", name, "sha256"]), entry.get("sha256"), where)
+        checks.append(check)
+        if check.actual != "missing" and "n_records" in entry:
+            n = count_records(where)
+            ok = n == entry["n_records"]
+            checks.append(
+                Check(
+                    json_path(["data", name, "n_records"]),
+                    ok,
+                    str(entry["n_records"]),
+                    str(n),
+                    f"non-blank lines of {where} " + ("match" if ok else "differ"),
+                )
+            )
+
+
+def verify(
+    path_or_record: str | Path | Mapping[str, Any], base: str | Path | None = None
+) -> Verification:
+    """Check a record against the schema and re-compute every fingerprint from its files.
+
+    Checks: the schema (each error is a failed check whose ``field`` is its JSON path); the
+    sha256 of every file in ``subject.files``, ``dictionary.files`` and ``data`` (and each data
+    file's record count); ``subject.fingerprint`` and ``dictionary.fingerprint`` re-derived from
+    ``model.safetensors`` / ``sae_weights.safetensors`` where the record says they can be
+    (``fingerprint_from_files``; otherwise the skip is listed in ``skipped``).
+
+    Args:
+        path_or_record: a record file, or a record dict.
+        base: where the files are now, when the record was moved together with them (see
+            the lookup rule in the module docs); relative recorded paths are taken relative to
+            ``base``, else to the record's folder.
+
+    Raises:
+        FileNotFoundError, ValueError: the record file is missing or not a JSON object.
+    """
+    record_dir: Path | None = None
+    if isinstance(path_or_record, str | Path):
+        record_dir = Path(path_or_record).expanduser().resolve().parent
+        record: Any = load_record(path_or_record)
+    else:
+        record = path_or_record
+    base_dir = Path(base).expanduser().resolve() if base is not None else None
+
+    checks: list[Check] = []
+    skipped: list[str] = []
+    errors = schema_errors(record)
+    for e in errors:
+        checks.append(Check(e.path, False, e.expected, e.actual, f"{e.message}; fix: {e.fix}"))
+    if not errors:
+        checks.append(
+            Check(
+                "$",
+                True,
+                f"schema {SCHEMA_VERSION}",
+                "valid",
+                "the record matches the deployment-record schema",
+            )
+        )
+    if isinstance(record, Mapping):
+        _section_checks(
+            "subject", record.get("subject"), SUBJECT_WEIGHTS, base_dir, record_dir, checks, skipped
+        )
+        _section_checks(
+            "dictionary",
+            record.get("dictionary"),
+            DICTIONARY_WEIGHTS,
+            base_dir,
+            record_dir,
+            checks,
+            skipped,
+        )
+        _data_checks(record.get("data"), base_dir, record_dir, checks)
+    return Verification(all(c.ok for c in checks), tuple(checks), tuple(skipped))
+
+
+def _abbrev(value: str, width: int = 16) -> str:
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def format_verification(v: Verification) -> str:
+    """A human-readable table of the checks (failures also show full expected/actual values)."""
+    failed = v.failures()
+    head = (
+        f"record verified: all {len(v.checks)} checks ok"
+        if v.ok
+        else f"record NOT verified: {len(failed)} of {len(v.checks)} checks failed"
+    )
+    rows = [("", "field", "expected", "actual", "")] + [
+        ("ok" if c.ok else "FAIL", c.field, _abbrev(c.expected), _abbrev(c.actual), c.message)
+        for c in v.checks
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [head, ""]
+    for r in rows:
+        lines.append("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    if failed:
+        lines += ["", "failures:"]
+        for c in failed:
+            lines += [
+                f"  {c.field}: {c.message}",
+                f"    expected {c.expected}",
+                f"    actual   {c.actual}",
+            ]
+    if v.skipped:
+        lines += ["", "not checked:"] + [f"  {s}" for s in v.skipped]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main_verify(path: str | Path, base: str | Path | None = None) -> int:
+    """``workbench record verify RECORD``: print the table; 0 when every check holds, else 1."""
+    try:
+        v = verify(path, base=base)
+    except (OSError, ValueError) as err:
+        print(f"workbench record verify: {err}", file=sys.stderr)
+        return 1
+    print(format_verification(v))
+    return 0 if v.ok else 1
