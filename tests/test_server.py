@@ -1,0 +1,330 @@
+"""The jupyter_server extension (workbench.server): the run store over REST, with toy notebooks.
+
+Runs real papermill runs in worker processes (a ~1 s toy notebook, and a 30 s one that is
+cancelled), so the file takes some seconds; no model is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_server.utils import url_path_join
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from traitlets.config import Config
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+TOY_PARAMS = 'x = 1  # how many things to count\nout_dir = "."'
+TOY_WORK = (
+    "import pathlib, time\n"
+    "time.sleep(1)\n"
+    'pathlib.Path(out_dir, "out.txt").write_text(str(x * 2))'
+)
+
+
+def _write_nb(path: Path, *cells: Any) -> None:
+    nb = new_notebook(cells=list(cells))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def analyses(tmp_path: Path) -> Path:
+    root = tmp_path / "analyses"
+    root.mkdir()
+    _write_nb(root / "toy.ipynb", new_markdown_cell("# Toy analysis\n\nCounts things."),
+              new_code_cell(TOY_PARAMS, metadata={"tags": ["parameters"]}),
+              new_code_cell(TOY_WORK))
+    _write_nb(root / "slow.ipynb", new_markdown_cell("## Slow one"),
+              new_code_cell('seconds = 30\nout_dir = "."', metadata={"tags": ["parameters"]}),
+              new_code_cell("import time\ntime.sleep(seconds)"))
+    _write_nb(root / "untagged.ipynb", new_code_cell("y = 2"))
+    return root
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def jp_server_config(analyses: Path, runs_root: Path) -> Config:
+    return Config({
+        "ServerApp": {"jpserver_extensions": {"workbench.server": True}},
+        "WorkbenchServer": {"analyses_dir": str(analyses), "runs_root": str(runs_root)},
+    })
+
+
+@pytest.fixture
+def api(jp_fetch: Any) -> Any:
+    """``await api("GET", "runs", id)`` -> (status code, decoded JSON or text, response)."""
+
+    async def call(method: str, *parts: str, body: Any = None, raw_body: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+        kw: dict[str, Any] = {"method": method, "raise_error": False}
+        if raw_body is not None:
+            kw["body"] = raw_body
+        elif body is not None:
+            kw["body"] = json.dumps(body)
+        elif method in ("POST", "PUT"):
+            kw["body"] = ""
+        if method == "DELETE":
+            kw["request_timeout"] = 30
+        r = await jp_fetch("workbench", *parts, headers=headers, **kw)
+        text = r.body.decode("utf-8", "replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = text
+        return r.code, data, r
+
+    return call
+
+
+@pytest.fixture
+def raw(http_server_client: Any, jp_base_url: str, jp_auth_header: dict[str, str]) -> Any:
+    """A request to an exact (not re-escaped) path under the base url, with the token."""
+
+    async def call(path: str, method: str = "GET") -> Any:
+        return await http_server_client.fetch(url_path_join(jp_base_url, path), method=method,
+                                              headers=dict(jp_auth_header), raise_error=False)
+
+    return call
+
+
+async def _wait_done(api: Any, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, data, _ = await api("GET", "runs", run_id)
+        assert code == 200, data
+        if data["status"] != "running":
+            return dict(data)
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"run {run_id} still running after {timeout} s")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        import psutil
+
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except ImportError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    except Exception:  # NoSuchProcess between the two calls
+        return True
+
+
+async def test_analyses_lists_notebooks_with_parameters(api: Any) -> None:
+    code, data, _ = await api("GET", "analyses")
+    assert code == 200
+    by_name = {a["name"]: a for a in data}
+    assert set(by_name) == {"toy", "slow", "untagged"}
+    toy = by_name["toy"]
+    assert toy["path"] == "toy.ipynb"
+    assert toy["title"] == "Toy analysis"
+    assert toy["parameters"] == [
+        {"name": "x", "type": "int", "default": 1, "help": "how many things to count"}
+    ]
+    assert by_name["slow"]["title"] == "Slow one"
+    assert by_name["slow"]["parameters"][0]["name"] == "seconds"
+    assert by_name["untagged"]["parameters"] == []
+    assert "parameters" in by_name["untagged"]["error"]
+
+
+async def test_run_launch_poll_report_record(api: Any, runs_root: Path) -> None:
+    code, started, _ = await api("POST", "runs", body={"notebook": "toy", "parameters": {"x": 3}})
+    assert code == 202, started
+    rid = started["id"]
+    assert started["status"] == "running" and len(rid) == 12
+    code, again, _ = await api("POST", "runs", body={"notebook": "toy", "parameters": {"x": "3"}})
+    assert (code, again["id"]) == (202, rid)  # same id (coerced value), not launched twice
+
+    info = await _wait_done(api, rid)
+    assert info["status"] == "complete", info
+    assert info["parameters"] == {"x": 3}
+    assert info["pid"] != os.getpid()  # ran in a worker process
+    assert (runs_root / rid / "out.txt").read_text() == "6"
+
+    code, listing, _ = await api("GET", "runs")
+    assert code == 200 and listing[0]["id"] == rid and listing[0]["status"] == "complete"
+
+    code, html, r = await api("GET", "runs", rid, "report")
+    assert code == 200
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "sandbox" in r.headers["Content-Security-Policy"]
+    assert "<html" in html.lower() and rid in html
+
+    code, data, _ = await api("GET", "runs", rid, "record")
+    assert code == 404 and "no record.json" in data["message"]
+    # a record that fails verification: the record comes back with the failed checks
+    (runs_root / rid / "record.json").write_text(json.dumps({"title": "toy"}))
+    code, data, _ = await api("GET", "runs", rid, "record")
+    assert code == 200, data
+    assert data["title"] == "toy"
+    assert data["verification"]["ok"] is False
+    assert data["verification"]["failed"] and "field" in data["verification"]["failed"][0]
+
+    code, data, _ = await api("POST", "runs", body={"notebook": "toy", "parameters": {"x": 3}})
+    assert code == 200 and data["id"] == rid and data["status"] == "complete"
+    code, data, _ = await api("DELETE", "runs", rid)
+    assert code == 409 and "not running" in data["message"]
+
+
+async def test_cancel_slow_run_and_server_stays_responsive(api: Any, jp_serverapp: Any) -> None:
+    code, started, _ = await api("POST", "runs", body={"notebook": "slow"})
+    assert code == 202, started
+    rid = started["id"]
+    wb = jp_serverapp.web_app.settings["workbench"]
+    worker = wb.jobs[rid].proc.pid
+    deadline = time.monotonic() + 60
+    while True:  # until papermill runs the sleeping cell
+        code, info, _ = await api("GET", "runs", rid)
+        progress = info.get("progress") or {}
+        if info.get("started") and progress.get("total"):
+            break
+        assert time.monotonic() < deadline, info
+        await asyncio.sleep(0.3)
+    assert info["status"] == "running" and info["pid"] == worker
+    assert progress["executed"] < progress["total"]
+    code, data, _ = await api("GET", "runs", rid, "report")
+    assert code == 409 and "not finished" in data["message"]
+
+    t0 = time.monotonic()
+    code, listing, _ = await api("GET", "runs")
+    elapsed = time.monotonic() - t0
+    assert code == 200 and elapsed < 2.0, elapsed
+    assert [r["status"] for r in listing if r["id"] == rid] == ["running"]
+
+    import psutil
+
+    kernels = [p.pid for p in psutil.Process(worker).children(recursive=True)]
+    code, data, _ = await api("DELETE", "runs", rid)
+    assert code == 200, data
+    assert data["status"] == "failed" and "cancelled" in data["error"]
+    assert _gone(worker)
+    for _ in range(50):
+        if all(_gone(k) for k in kernels):
+            break
+        await asyncio.sleep(0.1)
+    assert all(_gone(k) for k in kernels), kernels
+
+    code, info, _ = await api("GET", "runs", rid)
+    assert code == 200 and info["status"] == "failed" and "cancelled" in info["error"]
+    code, listing, _ = await api("GET", "runs")
+    assert [r["status"] for r in listing if r["id"] == rid] == ["failed"]
+    code, data, _ = await api("DELETE", "runs", rid)
+    assert code == 409
+    code, data, _ = await api("GET", "runs", rid, "report")
+    assert code == 404 and "no report.html" in data["message"]
+
+
+async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every refusal, printed as a table (the SECURITY figures): no auth, traversal,
+    malformed payloads. Each must be 4xx with a message, and never serve a file."""
+    rows: list[tuple[str, str, int, str]] = []
+
+    def row(kind: str, what: str, code: int, data: Any) -> None:
+        msg = data.get("message", "") if isinstance(data, dict) else str(data)[:60]
+        rows.append((kind, what, code, " ".join(msg.split())[:110]))
+
+    rid = "abcdef123456"
+    endpoints = [("GET", ("analyses",)), ("GET", ("runs",)), ("POST", ("runs",)),
+                 ("GET", ("runs", rid)), ("DELETE", ("runs", rid)),
+                 ("GET", ("runs", rid, "report")), ("GET", ("runs", rid, "record"))]
+    for auth, label in (("token wrong", "bad token"), ("", "no token")):
+        for method, parts in endpoints:
+            body = {"notebook": "toy"} if method == "POST" else None
+            code, data, _ = await api(method, *parts, body=body, headers={"Authorization": auth})
+            row(f"auth ({label})", f"{method} /workbench/{'/'.join(parts)}", code, data)
+            assert code in (401, 403), (method, parts, code)
+
+    for name in ("../etc/passwd", "/etc/passwd", "a/b", "..", ".hidden", "~root", "toy/../x"):
+        code, data, _ = await api("POST", "runs", body={"notebook": name})
+        row("notebook name", f"POST runs notebook={name!r}", code, data)
+        assert code == 400 and "refused" in data["message"], (name, data)
+
+    for path in ("runs/..", "runs/../../x", "runs/%2e%2e", "runs/%2e%2e/report",
+                 "runs/..%2F..%2Fetc%2Fpasswd/report", "runs/%2E%2E%2F%2E%2E/record",
+                 "runs/ABCDEF", "runs/12345", "runs/abcdef%00/report", "runs/abcdef%0a",
+                 f"runs/{rid}", f"runs/{rid}/report", f"runs/{rid}/record"):
+        r = await raw(url_path_join("workbench", path))
+        text = r.body.decode("utf-8", "replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = text
+        row("run id", f"GET /workbench/{path}", r.code, data)
+        assert r.code in (400, 404), (path, r.code)
+        assert "root:x:0" not in text, path  # /etc/passwd never served
+        assert r.code == 404 or "<html" not in text.lower(), path
+    for path, want in (("runs/%2e%2e", 400), (f"runs/{rid}", 404)):
+        r = await raw(url_path_join("workbench", path), method="DELETE")
+        row("run id", f"DELETE /workbench/{path}", r.code, json.loads(r.body))
+        assert r.code == want
+
+    payloads: list[tuple[str, str | None, Any]] = [
+        ("non-JSON body", "notebook=toy", None),
+        ("empty body", "", None),
+        ("body a list", None, ["toy"]),
+        ("missing notebook", None, {"parameters": {"x": 1}}),
+        ("notebook not a string", None, {"notebook": 3}),
+        ("parameters not an object", None, {"notebook": "toy", "parameters": [1, 2]}),
+        ("extra field", None, {"notebook": "toy", "runs_root": "/tmp"}),
+        ("wrong type x='abc'", None, {"notebook": "toy", "parameters": {"x": "abc"}}),
+        ("wrong type x=[1]", None, {"notebook": "toy", "parameters": {"x": [1]}}),
+        ("unknown parameter y", None, {"notebook": "toy", "parameters": {"y": 1}}),
+        ("out_dir given", None, {"notebook": "toy", "parameters": {"out_dir": "/etc"}}),
+        ("notebook w/o parameters cell", None, {"notebook": "untagged"}),
+        ("missing notebook file", None, {"notebook": "nope"}),
+    ]
+    for label, raw_body, body in payloads:
+        code, data, _ = await api("POST", "runs", body=body, raw_body=raw_body)
+        row("payload", label, code, data)
+        assert code == (404 if label == "missing notebook file" else 400), (label, data)
+        assert data["message"]
+    by_label = {r[1]: r for r in rows}
+    assert "'x'" in by_label["wrong type x='abc'"][3] and "int" in by_label["wrong type x='abc'"][3]
+    assert "'y'" in by_label["unknown parameter y"][3]
+    assert "'notebook'" in by_label["missing notebook"][3]
+    assert "'parameters'" in by_label["parameters not an object"][3]
+
+    code, listing, _ = await api("GET", "runs")
+    assert code == 200 and listing == []  # nothing was launched by any refused request
+
+    with capsys.disabled():
+        print("\n| kind | request | status | message |\n|---|---|---|---|")
+        for kind, what, code, msg in rows:
+            print(f"| {kind} | `{what}` | {code} | {msg.replace('|', '/')} |")
+
+
+def test_extension_points_and_config_file() -> None:
+    import workbench.server as ext
+
+    assert ext._jupyter_server_extension_points() == [{"module": "workbench.server"}]
+    cfg = Path(__file__).resolve().parents[1] / "jupyter-config" / "jupyter_server_config.d"
+    data = json.loads((cfg / "workbench.json").read_text())
+    assert data == {"ServerApp": {"jpserver_extensions": {"workbench.server": True}}}
+    for ok in ("abcdef", "0" * 64):
+        assert ext.RUN_ID.fullmatch(ok)
+    for bad in ("abcde", "0" * 65, "ABCDEF", "../abc", "abcdef/", "abcdef\n"):
+        assert not ext.RUN_ID.fullmatch(bad), bad
+    with contextlib.suppress(ImportError):
+        import tomllib
+
+        pyproject = tomllib.loads((cfg.parents[1] / "pyproject.toml").read_text())
+        shared = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+        assert shared["jupyter-config/jupyter_server_config.d"] == (
+            "etc/jupyter/jupyter_server_config.d")

@@ -1,0 +1,58 @@
+"""The workbench's jupyter_server extension: the run store (:mod:`workbench.runs`) over REST.
+
+Enabled by ``jupyter-config/jupyter_server_config.d/workbench.json`` (installed into
+``etc/jupyter/jupyter_server_config.d``) or ``--ServerApp.jpserver_extensions`` with
+``{"workbench.server": true}``. Every endpoint needs an authenticated user (the server's
+token or login) and is authorized on the resource ``"workbench"``; bodies are JSON.
+
+=======  ===============================  =====================================================
+GET      /workbench/analyses              the notebooks of the analyses folder: ``name``,
+                                          ``path`` (relative to that folder), ``title`` (first
+                                          markdown heading), ``parameters`` ``[{name, type,
+                                          default, help}]`` (``error`` when not runnable)
+GET      /workbench/runs                  every run (``RunInfo.to_dict()``), newest first;
+                                          running ones carry ``progress`` ``{executed, total}``
+POST     /workbench/runs                  ``{"notebook": name, "parameters": {...}}``: the
+                                          name is looked up in the analyses folder only, the
+                                          parameters validated (400 naming the field); the run
+                                          starts in a worker process: 202 ``{id, status}``; a
+                                          run already complete: 200 with its info
+GET      /workbench/runs/<id>             the run's status (``status``, ``progress``,
+                                          ``failing_cell``, ``error``...); 404 if unknown
+DELETE   /workbench/runs/<id>             cancel a running run: its worker process group and
+                                          kernel are killed and the run published ``failed``
+                                          with ``error`` saying it was cancelled; 409 when it is
+                                          not running, 404 if unknown
+GET      /workbench/runs/<id>/report      ``report.html`` (text/html, CSP-sandboxed)
+GET      /workbench/runs/<id>/record      ``record.json`` plus ``verification``
+                                          ``{ok, checks, failed: [{field, expected, actual,
+                                          message}], skipped}`` (:func:`workbench.record.verify`)
+=======  ===============================  =====================================================
+
+Run ids in URLs must match ``^[0-9a-f]{6,64}$`` (else 400). Errors are ``{"message": ...}``.
+Configuration (``c.WorkbenchServer``): ``analyses_dir`` (default
+:func:`workbench.runs.analyses_dir`), ``runs_root`` (default ``<root_dir>/runs``), ``kernel``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.server._app import RUN_ID, WorkbenchServer
+
+__all__ = ["RUN_ID", "WorkbenchServer"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "workbench.server"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from workbench.server._handlers import handlers
+
+    wb = WorkbenchServer(parent=serverapp, root_dir=str(getattr(serverapp, "root_dir", "")))
+    web_app = serverapp.web_app
+    web_app.settings["workbench"] = wb
+    web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
+    serverapp.log.info("workbench server extension: analyses %s, runs %s", wb.analyses_path,
+                       wb.runs_path)
