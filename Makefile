@@ -39,9 +39,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
 
+# The server-extension tests run in a pytest process of their own: pytest-jupyter manages an
+# asyncio loop that cannot share a process with the Playwright (browser tests) event loop.
 test: lint js chromium
 	npm test
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/test_server.py
+	$(PY) -m pytest tests/test_server.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules workbench/widgets/static
