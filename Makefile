@@ -30,9 +30,13 @@ lint: install
 	$(PY) -m ruff check workbench tests benchmarks
 	$(PY) -m mypy
 
-# the widgets' bundles (workbench/widgets/static/*.js), rebuilt from extension/ on every test run
+# the widgets' bundles (workbench/widgets/static/*.js) and the Workbench panel (the prebuilt lab
+# extension, workbench/labextension/), rebuilt from extension/ on every test run; the venv's
+# JupyterLab finds the panel through a link (a wheel ships it as shared data instead)
 js: install
 	npm run build
+	mkdir -p $(VENV)/share/jupyter/labextensions/@workbench
+	ln -sfn "$(CURDIR)/workbench/labextension" $(VENV)/share/jupyter/labextensions/@workbench/extension
 
 # Debian's Chromium for the real-browser tests (never a downloaded browser)
 chromium:

@@ -1,0 +1,342 @@
+// Pure logic of the Workbench panel (no DOM, no JupyterLab): unit-tested with vitest.
+//  * parameter specs (GET /workbench/analyses) -> form field descriptors, and the inverse:
+//    raw form values -> typed parameters (only those that differ from the defaults);
+//  * the run list: a reducer merging polled runs, newest first, with status labels;
+//  * a deployment record (GET /workbench/runs/<id>/record) -> readable sections.
+
+export interface ParameterSpec {
+  name: string;
+  type: string; // int | float | bool | str | list | dict | any
+  default: unknown;
+  help?: string | null;
+}
+
+export interface Analysis {
+  name: string;
+  path: string;
+  title: string;
+  parameters: ParameterSpec[];
+  error?: string;
+}
+
+export type FieldKind = "number" | "checkbox" | "text" | "json";
+
+export interface FieldDescriptor {
+  name: string;
+  type: string;
+  kind: FieldKind;
+  /** the input's initial value: a string for inputs, a boolean for checkboxes */
+  initial: string | boolean;
+  /** `step` of a number input: "1" for int, "any" for float */
+  step?: string;
+  help: string;
+  default: unknown;
+}
+
+export function fieldFor(spec: ParameterSpec): FieldDescriptor {
+  const base = { name: spec.name, type: spec.type, help: spec.help ?? "", default: spec.default };
+  switch (spec.type) {
+    case "int":
+    case "float":
+      return {
+        ...base,
+        kind: "number",
+        step: spec.type === "int" ? "1" : "any",
+        initial: typeof spec.default === "number" ? String(spec.default) : "",
+      };
+    case "bool":
+      return { ...base, kind: "checkbox", initial: spec.default === true };
+    case "str":
+      return { ...base, kind: "text", initial: typeof spec.default === "string" ? spec.default : "" };
+    default: // list, dict, any: JSON text
+      return {
+        ...base,
+        kind: "json",
+        initial: spec.default === undefined ? "" : JSON.stringify(spec.default),
+      };
+  }
+}
+
+export function fieldsFor(specs: readonly ParameterSpec[]): FieldDescriptor[] {
+  return specs.map(fieldFor);
+}
+
+export type Coerced = { ok: true; value: unknown } | { ok: false; error: string };
+
+/** A raw form value -> the parameter's typed value, or an error naming the parameter. */
+export function coerceValue(field: FieldDescriptor, raw: string | boolean): Coerced {
+  const bad = (why: string): Coerced => ({ ok: false, error: `${field.name}: ${why}` });
+  if (field.kind === "checkbox") return { ok: true, value: raw === true || raw === "true" };
+  const text = typeof raw === "string" ? raw : String(raw);
+  if (field.kind === "number") {
+    const t = text.trim();
+    if (t === "") return bad(`expected ${field.type === "int" ? "an integer" : "a number"}`);
+    const n = Number(t);
+    if (!Number.isFinite(n)) return bad(`${JSON.stringify(t)} is not a number`);
+    if (field.type === "int" && !Number.isInteger(n)) return bad(`${t} is not an integer`);
+    return { ok: true, value: n };
+  }
+  if (field.kind === "text") return { ok: true, value: text };
+  // json
+  const t = text.trim();
+  if (t === "") return { ok: true, value: null };
+  let value: unknown;
+  try {
+    value = JSON.parse(t);
+  } catch (e) {
+    return bad(`not valid JSON (${(e as Error).message})`);
+  }
+  if (field.type === "list" && !Array.isArray(value)) return bad("expected a JSON list [...]");
+  if (field.type === "dict" && (value === null || typeof value !== "object" || Array.isArray(value)))
+    return bad("expected a JSON object {...}");
+  return { ok: true, value };
+}
+
+function sameJSON(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export interface Collected {
+  ok: boolean;
+  /** the values that differ from the notebook's defaults (what POST /runs is sent) */
+  parameters: Record<string, unknown>;
+  errors: string[];
+}
+
+/** Raw form values (by name) -> the parameters to launch with: changed values only, so a
+ *  default the server could not express as JSON is never overwritten. */
+export function collectParameters(
+  fields: readonly FieldDescriptor[],
+  raws: Record<string, string | boolean | undefined>,
+): Collected {
+  const parameters: Record<string, unknown> = {};
+  const errors: string[] = [];
+  for (const f of fields) {
+    const raw = raws[f.name];
+    if (raw === undefined || raw === f.initial) continue;
+    const c = coerceValue(f, raw);
+    if (!c.ok) errors.push(c.error);
+    else if (!sameJSON(c.value, f.default)) parameters[f.name] = c.value;
+  }
+  return { ok: errors.length === 0, parameters, errors };
+}
+
+// -- runs -------------------------------------------------------------------------------------
+
+export interface FailingCell {
+  index?: number;
+  executed_index?: number;
+  source?: string;
+  ename?: string;
+  evalue?: string;
+}
+
+export interface RunSummary {
+  id: string;
+  notebook: string;
+  parameters: Record<string, unknown>;
+  status: string; // running | complete | failed
+  started?: string | null;
+  finished?: string | null;
+  progress?: { executed: number; total: number } | null;
+  failing_cell?: FailingCell | null;
+  error?: string | null;
+  report?: string | null;
+  record?: string | null;
+  duration_s?: number | null;
+  /** client side: when this panel launched it (ms since epoch), until the server lists it */
+  launchedAt?: number;
+}
+
+export interface RunListState {
+  runs: RunSummary[];
+  error: string | null;
+  lastPoll: number | null;
+}
+
+export const initialRunState: RunListState = { runs: [], error: null, lastPoll: null };
+
+export type RunAction =
+  | { type: "polled"; runs: RunSummary[]; at: number }
+  | { type: "launched"; run: RunSummary; at: number }
+  | { type: "updated"; run: RunSummary }
+  | { type: "error"; message: string };
+
+/** how long a run launched here is shown before the server lists it */
+export const LAUNCH_GRACE_MS = 30_000;
+
+const STATUS_RANK: Record<string, number> = { complete: 2, failed: 2, running: 1 };
+
+/** One entry per id: a finished (published) entry wins over a running (staged) one. */
+export function dedupeRuns(runs: readonly RunSummary[]): RunSummary[] {
+  const byId = new Map<string, RunSummary>();
+  for (const r of runs) {
+    const prev = byId.get(r.id);
+    if (!prev || (STATUS_RANK[r.status] ?? 0) > (STATUS_RANK[prev.status] ?? 0)) byId.set(r.id, r);
+  }
+  return [...byId.values()];
+}
+
+function startKey(r: RunSummary): number {
+  if (r.started) {
+    const t = Date.parse(r.started);
+    if (!Number.isNaN(t)) return t;
+  }
+  return Number.POSITIVE_INFINITY; // launched, not started yet: on top
+}
+
+/** Newest first: by start time (runs not started yet on top, newest launch first), then by
+ *  id for stability. */
+export function sortRuns(runs: readonly RunSummary[]): RunSummary[] {
+  return [...runs].sort((a, b) => {
+    const ka = startKey(a);
+    const kb = startKey(b);
+    if (ka !== kb) return kb > ka ? 1 : -1;
+    const la = a.launchedAt ?? 0;
+    const lb = b.launchedAt ?? 0;
+    return lb - la || a.id.localeCompare(b.id);
+  });
+}
+
+export function reduceRuns(state: RunListState, action: RunAction): RunListState {
+  switch (action.type) {
+    case "polled": {
+      const polled = dedupeRuns(action.runs);
+      const seen = new Set(polled.map((r) => r.id));
+      const local = state.runs.filter(
+        (r) => !seen.has(r.id) && r.launchedAt !== undefined && action.at - r.launchedAt < LAUNCH_GRACE_MS,
+      );
+      return { runs: sortRuns([...local, ...polled]), error: null, lastPoll: action.at };
+    }
+    case "launched": {
+      const others = state.runs.filter((r) => r.id !== action.run.id);
+      const existing = state.runs.find((r) => r.id === action.run.id);
+      const run = existing && existing.status !== "running" ? existing : { ...action.run, launchedAt: action.at };
+      return { ...state, runs: sortRuns([...others, run]) };
+    }
+    case "updated": {
+      const others = state.runs.filter((r) => r.id !== action.run.id);
+      return { ...state, runs: sortRuns([...others, action.run]) };
+    }
+    case "error":
+      return { ...state, error: action.message };
+  }
+}
+
+export function notebookName(path: string): string {
+  const base = path.split(/[\\/]/).pop() ?? path;
+  return base.replace(/\.ipynb$/, "");
+}
+
+export function isCancelled(run: RunSummary): boolean {
+  return run.status === "failed" && /cancelled/i.test(run.error ?? "");
+}
+
+/** `running 3/7 cells`, `complete (12.3 s)`, `failed`, `cancelled`. */
+export function statusLabel(run: RunSummary): string {
+  if (run.status === "running") {
+    const p = run.progress;
+    return p && p.total > 0 ? `running ${p.executed}/${p.total} cells` : "running";
+  }
+  if (run.status === "complete") {
+    return typeof run.duration_s === "number" ? `complete (${run.duration_s.toFixed(1)} s)` : "complete";
+  }
+  if (isCancelled(run)) return "cancelled";
+  return run.status;
+}
+
+/** For a failed run: `cell 2 (`raise ValueError()`): ValueError: boom`, else its error. */
+export function failureLine(run: RunSummary): string | null {
+  if (run.status !== "failed") return null;
+  const c = run.failing_cell;
+  if (c) return `cell ${c.index ?? "?"} (\`${c.source ?? ""}\`): ${c.ename ?? "Error"}: ${c.evalue ?? ""}`;
+  return run.error ?? "failed";
+}
+
+export function progressFraction(run: RunSummary): number | null {
+  const p = run.progress;
+  if (run.status === "complete") return 1;
+  if (!p || p.total <= 0) return null;
+  return Math.min(1, Math.max(0, p.executed / p.total));
+}
+
+// -- records ----------------------------------------------------------------------------------
+
+export interface KeyValue {
+  key: string;
+  value: string;
+}
+
+export interface RecordSummary {
+  title: string;
+  created: string;
+  fingerprints: KeyValue[];
+  forecastRisk: string | null;
+  forecast: KeyValue[];
+  degradation: KeyValue[];
+  patches: { name: string; efficacy: KeyValue[] }[];
+  verification: { ok: boolean; checks: number; failed: string[]; error: string | null };
+}
+
+function asObject(v: unknown): Record<string, unknown> | null {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+export function formatValue(v: unknown): string {
+  if (v === null || v === undefined) return "—";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+  if (typeof v === "string") return v;
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  return JSON.stringify(v);
+}
+
+function scalars(obj: Record<string, unknown> | null): KeyValue[] {
+  if (!obj) return [];
+  return Object.entries(obj)
+    .filter(([, v]) => v === null || typeof v !== "object")
+    .map(([key, value]) => ({ key, value: formatValue(value) }));
+}
+
+export function summarizeRecord(record: Record<string, unknown>): RecordSummary {
+  const fingerprints: KeyValue[] = [];
+  for (const part of ["subject", "dictionary"]) {
+    const o = asObject(record[part]);
+    if (o && typeof o.fingerprint === "string") {
+      fingerprints.push({ key: `${part}${typeof o.name === "string" ? ` (${o.name})` : ""}`, value: o.fingerprint });
+    }
+  }
+  const forecast = asObject(record.forecast);
+  let forecastRisk: string | null = null;
+  if (forecast) {
+    const key = Object.keys(forecast).find((k) => /risk/i.test(k));
+    if (key !== undefined) forecastRisk = formatValue(forecast[key]);
+  }
+  const patches = (Array.isArray(record.patches) ? record.patches : []).map((p, i) => {
+    const o = asObject(p) ?? {};
+    const desc = asObject(o.patch);
+    const name =
+      (desc && (typeof desc.name === "string" ? desc.name : typeof desc.kind === "string" ? desc.kind : null)) ??
+      (typeof o.patch === "string" ? o.patch : `patch ${i}`);
+    return { name, efficacy: scalars(asObject(o.efficacy)) };
+  });
+  const v = asObject(record.verification) ?? {};
+  const failed = (Array.isArray(v.failed) ? v.failed : []).map((f) => {
+    const o = asObject(f) ?? {};
+    return typeof o.message === "string" && o.message ? `${formatValue(o.field)}: ${o.message}` : formatValue(o.field);
+  });
+  return {
+    title: typeof record.title === "string" && record.title ? record.title : "(untitled record)",
+    created: typeof record.created === "string" ? record.created : "",
+    fingerprints,
+    forecastRisk,
+    forecast: scalars(forecast),
+    degradation: scalars(asObject(record.degradation)),
+    patches,
+    verification: {
+      ok: v.ok === true,
+      checks: typeof v.checks === "number" ? v.checks : 0,
+      failed,
+      error: typeof v.error === "string" ? v.error : null,
+    },
+  };
+}

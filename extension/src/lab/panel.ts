@@ -1,0 +1,294 @@
+// The left-side Workbench panel: analyses, a parameter form, Launch, and the run list.
+import type { Message } from "@lumino/messaging";
+import { Panel, Widget } from "@lumino/widgets";
+
+import { api } from "./api";
+import { h, setChildren } from "./dom";
+import {
+  type Analysis,
+  type FieldDescriptor,
+  type RunAction,
+  type RunListState,
+  type RunSummary,
+  collectParameters,
+  failureLine,
+  fieldsFor,
+  initialRunState,
+  notebookName,
+  progressFraction,
+  reduceRuns,
+  statusLabel,
+} from "./model";
+
+export const POLL_MS = 2000;
+
+export interface PanelOptions {
+  openReport: (run: RunSummary) => void;
+  openRecord: (run: RunSummary) => void;
+}
+
+export class WorkbenchPanel extends Panel {
+  private readonly analysesBox = new Widget();
+  private readonly formBox = new Widget();
+  private readonly runsBox = new Widget();
+  private analyses: Analysis[] = [];
+  private selected: string | null = null;
+  private fields: FieldDescriptor[] = [];
+  /** the form's current raw values (kept across re-renders) */
+  private values: Record<string, string | boolean> = {};
+  private runState: RunListState = initialRunState;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private polling = false;
+
+  constructor(private readonly options: PanelOptions) {
+    super();
+    this.id = "workbench-panel";
+    this.addClass("jp-wb-panel");
+    this.title.caption = "Workbench";
+    for (const [w, cls] of [
+      [this.analysesBox, "jp-wb-analyses"],
+      [this.formBox, "jp-wb-form"],
+      [this.runsBox, "jp-wb-runs"],
+    ] as const) {
+      w.addClass("jp-wb-section");
+      w.addClass(cls);
+      this.addWidget(w);
+    }
+    this.renderAnalyses();
+    this.renderForm();
+    this.renderRuns();
+    void this.loadAnalyses();
+    void this.poll();
+    // every POLL_MS while the panel is shown (and at once when it is shown again)
+    this.timer = setInterval(() => {
+      if (this.isVisible) void this.poll();
+    }, POLL_MS);
+  }
+
+  protected override onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    void this.poll();
+  }
+
+  override dispose(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    super.dispose();
+  }
+
+  // -- analyses -------------------------------------------------------------------------------
+
+  async loadAnalyses(): Promise<void> {
+    try {
+      this.analyses = await api.analyses();
+      this.renderAnalyses();
+    } catch (error) {
+      this.renderAnalyses((error as Error).message);
+    }
+  }
+
+  private renderAnalyses(error?: string): void {
+    const refresh = h("button", { class: "jp-wb-button jp-wb-link", title: "Reload the analyses" }, "↻");
+    refresh.onclick = () => void this.loadAnalyses();
+    const list = h("ul", { class: "jp-wb-list", role: "listbox" });
+    for (const a of this.analyses) {
+      const item = h(
+        "li",
+        {
+          class: `jp-wb-analysis${a.name === this.selected ? " jp-mod-selected" : ""}`,
+          role: "option",
+          "data-name": a.name,
+          title: a.error ?? a.path,
+          tabindex: "0",
+        },
+        h("span", { class: "jp-wb-analysis-title" }, a.title || a.name),
+        h("span", { class: "jp-wb-muted" }, ` ${a.name}`),
+      );
+      item.onclick = () => this.select(a.name);
+      item.onkeydown = (e) => {
+        if (e.key === "Enter" || e.key === " ") this.select(a.name);
+      };
+      list.append(item);
+    }
+    setChildren(this.analysesBox.node, 
+      h("h2", { class: "jp-wb-heading" }, "Analyses ", refresh),
+      error ? h("p", { class: "jp-wb-error" }, error) : null,
+      this.analyses.length === 0 && !error ? h("p", { class: "jp-wb-muted" }, "No analysis notebooks.") : null,
+      list,
+    );
+  }
+
+  select(name: string): void {
+    this.selected = name;
+    const a = this.analyses.find((x) => x.name === name);
+    this.fields = a && !a.error ? fieldsFor(a.parameters) : [];
+    this.values = {};
+    this.renderAnalyses();
+    this.renderForm();
+  }
+
+  // -- form -----------------------------------------------------------------------------------
+
+  private renderForm(message?: { text: string; error: boolean }): void {
+    const a = this.analyses.find((x) => x.name === this.selected);
+    if (!a) {
+      setChildren(this.formBox.node, h("p", { class: "jp-wb-muted" }, "Select an analysis to launch it."));
+      return;
+    }
+    const form = h("form", { class: "jp-wb-params", "data-analysis": a.name });
+    for (const f of this.fields) {
+      const id = `jp-wb-param-${a.name}-${f.name}`;
+      const current = this.values[f.name] ?? f.initial;
+      let input: HTMLInputElement | HTMLTextAreaElement;
+      if (f.kind === "checkbox") {
+        const box = h("input", { type: "checkbox", id, name: f.name });
+        box.checked = current === true;
+        box.onchange = () => (this.values[f.name] = box.checked);
+        input = box;
+      } else {
+        input =
+          f.kind === "json"
+            ? h("textarea", { id, name: f.name, rows: "2", spellcheck: "false", class: "jp-wb-mono" })
+            : h("input", { type: f.kind === "number" ? "number" : "text", id, name: f.name, step: f.step });
+        input.value = String(current);
+        const el = input;
+        el.oninput = () => (this.values[f.name] = el.value);
+      }
+      input.classList.add("jp-wb-input");
+      form.append(
+        h(
+          "div",
+          { class: `jp-wb-field jp-wb-field-${f.kind}`, "data-param": f.name },
+          h("label", { for: id }, f.name, h("span", { class: "jp-wb-type" }, ` ${f.type}`)),
+          input,
+          f.help ? h("div", { class: "jp-wb-help" }, f.help) : null,
+        ),
+      );
+    }
+    if (this.fields.length === 0) form.append(h("p", { class: "jp-wb-muted" }, "No parameters."));
+    const launch = h("button", { type: "submit", class: "jp-wb-button jp-mod-accept", "data-wb": "launch" }, "Launch");
+    form.append(h("div", { class: "jp-wb-actions" }, launch));
+    if (message) {
+      form.append(
+        h("p", { class: message.error ? "jp-wb-error" : "jp-wb-muted", "data-wb": "launch-message" }, message.text),
+      );
+    }
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      void this.launch(a, form, launch);
+    };
+    setChildren(this.formBox.node, 
+      h("h2", { class: "jp-wb-heading" }, a.title || a.name),
+      a.error ? h("p", { class: "jp-wb-error" }, a.error) : form,
+    );
+  }
+
+  private async launch(a: Analysis, form: HTMLFormElement, button: HTMLButtonElement): Promise<void> {
+    const raws: Record<string, string | boolean> = {};
+    for (const f of this.fields) {
+      const el = form.elements.namedItem(f.name) as HTMLInputElement | HTMLTextAreaElement | null;
+      if (!el) continue;
+      raws[f.name] = f.kind === "checkbox" ? (el as HTMLInputElement).checked : el.value;
+      this.values[f.name] = raws[f.name]!;
+    }
+    const collected = collectParameters(this.fields, raws);
+    if (!collected.ok) {
+      this.renderForm({ text: collected.errors.join("; "), error: true });
+      return;
+    }
+    button.disabled = true;
+    try {
+      const out = await api.launch(a.name, collected.parameters);
+      this.dispatch({
+        type: "launched",
+        at: Date.now(),
+        run: { notebook: a.path, parameters: collected.parameters, ...out },
+      });
+      const what = out.status === "complete" ? "already complete" : "launched";
+      this.renderForm({ text: `Run ${out.id.slice(0, 10)} ${what}.`, error: false });
+      void this.poll();
+    } catch (error) {
+      this.renderForm({ text: (error as Error).message, error: true });
+    }
+  }
+
+  // -- runs -----------------------------------------------------------------------------------
+
+  private dispatch(action: RunAction): void {
+    this.runState = reduceRuns(this.runState, action);
+    this.renderRuns();
+  }
+
+  async poll(): Promise<void> {
+    if (this.polling || this.isDisposed) return;
+    this.polling = true;
+    try {
+      this.dispatch({ type: "polled", runs: await api.runs(), at: Date.now() });
+    } catch (error) {
+      this.dispatch({ type: "error", message: (error as Error).message });
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private async cancel(run: RunSummary, button: HTMLButtonElement): Promise<void> {
+    button.disabled = true;
+    try {
+      this.dispatch({ type: "updated", run: await api.cancel(run.id) });
+    } catch (error) {
+      this.dispatch({ type: "error", message: (error as Error).message });
+    }
+  }
+
+  private renderRuns(): void {
+    const { runs, error } = this.runState;
+    const list = h("ul", { class: "jp-wb-list" });
+    for (const run of runs) {
+      const label = statusLabel(run);
+      const failure = failureLine(run);
+      const frac = progressFraction(run);
+      const buttons = h("div", { class: "jp-wb-actions" });
+      if (run.status === "complete" || run.report) {
+        const b = h("button", { class: "jp-wb-button", "data-wb": "open-report" }, "Open report");
+        b.onclick = () => this.options.openReport(run);
+        buttons.append(b);
+      }
+      if (run.status !== "running") {
+        const b = h("button", { class: "jp-wb-button", "data-wb": "open-record" }, "Open record");
+        b.onclick = () => this.options.openRecord(run);
+        buttons.append(b);
+      } else {
+        const b = h("button", { class: "jp-wb-button jp-mod-warn", "data-wb": "cancel" }, "Cancel");
+        b.onclick = () => void this.cancel(run, b);
+        buttons.append(b);
+      }
+      const params = Object.entries(run.parameters ?? {})
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(" ");
+      list.append(
+        h(
+          "li",
+          { class: `jp-wb-run jp-wb-status-${run.status}`, "data-run": run.id, "data-status": run.status },
+          h(
+            "div",
+            { class: "jp-wb-run-head" },
+            h("span", { class: "jp-wb-run-name" }, notebookName(run.notebook)),
+            h("span", { class: "jp-wb-badge", "data-wb": "status" }, label),
+          ),
+          h("div", { class: "jp-wb-muted jp-wb-mono", title: run.id }, `${run.id.slice(0, 10)} ${params}`),
+          frac !== null && run.status === "running"
+            ? h("progress", { class: "jp-wb-progress", max: "1", value: String(frac) })
+            : null,
+          failure ? h("div", { class: "jp-wb-error jp-wb-mono", "data-wb": "failure" }, failure) : null,
+          buttons,
+        ),
+      );
+    }
+    setChildren(this.runsBox.node, 
+      h("h2", { class: "jp-wb-heading" }, "Runs"),
+      error ? h("p", { class: "jp-wb-error" }, error) : null,
+      runs.length === 0 ? h("p", { class: "jp-wb-muted" }, "No runs yet.") : null,
+      list,
+    );
+  }
+}

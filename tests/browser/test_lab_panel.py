@@ -1,0 +1,173 @@
+"""The Workbench panel (the prebuilt JupyterLab extension of ``extension/src/lab``) end to end.
+
+A real ``jupyter lab`` (private Jupyter dirs) with the workbench server extension enabled, its
+analyses folder a temp folder holding a toy notebook (``x = 1``, ``out_dir = "."``, a cell
+writing ``out.txt``), and the built lab extension (``workbench/labextension``, from
+``npm run build``) linked into its private ``JUPYTER_PATH``. In headless Chromium: open the panel
+from the command palette and the left sidebar, select the toy, set ``x`` to 3, Launch, wait for
+the run to complete, open its report (a Lab tab whose sandboxed iframe shows the report header)
+and its record (the toy writes none: the view shows the server's 404 message). No request
+leaves localhost. ``WB_SCREENSHOT=1`` saves the panel with the completed run to
+``docs/panel.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from _browser import Lab, OfflinePage, start_lab
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+LABEXTENSION = REPO / "workbench" / "labextension"
+EXT_NAME = "@workbench/extension"
+SCREENSHOT = REPO / "docs" / "panel.png"
+RUN_TIMEOUT_MS = 120_000
+
+TOY_PARAMS = 'x = 1  # how many things to count\nout_dir = "."'
+TOY_WORK = 'import pathlib\npathlib.Path(out_dir, "out.txt").write_text(str(x * 2))'
+
+
+def _write_toy(folder: Path) -> None:
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Toy analysis\n\nCounts things."),
+        new_code_cell(TOY_PARAMS, metadata={"tags": ["parameters"]}),
+        new_code_cell(TOY_WORK),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, folder / "toy.ipynb")
+
+
+@pytest.fixture(scope="module")
+def workbench_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
+    """A lab of its own: the server extension on a temp analyses folder, the panel linked in."""
+    if not (LABEXTENSION / "package.json").is_file():
+        pytest.skip(f"the lab extension is not built ({LABEXTENSION}): run `npm run build`")
+    home = tmp_path_factory.mktemp("wb-jupyter-home")
+    analyses = tmp_path_factory.mktemp("wb-analyses")
+    runs = tmp_path_factory.mktemp("wb-runs")
+    _write_toy(analyses)
+    config = home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "jupyter_server_config.json").write_text(json.dumps({
+        "ServerApp": {"jpserver_extensions": {"workbench.server": True}},
+        "WorkbenchServer": {"analyses_dir": str(analyses), "runs_root": str(runs)},
+    }))
+    # what `jupyter labextension develop` does, in the private JUPYTER_PATH (<home>/share)
+    link = home / "share" / "labextensions" / EXT_NAME
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(LABEXTENSION, target_is_directory=True)
+    lab = start_lab(tmp_path_factory.mktemp("wb-lab-root"), home)
+    try:
+        yield lab, runs
+    finally:
+        lab.stop()
+
+
+def _save_screenshot(page: Any) -> None:
+    from PIL import Image  # WB_SCREENSHOT needs Pillow: a palette PNG keeps it small
+
+    box = page.locator("#workbench-panel").bounding_box()
+    runs = page.locator("#workbench-panel .jp-wb-runs").bounding_box()
+    assert box and runs
+    bottom = min(box["y"] + box["height"], runs["y"] + runs["height"] + 8)
+    png = page.screenshot(clip={"x": box["x"], "y": box["y"],
+                                "width": box["width"], "height": bottom - box["y"]})
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    img.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.write_bytes(out.getvalue())
+    assert SCREENSHOT.stat().st_size < 200_000, SCREENSHOT.stat().st_size
+
+
+def test_panel_launches_a_run_and_opens_its_report_and_record(
+    workbench_lab: tuple[Lab, Path], offline: OfflinePage
+) -> None:
+    lab, runs_root = workbench_lab
+    assert [a["name"] for a in lab.api("/workbench/analyses")] == ["toy"]
+    page = offline.page
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+
+    # the page config lists the prebuilt extension; its plugin adds the sidebar tab
+    config = json.loads(page.locator("#jupyter-config-data").text_content() or "{}")
+    assert EXT_NAME in [e["name"] for e in config.get("federated_extensions", [])], config
+    tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
+    tab.wait_for(timeout=60_000)
+
+    # the command palette knows the command, and it opens the panel (the shortcut works once
+    # the shell has started: retry it until the palette shows)
+    palette = page.locator(".lm-CommandPalette-input")
+    for _ in range(30):
+        page.keyboard.press("Control+Shift+C")
+        try:
+            palette.wait_for(state="visible", timeout=2_000)
+            break
+        except PlaywrightTimeoutError:
+            continue
+    palette.fill("Workbench panel")
+    page.locator(".lm-CommandPalette-item", has_text="Open the Workbench panel").first.click()
+    panel = page.locator("#workbench-panel")
+    panel.wait_for(state="visible")
+    tab.click()  # the sidebar tab toggles: the panel collapses ...
+    panel.wait_for(state="hidden")
+    tab.click()  # ... and comes back
+    panel.wait_for(state="visible")
+
+    toy = panel.locator('.jp-wb-analysis[data-name="toy"]')
+    toy.click()
+    x = panel.locator("#jp-wb-param-toy-x")
+    assert x.input_value() == "1"
+    assert x.get_attribute("type") == "number"
+    x.fill("3")
+    panel.locator('[data-wb="launch"]').click()
+
+    run = panel.locator('.jp-wb-run[data-status="complete"]').first
+    run.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "x=3" in run.inner_text()
+    assert x.input_value() == "3"  # the form keeps what was typed across re-renders
+    assert run.locator('[data-wb="status"]').inner_text().startswith("complete")
+    (listed,) = lab.api("/workbench/runs")
+    assert listed["status"] == "complete" and listed["parameters"]["x"] == 3
+    assert Path(listed["run_dir"], "out.txt").read_text() == "6"
+    assert Path(listed["run_dir"]).resolve().is_relative_to(runs_root.resolve())
+
+    if os.environ.get("WB_SCREENSHOT") == "1":
+        time.sleep(0.3)
+        _save_screenshot(page)
+
+    # the report: a main-area tab with a sandboxed iframe on /workbench/runs/<id>/report
+    run.locator('[data-wb="open-report"]').click()
+    iframe = page.locator(".jp-wb-report iframe")
+    iframe.wait_for()
+    assert (iframe.get_attribute("src") or "").endswith(f"/workbench/runs/{listed['id']}/report")
+    sandbox = iframe.get_attribute("sandbox") or ""
+    assert "allow-scripts" in sandbox and "allow-same-origin" not in sandbox
+    header = page.frame_locator(".jp-wb-report iframe").locator("[data-wb-report-header]")
+    header.wait_for(timeout=30_000)
+    assert "Toy analysis" in header.inner_text() or header.inner_text().strip()
+
+    # the record: the toy writes none, so the view shows the server's 404 message
+    run.locator('[data-wb="open-record"]').click()
+    record = page.locator(".jp-wb-record")
+    record.wait_for()
+    message = record.locator('[data-wb="record-error"], [data-wb="record-title"]').first
+    message.wait_for()
+    assert "no record.json" in message.inner_text()
+    assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab",
+                        has_text=f"Record {listed['id'][:8]}").count() == 1
+
+    assert not offline.page_errors, offline.page_errors
+    offline.assert_offline()
