@@ -14,7 +14,6 @@ leaves localhost. ``WB_SCREENSHOT=1`` saves the panel with the completed run to
 from __future__ import annotations
 
 import contextlib
-
 import io
 import json
 import os
