@@ -117,7 +117,7 @@ def mean_features(
     per_prompt = feature_activations(
         subject, dictionary, prompts, pool="mean", batch_size=batch_size
     ).double()
-    counts = (subject.encode(list(prompts))[1].sum(1) - 1).double()
+    counts = (subject.encode(list(prompts))[1].sum(1) - 1).double().cpu()
     return (counts @ per_prompt) / counts.sum(), int(counts.sum())
 
 
