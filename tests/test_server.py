@@ -242,11 +242,12 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
 
     rid = "abcdef123456"
     endpoints = [("GET", ("analyses",)), ("GET", ("runs",)), ("POST", ("runs",)),
+                 ("POST", ("sweeps",)),
                  ("GET", ("runs", rid)), ("DELETE", ("runs", rid)),
                  ("GET", ("runs", rid, "report")), ("GET", ("runs", rid, "record"))]
     for auth, label in (("token wrong", "bad token"), ("", "no token")):
         for method, parts in endpoints:
-            body = {"notebook": "toy"} if method == "POST" else None
+            body = {"notebook": "toy", "grid": {"x": [1, 2]}} if method == "POST" else None
             code, data, _ = await api(method, *parts, body=body, headers={"Authorization": auth})
             row(f"auth ({label})", f"{method} /workbench/{'/'.join(parts)}", code, data)
             assert code in (401, 403), (method, parts, code)
@@ -254,6 +255,9 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
     for name in ("../etc/passwd", "/etc/passwd", "a/b", "..", ".hidden", "~root", "toy/../x"):
         code, data, _ = await api("POST", "runs", body={"notebook": name})
         row("notebook name", f"POST runs notebook={name!r}", code, data)
+        assert code == 400 and "refused" in data["message"], (name, data)
+        code, data, _ = await api("POST", "sweeps", body={"notebook": name, "grid": {"x": [1]}})
+        row("notebook name", f"POST sweeps notebook={name!r}", code, data)
         assert code == 400 and "refused" in data["message"], (name, data)
 
     for path in ("runs/..", "runs/../../x", "runs/%2e%2e", "runs/%2e%2e/report",
@@ -295,6 +299,49 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
         row("payload", label, code, data)
         assert code == (404 if label == "missing notebook file" else 400), (label, data)
         assert data["message"]
+    sweeps: list[tuple[str, Any, str]] = [  # label, body, what the message must say
+        ("sweep: body a list", ["toy"], "JSON object"),
+        ("sweep: missing grid", {"notebook": "toy"}, "missing field 'grid'"),
+        ("sweep: extra field", {"notebook": "toy", "grid": {"x": [1]}, "workers": 9},
+         "'workers'"),
+        ("sweep: grid a list", {"notebook": "toy", "grid": [{"x": 1}]}, "'grid' must be"),
+        ("sweep: empty grid", {"notebook": "toy", "grid": {}}, "'grid' is empty"),
+        ("sweep: bad type", {"notebook": "toy", "grid": {"x": [1, "x"]}},
+         'grid.x[1]: expected int, got "x"'),
+        ("sweep: float for int", {"notebook": "toy", "grid": {"x": [2, 1.5]}},
+         "grid.x[1]: expected int, got 1.5"),
+        ("sweep: unknown parameter", {"notebook": "toy", "grid": {"x": [1], "y": [1, 2]}},
+         "grid.y: unknown parameter 'y'"),
+        ("sweep: values not a list", {"notebook": "toy", "grid": {"x": 3}},
+         "grid.x must be a JSON list"),
+        ("sweep: empty value list", {"notebook": "toy", "grid": {"x": []}},
+         "grid.x is an empty list"),
+        ("sweep: over the cap", {"notebook": "toy", "grid": {"x": list(range(33))}},
+         "the grid has 33 points (x: 33), over this server's limit of 32"),
+        ("sweep: out_dir swept", {"notebook": "slow", "grid": {"out_dir": ["/etc"]}},
+         "grid.out_dir"),
+        ("sweep: in grid and parameters",
+         {"notebook": "toy", "grid": {"x": [1, 2]}, "parameters": {"x": 3}},
+         "'x' is in both 'grid' and 'parameters'"),
+        ("sweep: bad fixed parameter",
+         {"notebook": "toy", "grid": {"x": [1]}, "parameters": {"x": "abc"}},
+         "'parameters': parameter 'x' must be int, got 'abc'"),
+        ("sweep: unknown fixed parameter",
+         {"notebook": "toy", "grid": {"x": [1]}, "parameters": {"nope": 1}},
+         "'parameters': unknown parameter 'nope'"),
+        ("sweep: notebook w/o parameters cell", {"notebook": "untagged", "grid": {"y": [1]}},
+         "no cell tagged 'parameters'"),
+    ]
+    for label, body, want in sweeps:
+        code, data, _ = await api("POST", "sweeps", body=body)
+        row("payload", label, code, data)
+        assert code == 400, (label, data)
+        assert want in data["message"], (label, data["message"])
+    code, data, _ = await api("POST", "sweeps", body={"notebook": "nope", "grid": {"x": [1]}})
+    assert code == 404 and "no notebook 'nope.ipynb'" in data["message"]
+    code, data, _ = await api("POST", "sweeps", raw_body="grid=x")
+    assert code == 400 and "not JSON" in data["message"]
+
     by_label = {r[1]: r for r in rows}
     assert "'x'" in by_label["wrong type x='abc'"][3] and "int" in by_label["wrong type x='abc'"][3]
     assert "'y'" in by_label["unknown parameter y"][3]
@@ -308,6 +355,91 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
         print("\n| kind | request | status | message |\n|---|---|---|---|")
         for kind, what, code, msg in rows:
             print(f"| {kind} | `{what}` | {code} | {msg.replace('|', '/')} |")
+
+
+async def test_sweep_of_two_points_runs_both(api: Any, runs_root: Path) -> None:
+    code, data, _ = await api("POST", "sweeps", body={"notebook": "toy", "grid": {"x": [2, "5"]}})
+    assert code == 201, data
+    assert len(data["sweep"]) == 12
+    assert [r["parameters"] for r in data["runs"]] == [{"x": 2}, {"x": 5}]
+    assert [r["status"] for r in data["runs"]] == ["running", "running"]  # 2 parallel slots
+    ids = [r["id"] for r in data["runs"]]
+    assert len(set(ids)) == 2
+
+    code, listing, _ = await api("GET", "runs")
+    assert code == 200 and {r["id"] for r in listing} == set(ids)
+    for rid, x in zip(ids, (2, 5), strict=True):
+        info = await _wait_done(api, rid)
+        assert info["status"] == "complete", info
+        assert info["parameters"] == {"x": x}
+        assert (runs_root / rid / "out.txt").read_text() == str(2 * x)
+
+    # the same grid again: the same sweep, both runs already complete (nothing relaunched)
+    code, again, _ = await api("POST", "sweeps", body={"notebook": "toy", "grid": {"x": [5, 2]}})
+    assert code == 201 and again["sweep"] == data["sweep"]
+    assert [(r["id"], r["status"]) for r in again["runs"]] == [
+        (ids[1], "complete"), (ids[0], "complete")]
+
+
+async def test_sweep_beyond_the_parallel_limit_queues_and_cancels(
+    api: Any, jp_serverapp: Any, runs_root: Path
+) -> None:
+    wb = jp_serverapp.web_app.settings["workbench"]
+    wb.max_parallel_runs = 1
+    code, data, _ = await api("POST", "sweeps", body={"notebook": "toy", "grid": {"x": [6, 7, 8]}})
+    assert code == 201, data
+    assert [r["status"] for r in data["runs"]] == ["running", "queued", "queued"]
+    first, second, third = (r["id"] for r in data["runs"])
+
+    code, info, _ = await api("GET", "runs", third)
+    assert code == 200 and info["status"] == "queued" and info["parameters"] == {"x": 8}
+    code, listing, _ = await api("GET", "runs")
+    assert {r["id"]: r["status"] for r in listing if r["id"] in (second, third)} == {
+        second: "queued", third: "queued"}
+    code, msg, _ = await api("GET", "runs", third, "report")
+    assert code == 409 and "not finished" in msg["message"]
+    # the same point launched again while queued: still queued, once
+    code, again, _ = await api("POST", "runs", body={"notebook": "toy", "parameters": {"x": 8}})
+    assert (code, again["id"], again["status"]) == (202, third, "queued")
+
+    code, cancelled, _ = await api("DELETE", "runs", third)
+    assert code == 200, cancelled
+    assert cancelled["status"] == "failed" and "before it started" in cancelled["error"]
+
+    most = 0
+    deadline = time.monotonic() + 90
+    while True:  # one worker at a time: the second starts only when the first has ended
+        code, listing, _ = await api("GET", "runs")
+        by_id = {r["id"]: r["status"] for r in listing}
+        most = max(most, sum(s == "running" for s in by_id.values()))
+        if by_id.get(first) == "complete" and by_id.get(second) == "complete":
+            break
+        assert time.monotonic() < deadline, by_id
+        await asyncio.sleep(0.2)
+    assert most == 1
+    assert (runs_root / first / "out.txt").read_text() == "12"
+    assert (runs_root / second / "out.txt").read_text() == "14"
+    assert by_id[third] == "failed" and not (runs_root / third / "out.txt").exists()
+    code, info, _ = await api("GET", "runs", third)
+    assert info["status"] == "failed" and "cancelled" in info["error"]
+    for _ in range(100):  # the last worker exits just after publishing its run
+        wb.reap()
+        if not wb.jobs:
+            break
+        await asyncio.sleep(0.1)
+    assert wb.queued == {} and wb.jobs == {}
+
+
+def test_parallel_and_sweep_limits_must_be_positive() -> None:
+    from traitlets import TraitError
+
+    from workbench.server import WorkbenchServer
+
+    assert (WorkbenchServer().max_parallel_runs, WorkbenchServer().max_sweep_runs) == (2, 32)
+    with pytest.raises(TraitError, match="max_parallel_runs must be >= 1"):
+        WorkbenchServer(max_parallel_runs=0)
+    with pytest.raises(TraitError, match="max_sweep_runs must be >= 1"):
+        WorkbenchServer(max_sweep_runs=-1)
 
 
 def test_extension_points_and_config_file() -> None:

@@ -6,9 +6,12 @@ writing ``out.txt``), and the built lab extension (``workbench/labextension``, f
 ``npm run build``) linked into its private ``JUPYTER_PATH``. In headless Chromium: open the panel
 from the command palette and the left sidebar, select the toy, set ``x`` to 3, Launch, wait for
 the run to complete, open its report (a Lab tab whose sandboxed iframe shows the report header)
-and its record (the toy writes none: the view shows the server's 404 message). No request
-leaves localhost. ``WB_SCREENSHOT=1`` saves the panel with the completed run to
-``docs/panel.png``.
+and its record (the toy writes none: the view shows the server's 404 message). Then a sweep:
+the form's Sweep mode, ``x`` given the values ``4, 5`` (the grid size shown live, a bad value
+refused in place), Launch sweep, both runs complete with their ``out.txt``. Then Cancel: a second
+notebook (``slow``) sleeps 60 s; launched, cancelled from its run's Cancel button, it shows as
+cancelled and the server says so. No request leaves localhost. ``WB_SCREENSHOT=1`` saves the
+panel with the completed run to ``docs/panel.png``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +31,7 @@ import pytest
 from _browser import Lab, OfflinePage, start_lab
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -38,17 +43,26 @@ RUN_TIMEOUT_MS = 120_000
 
 TOY_PARAMS = 'x = 1  # how many things to count\nout_dir = "."'
 TOY_WORK = 'import pathlib\npathlib.Path(out_dir, "out.txt").write_text(str(x * 2))'
+SLOW_PARAMS = 'seconds = 60  # how long to sleep\nout_dir = "."'
+SLOW_WORK = "import time\ntime.sleep(seconds)"
+#: how long a cancelled run may take to show as cancelled (the server gives SIGTERM 5 s)
+CANCEL_TIMEOUT_MS = 15_000
 
 
-def _write_toy(folder: Path) -> None:
+def _write_nb(path: Path, title: str, params: str, work: str) -> None:
     nb = new_notebook(cells=[
-        new_markdown_cell("# Toy analysis\n\nCounts things."),
-        new_code_cell(TOY_PARAMS, metadata={"tags": ["parameters"]}),
-        new_code_cell(TOY_WORK),
+        new_markdown_cell(title),
+        new_code_cell(params, metadata={"tags": ["parameters"]}),
+        new_code_cell(work),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    nbformat.write(nb, folder / "toy.ipynb")
+    nbformat.write(nb, path)
+
+
+def _write_toy(folder: Path) -> None:
+    _write_nb(folder / "toy.ipynb", "# Toy analysis\n\nCounts things.", TOY_PARAMS, TOY_WORK)
+    _write_nb(folder / "slow.ipynb", "# Slow analysis\n\nSleeps.", SLOW_PARAMS, SLOW_WORK)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +139,7 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     workbench_lab: tuple[Lab, Path], offline: OfflinePage
 ) -> None:
     lab, runs_root = workbench_lab
-    assert [a["name"] for a in lab.api("/workbench/analyses")] == ["toy"]
+    assert [a["name"] for a in lab.api("/workbench/analyses")] == ["slow", "toy"]
     page = offline.page
     page.goto(f"{lab.url}/lab?token={lab.token}")
 
@@ -160,7 +174,7 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     assert "x=3" in run.inner_text()
     assert x.input_value() == "3"  # the form keeps what was typed across re-renders
     assert run.locator('[data-wb="status"]').inner_text().startswith("complete")
-    (listed,) = lab.api("/workbench/runs")
+    (listed,) = [r for r in lab.api("/workbench/runs") if r["parameters"].get("x") == 3]
     assert listed["status"] == "complete" and listed["parameters"]["x"] == 3
     assert Path(listed["run_dir"], "out.txt").read_text() == "6"
     assert Path(listed["run_dir"]).resolve().is_relative_to(runs_root.resolve())
@@ -189,6 +203,101 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     assert "no record.json" in message.inner_text()
     assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab",
                         has_text=f"Record {listed['id'][:8]}").count() == 1
+
+    assert not offline.page_errors, offline.page_errors
+    offline.assert_offline()
+
+
+def _show_panel(page: Any, lab: Lab) -> Any:
+    """Load Lab and show the Workbench panel from its sidebar tab."""
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
+    tab.wait_for(timeout=60_000)
+    panel = page.locator("#workbench-panel")
+    for _ in range(3):  # the restored layout may have it open already; a click toggles it
+        if panel.is_visible():
+            break
+        tab.click()
+        with contextlib.suppress(PlaywrightTimeoutError):
+            panel.wait_for(state="visible", timeout=5_000)
+    panel.wait_for(state="visible")
+    return panel
+
+
+def test_panel_sweeps_a_grid_of_two_values(
+    workbench_lab: tuple[Lab, Path], offline: OfflinePage
+) -> None:
+    lab, runs_root = workbench_lab
+    page = offline.page
+    panel = _show_panel(page, lab)
+    panel.locator('.jp-wb-analysis[data-name="toy"]').click()
+    panel.locator('[data-wb="sweep-toggle"]').check()
+    values = panel.locator("#jp-wb-sweep-toy-x")
+    assert values.input_value() == "1"  # the single value it starts from
+    size = panel.locator('[data-wb="sweep-size"]')
+    button = panel.locator('[data-wb="launch-sweep"]')
+    assert size.inner_text().startswith("to sweep, give at least one parameter two or more")
+    assert button.is_disabled()
+
+    values.fill("4, 4.5")  # checked as typed, naming the field and the value
+    assert size.inner_text() == 'x[1]: expected int, got "4.5"'
+    assert button.is_disabled()
+    values.fill("4, 5")
+    assert size.inner_text() == "2 runs (x: 2)"
+    assert button.is_enabled()
+    button.click()
+    message = panel.locator('[data-wb="launch-message"]')
+    message.wait_for()
+    assert "2 runs launched" in message.inner_text(), message.inner_text()
+
+    for x in (4, 5):
+        row = panel.locator('.jp-wb-run[data-status="complete"]', has_text=f"x={x}").first
+        row.wait_for(timeout=RUN_TIMEOUT_MS)
+        assert row.locator('[data-wb="status"]').inner_text().startswith("complete")
+    swept = {r["parameters"]["x"]: r for r in lab.api("/workbench/runs")
+             if r["parameters"].get("x") in (4, 5)}
+    assert sorted(swept) == [4, 5]
+    for x, info in swept.items():
+        assert info["status"] == "complete", info
+        run_dir = Path(info["run_dir"])
+        assert run_dir.resolve().is_relative_to(runs_root.resolve())
+        assert (run_dir / "out.txt").read_text() == str(2 * x)
+
+    assert not offline.page_errors, offline.page_errors
+    offline.assert_offline()
+
+
+def test_panel_cancels_a_running_run(workbench_lab: tuple[Lab, Path], offline: OfflinePage) -> None:
+    lab, runs_root = workbench_lab
+    page = offline.page
+    panel = _show_panel(page, lab)
+    panel.locator('.jp-wb-analysis[data-name="slow"]').click()
+    assert panel.locator("#jp-wb-param-slow-seconds").input_value() == "60"
+    panel.locator('[data-wb="launch"]').click()
+
+    row = panel.locator(".jp-wb-run", has_text="slow").first
+    row.wait_for(timeout=30_000)
+    rid = row.get_attribute("data-run")
+    assert rid
+    row = panel.locator(f'.jp-wb-run[data-run="{rid}"]')
+    badge = row.locator('[data-wb="status"]')
+    # wait for papermill to be in the sleeping cell (the kernel is up), then cancel (the run
+    # list is re-rendered on every poll: locators, not element handles)
+    expect(badge).to_have_text(re.compile(r"^running \d+/\d+ cells$"), timeout=RUN_TIMEOUT_MS)
+    assert lab.api(f"/workbench/runs/{rid}")["status"] == "running"
+    t0 = time.monotonic()
+    row.locator('[data-wb="cancel"]').click()
+    expect(badge).to_have_text("cancelled", timeout=CANCEL_TIMEOUT_MS)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 10, elapsed
+    assert row.locator('[data-wb="cancel"]').count() == 0
+    assert "cancelled" in row.locator('[data-wb="failure"]').inner_text()
+
+    info = lab.api(f"/workbench/runs/{rid}")
+    assert info["status"] == "failed" and "cancelled" in info["error"], info
+    on_disk = json.loads((runs_root / rid / "status.json").read_text())
+    assert on_disk["status"] == "failed" and "cancelled" in on_disk["error"]
+    assert on_disk["parameters"] == {"seconds": 60}
 
     assert not offline.page_errors, offline.page_errors
     offline.assert_offline()

@@ -11,17 +11,27 @@ GET      /workbench/analyses              the notebooks of the analyses folder: 
                                           markdown heading), ``parameters`` ``[{name, type,
                                           default, help}]`` (``error`` when not runnable)
 GET      /workbench/runs                  every run (``RunInfo.to_dict()``), newest first;
-                                          running ones carry ``progress`` ``{executed, total}``
+                                          running ones carry ``progress`` ``{executed, total}``;
+                                          queued ones come first, ``status`` ``queued``
 POST     /workbench/runs                  ``{"notebook": name, "parameters": {...}}``: the
                                           name is looked up in the analyses folder only, the
                                           parameters validated (400 naming the field); the run
-                                          starts in a worker process: 202 ``{id, status}``; a
-                                          run already complete: 200 with its info
+                                          starts in a worker process: 202 ``{id, status,
+                                          parameters}`` (``status`` ``queued`` while
+                                          ``max_parallel_runs`` runs are running); a run
+                                          already complete: 200 with its info
+POST     /workbench/sweeps                ``{"notebook": name, "grid": {param: [values...]},
+                                          "parameters": {...}}``: every grid value checked
+                                          against the declared type (400 naming
+                                          ``grid.<param>[<i>]``), at most ``max_sweep_runs``
+                                          points; each point launched as a run as above: 201
+                                          ``{sweep, runs: [{id, status, parameters}]}``
 GET      /workbench/runs/<id>             the run's status (``status``, ``progress``,
                                           ``failing_cell``, ``error``...); 404 if unknown
 DELETE   /workbench/runs/<id>             cancel a running run: its worker process group and
                                           kernel are killed and the run published ``failed``
-                                          with ``error`` saying it was cancelled; 409 when it is
+                                          with ``error`` saying it was cancelled (a queued run
+                                          is published so without starting); 409 when it is
                                           not running, 404 if unknown
 GET      /workbench/runs/<id>/report      ``report.html`` (text/html, CSP-sandboxed)
 GET      /workbench/runs/<id>/record      ``record.json`` plus ``verification``
@@ -31,7 +41,9 @@ GET      /workbench/runs/<id>/record      ``record.json`` plus ``verification``
 
 Run ids in URLs must match ``^[0-9a-f]{6,64}$`` (else 400). Errors are ``{"message": ...}``.
 Configuration (``c.WorkbenchServer``): ``analyses_dir`` (default
-:func:`workbench.runs.analyses_dir`), ``runs_root`` (default ``<root_dir>/runs``), ``kernel``.
+:func:`workbench.runs.analyses_dir`), ``runs_root`` (default ``<root_dir>/runs``), ``kernel``,
+``max_parallel_runs`` (default 2: runs executing at once; more wait as ``queued``, in memory, so
+a server restart forgets them) and ``max_sweep_runs`` (default 32: grid points per sweep).
 """
 
 from __future__ import annotations

@@ -9,16 +9,17 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from workbench.runs._params import analyses_dir as default_analyses_dir
-from workbench.runs._params import notebook_parameters
+from workbench.runs._params import notebook_parameters, validate_parameters
 from workbench.runs._run import (
     COMPLETE,
     NOTEBOOK,
@@ -30,6 +31,7 @@ from workbench.runs._run import (
     prepare,
     record_failure,
 )
+from workbench.server._sweep import check_grid, grid_points
 
 #: run ids the server accepts in URLs: the store's content hashes (hex), nothing else
 RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
@@ -37,6 +39,9 @@ RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 CANCELLED = "cancelled by the user (DELETE /workbench/runs/<id>)"
+CANCELLED_QUEUED = "cancelled by the user before it started (DELETE /workbench/runs/<id>)"
+#: the status of a run launched while ``max_parallel_runs`` workers were busy
+QUEUED = "queued"
 
 
 class RequestError(Exception):
@@ -70,6 +75,14 @@ class WorkbenchServer(LoggingConfigurable):
         help="where run directories are written and read; default: <server root_dir>/runs"
     ).tag(config=True)
     kernel = Unicode("python3", help="the Jupyter kernel runs execute with").tag(config=True)
+    max_parallel_runs = Int(
+        2, help="the most runs (worker processes) this server executes at once; runs launched "
+        "beyond it are listed with status 'queued' and start, in launch order, as others end"
+    ).tag(config=True)
+    max_sweep_runs = Int(
+        32, help="the most runs (grid points) one POST /workbench/sweeps may launch; a larger "
+        "grid is refused with 400"
+    ).tag(config=True)
     root_dir = Unicode("", help="the server's root_dir (set by the extension loader)")
 
     @default("analyses_dir")
@@ -80,9 +93,20 @@ class WorkbenchServer(LoggingConfigurable):
     def _default_runs_root(self) -> str:
         return str(Path(self.root_dir or os.getcwd()).expanduser() / "runs")
 
+    @validate("max_parallel_runs", "max_sweep_runs")
+    def _at_least_one(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise TraitError(f"WorkbenchServer.{proposal['trait'].name} must be >= 1, not {value}")
+        return value
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.jobs: dict[str, Job] = {}
+        #: runs waiting for a free worker slot, in launch order
+        self.queued: dict[str, PreparedRun] = {}
+        # jobs and queued are touched from handler threads and the workers' watcher threads
+        self._lock = threading.RLock()
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -151,23 +175,32 @@ class WorkbenchServer(LoggingConfigurable):
 
     def reap(self) -> None:
         """Collect exited workers (no zombies); forget them once their run is on disk."""
-        for rid, job in list(self.jobs.items()):
-            if job.proc.poll() is not None:
-                self.jobs.pop(rid, None)
+        with self._lock:
+            for rid, job in list(self.jobs.items()):
+                if job.proc.poll() is not None:
+                    self.jobs.pop(rid, None)
 
     def _pending(self, rid: str) -> dict[str, Any]:
         job = self.jobs[rid]
         return {"id": rid, "notebook": str(job.prep.path), "parameters": job.prep.parameters,
                 "status": RUNNING, "pid": job.proc.pid, "progress": None}
 
+    @staticmethod
+    def _waiting(prep: PreparedRun) -> dict[str, Any]:
+        return {"id": prep.id, "notebook": str(prep.path), "parameters": prep.parameters,
+                "status": QUEUED, "pid": None, "progress": None}
+
     def runs(self) -> list[dict[str, Any]]:
         infos = list_runs(self.runs_path)
         seen = {i.id for i in infos}
-        out = [_with_progress(i) for i in reversed(infos)]
-        pending = [self._pending(r) for r, j in self.jobs.items()
-                   if r not in seen and j.proc.poll() is None]
-        self.reap()
-        return pending + out
+        with self._lock:
+            pending = [self._pending(r) for r, j in self.jobs.items()
+                       if r not in seen and j.proc.poll() is None]
+            waiting = [self._waiting(p) for p in reversed(self.queued.values())]
+            self.reap()
+        queued = {w["id"] for w in waiting}  # a queued re-run of a failed run: the queued one
+        out = [_with_progress(i) for i in reversed(infos) if i.id not in queued]
+        return waiting + pending + out
 
     def find(self, run_id: str) -> RunInfo | None:
         """A run's info: the running (staged) one first, else the published one."""
@@ -182,6 +215,10 @@ class WorkbenchServer(LoggingConfigurable):
             return staged[-1] if staged else None
 
     def status(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            prep = self.queued.get(run_id)
+        if prep is not None:
+            return self._waiting(prep)
         info = self.find(run_id)
         job = self.jobs.get(run_id)
         if job is not None and job.proc.poll() is None and (info is None or info.status != RUNNING):
@@ -194,7 +231,7 @@ class WorkbenchServer(LoggingConfigurable):
         try:
             return get_run(run_id, self.runs_path)
         except KeyError as e:
-            if self.find(run_id) is not None or run_id in self.jobs:
+            if self.find(run_id) is not None or run_id in self.jobs or run_id in self.queued:
                 raise RequestError(409, f"run {run_id!r} has not finished yet") from None
             raise RequestError(404, str(e.args[0]).replace(str(self.runs_path), "runs")) from None
 
@@ -209,33 +246,109 @@ class WorkbenchServer(LoggingConfigurable):
         if "notebook" not in body:
             raise RequestError(400, "missing field 'notebook' (the name of an analysis notebook)")
         path = self.resolve_notebook(body["notebook"])
-        params = body.get("parameters", {})
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            raise RequestError(400, "'parameters' must be a JSON object of name -> value, got "
-                               f"{type(params).__name__}")
+        return self._prepare(path, _parameters(body))
+
+    def _refusal(self, e: Exception, prefix: str = "") -> RequestError:
+        """A validation error as a 400, the server's own paths left out of the message."""
+        return RequestError(400, prefix + str(e).replace(str(self.analyses_path), "<analyses>")
+                            .replace(str(self.runs_path), "<runs>"))
+
+    def _prepare(self, path: Path, params: dict[str, Any]) -> PreparedRun:
         try:
             return prepare(path, params)
-        except (ValueError, FileNotFoundError) as e:  # the server's paths left out
-            raise RequestError(400, str(e).replace(str(self.analyses_path), "<analyses>")
-                               .replace(str(self.runs_path), "<runs>")) from None
+        except (ValueError, FileNotFoundError) as e:
+            raise self._refusal(e) from None
+
+    def prepare_sweep(self, body: Any) -> list[PreparedRun]:
+        """A ``POST /workbench/sweeps`` body -> one prepared run per distinct grid point, in
+        grid order; everything is checked before anything runs (``RequestError`` 400)."""
+        if not isinstance(body, dict):
+            raise RequestError(400, "the body must be a JSON object: {\"notebook\": \"<name>\", "
+                               '"grid": {"<param>": [values...]}, "parameters": {...}}')
+        unknown = sorted(set(body) - {"notebook", "grid", "parameters"})
+        if unknown:
+            raise RequestError(400, f"unknown field(s) {', '.join(map(repr, unknown))}; "
+                               "expected 'notebook', 'grid' and 'parameters'")
+        for field in ("notebook", "grid"):
+            if field not in body:
+                raise RequestError(400, f"missing field {field!r}: a sweep is "
+                                   '{"notebook": "<name>", "grid": {"<param>": [values...]}}')
+        path = self.resolve_notebook(body["notebook"])
+        fixed = _parameters(body)
+        try:
+            specs = notebook_parameters(path)
+        except (ValueError, FileNotFoundError) as e:  # no parameters cell
+            raise self._refusal(e) from None
+        try:
+            fixed = validate_parameters(path, fixed)
+        except ValueError as e:
+            raise self._refusal(e, "'parameters': ") from None
+        try:
+            grid = check_grid(body["grid"], fixed, specs, notebook=path.name,
+                              cap=self.max_sweep_runs)
+        except ValueError as e:
+            raise self._refusal(e) from None
+        preps: dict[str, PreparedRun] = {}
+        for point in grid_points(grid, fixed):
+            prep = self._prepare(path, point)
+            preps.setdefault(prep.id, prep)  # "1" and 1 for an int: one run
+        return list(preps.values())
 
     def launch(self, prep: PreparedRun) -> tuple[int, dict[str, Any]]:
-        """Start a worker for ``prep`` unless the run is complete (200) or running (202)."""
-        self.reap()
+        """Start a worker for ``prep`` unless the run is complete (200) or running (202); when
+        ``max_parallel_runs`` workers are busy the run is queued (202, status ``queued``)."""
+        return self.launch_many([prep])[0]
+
+    def launch_many(self, preps: list[PreparedRun]) -> list[tuple[int, dict[str, Any]]]:
+        """:meth:`launch` for each run, the run store scanned once."""
         root = self.runs_path
-        try:
-            done = get_run(prep.id, root)
-        except KeyError:
-            done = None
-        if done is not None and done.id == prep.id and done.status == COMPLETE:
-            return 200, done.to_dict()
-        job = self.jobs.get(prep.id)
-        running = (job is not None and job.proc.poll() is None) or any(
-            i.id == prep.id and i.status == RUNNING for i in list_runs(root))
-        if running:
-            return 202, {"id": prep.id, "status": RUNNING}
+        elsewhere = {i.id for i in list_runs(root) if i.status == RUNNING}  # e.g. the CLI's
+        out: list[tuple[int, dict[str, Any]]] = []
+        for prep in preps:
+            try:
+                done = get_run(prep.id, root)
+            except KeyError:
+                done = None
+            if done is not None and done.id == prep.id and done.status == COMPLETE:
+                out.append((200, done.to_dict()))
+                continue
+            with self._lock:
+                self.reap()
+                job = self.jobs.get(prep.id)
+                if prep.id in self.queued:
+                    status = QUEUED
+                elif (job is not None and job.proc.poll() is None) or prep.id in elsewhere:
+                    status = RUNNING
+                elif len(self.jobs) >= self.max_parallel_runs:
+                    self.queued[prep.id] = prep
+                    status = QUEUED
+                    self.log.info("workbench: run %s (%s) queued: %d runs running", prep.id,
+                                  prep.path.name, len(self.jobs))
+                else:
+                    self._start(prep)
+                    status = RUNNING
+            out.append((202, {"id": prep.id, "status": status, "parameters": prep.parameters}))
+        return out
+
+    def pump(self) -> None:
+        """Start queued runs while fewer than ``max_parallel_runs`` workers are running (called
+        whenever a worker exits)."""
+        with self._lock:
+            self.reap()
+            while self.queued and len(self.jobs) < self.max_parallel_runs:
+                rid = next(iter(self.queued))
+                prep = self.queued.pop(rid)
+                try:
+                    self._start(prep)
+                except Exception as e:  # no worker could start: this run only
+                    self.log.error("workbench: queued run %s could not start: %r", rid, e)
+                    record_failure(prep, self.runs_path, f"the server could not start its "
+                                   f"worker: {e!r}")
+
+    def _start(self, prep: PreparedRun) -> Job:
+        """A worker process for ``prep`` (call with the lock held), watched by a thread that
+        starts the next queued run when it exits."""
+        root = self.runs_path
         logs = root / ".workbench-server"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{prep.id}.log"
@@ -248,14 +361,34 @@ class WorkbenchServer(LoggingConfigurable):
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=root,
                 env=env, start_new_session=True,  # its own process group: cancel kills it all
             )
-        self.jobs[prep.id] = Job(prep, proc, log, time.time())
+        job = Job(prep, proc, log, time.time())
+        self.jobs[prep.id] = job
         self.log.info("workbench: run %s (%s) started in worker pid %d", prep.id,
                       prep.path.name, proc.pid)
-        return 202, {"id": prep.id, "status": RUNNING}
+        threading.Thread(target=self._watch, args=(job,), name=f"wb-watch-{prep.id}",
+                         daemon=True).start()
+        return job
+
+    def _watch(self, job: Job) -> None:
+        job.proc.wait()
+        try:
+            self.pump()
+        except Exception:  # never let a watcher thread die loudly; the next exit pumps again
+            self.log.exception("workbench: starting queued runs failed")
+
+    def cancel_queued(self, run_id: str) -> dict[str, Any] | None:
+        """Cancel a run that is still queued: it never starts and is published ``failed`` with
+        ``error`` saying so. ``None`` when ``run_id`` is not queued."""
+        with self._lock:
+            prep = self.queued.pop(run_id, None)
+        if prep is None:
+            return None
+        return record_failure(prep, self.runs_path, CANCELLED_QUEUED).to_dict()
 
     def kill(self, run_id: str) -> Job:
         """Signal a running job's process group (and its kernel); ``RequestError`` if none."""
-        job = self.jobs.get(run_id)
+        with self._lock:
+            job = self.jobs.get(run_id)
         if job is None or job.proc.poll() is not None:
             info = self.find(run_id)
             if info is None:
@@ -275,8 +408,21 @@ class WorkbenchServer(LoggingConfigurable):
         """After the worker is gone: publish its run as failed (cancelled)."""
         job.proc.wait()
         info = record_failure(job.prep, self.runs_path, CANCELLED, pid=job.proc.pid)
-        self.jobs.pop(job.prep.id, None)
+        with self._lock:
+            if self.jobs.get(job.prep.id) is job:
+                self.jobs.pop(job.prep.id)
         return info.to_dict()
+
+
+def _parameters(body: dict[str, Any]) -> dict[str, Any]:
+    """A request's ``parameters`` (absent or null: none); 400 unless a JSON object."""
+    params = body.get("parameters", {})
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise RequestError(400, "'parameters' must be a JSON object of name -> value, got "
+                           f"{type(params).__name__}")
+    return params
 
 
 def _signal_tree(pid: int, sig: int) -> None:

@@ -1,10 +1,12 @@
-"""REST handlers: ``/workbench/analyses``, ``/workbench/runs[/<id>[/report|/record]]``."""
+"""REST handlers: ``/workbench/analyses``, ``/workbench/runs[/<id>[/report|/record]]``,
+``/workbench/sweeps``."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,15 +60,27 @@ class RunsHandler(_Base):
     @authorized
     async def post(self) -> None:
         try:
-            try:
-                body = json.loads(self.request.body or b"")
-            except ValueError as e:
-                raise RequestError(400, f"the body is not JSON: {e}") from None
+            body = _json_body(self.request.body)
             prep = await _in_thread(self.wb.prepare, body)
             status, out = await _in_thread(self.wb.launch, prep)
         except RequestError as e:
             return self.refuse(e)
         self.reply(out, status)
+
+
+class SweepsHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = _json_body(self.request.body)
+            preps = await _in_thread(self.wb.prepare_sweep, body)
+            launched = await _in_thread(self.wb.launch_many, preps)
+        except RequestError as e:
+            return self.refuse(e)
+        runs = [{"id": out["id"], "status": out["status"], "parameters": out["parameters"]}
+                for _, out in launched]
+        self.reply({"sweep": sweep_id(p.id for p in preps), "runs": runs}, 201)
 
 
 class RunHandler(_Base):
@@ -84,6 +98,9 @@ class RunHandler(_Base):
     async def delete(self, run_id: str) -> None:
         try:
             self.wb.check_id(run_id)
+            cancelled = await _in_thread(self.wb.cancel_queued, run_id)
+            if cancelled is not None:  # it never started
+                return self.reply(cancelled)
             job = self.wb.kill(run_id)
         except RequestError as e:
             return self.refuse(e)
@@ -134,6 +151,18 @@ class RecordHandler(_Base):
         self.reply(out)
 
 
+def _json_body(raw: bytes | None) -> Any:
+    try:
+        return json.loads(raw or b"")
+    except ValueError as e:
+        raise RequestError(400, f"the body is not JSON: {e}") from None
+
+
+def sweep_id(run_ids: Iterable[str]) -> str:
+    """A sweep's label: a hash of its runs' ids (the same grid twice is the same sweep)."""
+    return hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]
+
+
 def _record_with_verification(path: Path) -> dict[str, Any]:
     from workbench.record import verify
 
@@ -166,6 +195,7 @@ def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
     return [
         (url("analyses"), AnalysesHandler),
         (url("runs"), RunsHandler),
+        (url("sweeps"), SweepsHandler),
         (url("runs", rid), RunHandler),
         (url("runs", rid, "report"), ReportHandler),
         (url("runs", rid, "record"), RecordHandler),

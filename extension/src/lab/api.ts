@@ -3,6 +3,13 @@ import { URLExt } from "@jupyterlab/coreutils";
 import { ServerConnection } from "@jupyterlab/services";
 
 import type { Analysis, RunSummary } from "./model";
+import type { SweepRequest } from "./sweep";
+
+/** The reply of POST /workbench/sweeps: the sweep's label and one entry per distinct point. */
+export interface SweepLaunched {
+  sweep: string;
+  runs: { id: string; status: string; parameters: Record<string, unknown> }[];
+}
 
 export class WorkbenchAPIError extends Error {
   constructor(
@@ -54,6 +61,8 @@ export const api = {
   run: (id: string) => requestAPI<RunSummary>(["runs", id]),
   launch: (notebook: string, parameters: Record<string, unknown>) =>
     requestAPI<Partial<RunSummary> & { id: string; status: string }>(["runs"], { method: "POST", body: JSON.stringify({ notebook, parameters }) }),
+  launchSweep: (request: SweepRequest) =>
+    requestAPI<SweepLaunched>(["sweeps"], { method: "POST", body: JSON.stringify(request) }),
   cancel: (id: string) => requestAPI<RunSummary>(["runs", id], { method: "DELETE" }),
   record: (id: string) => requestAPI<Record<string, unknown>>(["runs", id, "record"]),
   reportURL: (id: string) => workbenchURL(ServerConnection.makeSettings(), "runs", id, "report"),

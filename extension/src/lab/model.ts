@@ -135,7 +135,7 @@ export interface RunSummary {
   id: string;
   notebook: string;
   parameters: Record<string, unknown>;
-  status: string; // running | complete | failed
+  status: string; // queued | running | complete | failed
   started?: string | null;
   finished?: string | null;
   progress?: { executed: number; total: number } | null;
@@ -165,7 +165,7 @@ export type RunAction =
 /** how long a run launched here is shown before the server lists it */
 export const LAUNCH_GRACE_MS = 30_000;
 
-const STATUS_RANK: Record<string, number> = { complete: 2, failed: 2, running: 1 };
+const STATUS_RANK: Record<string, number> = { complete: 2, failed: 2, running: 1, queued: 0 };
 
 /** One entry per id: a finished (published) entry wins over a running (staged) one. */
 export function dedupeRuns(runs: readonly RunSummary[]): RunSummary[] {
@@ -211,7 +211,7 @@ export function reduceRuns(state: RunListState, action: RunAction): RunListState
     case "launched": {
       const others = state.runs.filter((r) => r.id !== action.run.id);
       const existing = state.runs.find((r) => r.id === action.run.id);
-      const run = existing && existing.status !== "running" ? existing : { ...action.run, launchedAt: action.at };
+      const run = existing && !isActive(existing) ? existing : { ...action.run, launchedAt: action.at };
       return { ...state, runs: sortRuns([...others, run]) };
     }
     case "updated": {
@@ -228,11 +228,16 @@ export function notebookName(path: string): string {
   return base.replace(/\.ipynb$/, "");
 }
 
+/** Queued (waiting for a free worker) or running: a run that can be cancelled. */
+export function isActive(run: RunSummary): boolean {
+  return run.status === "running" || run.status === "queued";
+}
+
 export function isCancelled(run: RunSummary): boolean {
   return run.status === "failed" && /cancelled/i.test(run.error ?? "");
 }
 
-/** `running 3/7 cells`, `complete (12.3 s)`, `failed`, `cancelled`. */
+/** `queued`, `running 3/7 cells`, `complete (12.3 s)`, `failed`, `cancelled`. */
 export function statusLabel(run: RunSummary): string {
   if (run.status === "running") {
     const p = run.progress;

@@ -1,4 +1,5 @@
-// The left-side Workbench panel: analyses, a parameter form, Launch, and the run list.
+// The left-side Workbench panel: analyses, a parameter form (one run, or a sweep over several
+// values per parameter), Launch, and the run list (Cancel, report, record).
 import type { Message } from "@lumino/messaging";
 import { Panel, Widget } from "@lumino/widgets";
 
@@ -14,11 +15,13 @@ import {
   failureLine,
   fieldsFor,
   initialRunState,
+  isActive,
   notebookName,
   progressFraction,
   reduceRuns,
   statusLabel,
 } from "./model";
+import { collectSweep, sweepRequest, sweepSummary, valuesHint, valuesText } from "./sweep";
 
 export const POLL_MS = 2000;
 
@@ -36,6 +39,10 @@ export class WorkbenchPanel extends Panel {
   private fields: FieldDescriptor[] = [];
   /** the form's current raw values (kept across re-renders) */
   private values: Record<string, string | boolean> = {};
+  /** sweep mode: each parameter's field holds a list of values */
+  private sweeping = false;
+  /** the values fields' current text in sweep mode (kept across re-renders) */
+  private sweepTexts: Record<string, string> = {};
   private runState: RunListState = initialRunState;
   private timer: ReturnType<typeof setInterval> | null = null;
   private polling = false;
@@ -123,6 +130,7 @@ export class WorkbenchPanel extends Panel {
     const a = this.analyses.find((x) => x.name === name);
     this.fields = a && !a.error ? fieldsFor(a.parameters) : [];
     this.values = {};
+    this.sweepTexts = {};
     this.renderAnalyses();
     this.renderForm();
   }
@@ -136,6 +144,23 @@ export class WorkbenchPanel extends Panel {
       return;
     }
     const form = h("form", { class: "jp-wb-params", "data-analysis": a.name });
+    const toggle = h("input", { type: "checkbox", id: `jp-wb-sweep-toggle-${a.name}`, "data-wb": "sweep-toggle" });
+    toggle.checked = this.sweeping;
+    toggle.onchange = () => this.setSweeping(toggle.checked);
+    if (this.fields.length > 0) {
+      form.append(
+        h(
+          "div",
+          { class: "jp-wb-field jp-wb-field-checkbox jp-wb-sweep-toggle" },
+          h("label", { for: toggle.id, title: "Launch one run per combination of the values given" }, "Sweep: several values per parameter"),
+          toggle,
+        ),
+      );
+    }
+    if (this.sweeping && this.fields.length > 0) {
+      this.renderSweepFields(a, form, message);
+      return;
+    }
     for (const f of this.fields) {
       const id = `jp-wb-param-${a.name}-${f.name}`;
       const current = this.values[f.name] ?? f.initial;
@@ -183,6 +208,94 @@ export class WorkbenchPanel extends Panel {
     );
   }
 
+  private setSweeping(on: boolean): void {
+    this.sweeping = on;
+    if (on) {
+      // start each values field from the single value typed so far
+      for (const f of this.fields) {
+        if (this.sweepTexts[f.name] === undefined) this.sweepTexts[f.name] = valuesText(f, this.values[f.name] ?? f.initial);
+      }
+    }
+    this.renderForm();
+  }
+
+  /** Sweep mode: a values field per parameter, the grid size shown live, "Launch sweep". */
+  private renderSweepFields(a: Analysis, form: HTMLFormElement, message?: { text: string; error: boolean }): void {
+    const size = h("p", { class: "jp-wb-sweep-size", "data-wb": "sweep-size", "aria-live": "polite" });
+    const launch = h("button", { type: "submit", class: "jp-wb-button jp-mod-accept", "data-wb": "launch-sweep" }, "Launch sweep");
+    const update = () => {
+      const c = collectSweep(this.fields, this.sweepTexts);
+      size.textContent = sweepSummary(c);
+      size.classList.toggle("jp-wb-error", !c.ok);
+      launch.disabled = !c.ok;
+    };
+    for (const f of this.fields) {
+      const id = `jp-wb-sweep-${a.name}-${f.name}`;
+      const hint = valuesHint(f);
+      const input =
+        f.kind === "json"
+          ? h("textarea", { id, name: f.name, rows: "2", spellcheck: "false", class: "jp-wb-mono", placeholder: hint })
+          : h("input", { type: "text", id, name: f.name, spellcheck: "false", placeholder: hint });
+      input.classList.add("jp-wb-input");
+      input.setAttribute("data-wb", "sweep-values");
+      input.value = this.sweepTexts[f.name] ?? valuesText(f, this.values[f.name] ?? f.initial);
+      input.oninput = () => {
+        this.sweepTexts[f.name] = input.value;
+        update();
+      };
+      form.append(
+        h(
+          "div",
+          { class: "jp-wb-field jp-wb-field-values", "data-param": f.name },
+          h("label", { for: id }, f.name, h("span", { class: "jp-wb-type" }, ` ${f.type} values`)),
+          input,
+          h("div", { class: "jp-wb-help" }, f.help ? `${f.help} — ${hint}` : hint),
+        ),
+      );
+    }
+    form.append(size, h("div", { class: "jp-wb-actions" }, launch));
+    if (message) {
+      form.append(
+        h("p", { class: message.error ? "jp-wb-error" : "jp-wb-muted", "data-wb": "launch-message" }, message.text),
+      );
+    }
+    update();
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      void this.launchSweep(a, launch);
+    };
+    setChildren(this.formBox.node, h("h2", { class: "jp-wb-heading" }, a.title || a.name), form);
+  }
+
+  private async launchSweep(a: Analysis, button: HTMLButtonElement): Promise<void> {
+    const c = collectSweep(this.fields, this.sweepTexts);
+    if (!c.ok) {
+      this.renderForm({ text: c.errors.join("; "), error: true });
+      return;
+    }
+    button.disabled = true;
+    try {
+      const out = await api.launchSweep(sweepRequest(a.name, c));
+      const at = Date.now();
+      for (const r of out.runs) {
+        this.dispatch({ type: "launched", at, run: { notebook: a.path, ...r } });
+      }
+      const count = (status: string) => out.runs.filter((r) => r.status === status).length;
+      const notes = [
+        count("queued") ? `${count("queued")} queued` : "",
+        count("complete") ? `${count("complete")} already complete` : "",
+      ].filter(Boolean);
+      const n = out.runs.length;
+      this.renderForm({
+        text: `Sweep ${out.sweep.slice(0, 10)}: ${n} run${n === 1 ? "" : "s"} launched${notes.length ? ` (${notes.join(", ")})` : ""}.`,
+        error: false,
+      });
+      void this.poll();
+    } catch (error) {
+      this.renderForm({ text: (error as Error).message, error: true });
+    }
+  }
+
   private async launch(a: Analysis, form: HTMLFormElement, button: HTMLButtonElement): Promise<void> {
     const raws: Record<string, string | boolean> = {};
     for (const f of this.fields) {
@@ -204,7 +317,7 @@ export class WorkbenchPanel extends Panel {
         at: Date.now(),
         run: { notebook: a.path, parameters: collected.parameters, ...out },
       });
-      const what = out.status === "complete" ? "already complete" : "launched";
+      const what = out.status === "complete" ? "already complete" : out.status === "queued" ? "queued" : "launched";
       this.renderForm({ text: `Run ${out.id.slice(0, 10)} ${what}.`, error: false });
       void this.poll();
     } catch (error) {
@@ -253,7 +366,7 @@ export class WorkbenchPanel extends Panel {
         b.onclick = () => this.options.openReport(run);
         buttons.append(b);
       }
-      if (run.status !== "running") {
+      if (!isActive(run)) {
         const b = h("button", { class: "jp-wb-button", "data-wb": "open-record" }, "Open record");
         b.onclick = () => this.options.openRecord(run);
         buttons.append(b);

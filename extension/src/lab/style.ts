@@ -39,6 +39,10 @@ export const CSS = `
 .jp-wb-status-complete .jp-wb-badge { background: var(--jp-success-color3); color: var(--jp-ui-font-color0); }
 .jp-wb-status-failed .jp-wb-badge { background: var(--jp-error-color3); color: var(--jp-ui-font-color0); }
 .jp-wb-status-running .jp-wb-badge { background: var(--jp-info-color3); color: var(--jp-ui-font-color0); }
+.jp-wb-status-queued .jp-wb-badge { background: var(--jp-warn-color3); color: var(--jp-ui-font-color0); }
+.jp-wb-sweep-toggle { padding-bottom: 4px; margin-bottom: 8px; border-bottom: var(--jp-border-width) dashed var(--jp-border-color2); }
+.jp-wb-sweep-size { margin: 4px 0; font-weight: 600; color: var(--jp-ui-font-color1); }
+.jp-wb-sweep-size.jp-wb-error { font-weight: normal; color: var(--jp-error-color1); }
 .jp-wb-progress { width: 100%; height: 6px; accent-color: var(--jp-brand-color1); }
 .jp-wb-record { padding: 12px 20px; overflow: auto; background: var(--jp-layout-color0);
   color: var(--jp-content-font-color1); font-family: var(--jp-content-font-family); }

@@ -10,6 +10,7 @@ import {
   fieldFor,
   fieldsFor,
   initialRunState,
+  isActive,
   notebookName,
   progressFraction,
   reduceRuns,
@@ -155,6 +156,28 @@ describe("run list", () => {
     expect(s.error).toBeNull();
     s = reduceRuns(s, { type: "updated", run: run({ id: "r1", status: "failed", error: "cancelled by the user" }) });
     expect(s.runs).toHaveLength(1);
+    expect(statusLabel(s.runs[0]!)).toBe("cancelled");
+  });
+
+  it("treats queued runs as active: cancellable, replaced by their running or finished entry", () => {
+    const queued = run({ id: "q", status: "queued", error: null });
+    expect([isActive(queued), isActive(run({ id: "r", status: "running" })), isActive(run({ id: "c" }))]).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    expect(statusLabel(queued)).toBe("queued");
+    expect(failureLine(queued)).toBeNull();
+    expect(dedupeRuns([queued, run({ id: "q", status: "running" })])[0]?.status).toBe("running");
+    // launched again while queued: the new local entry replaces the queued one
+    let s = reduceRuns(initialRunState, { type: "launched", at: 1, run: queued });
+    s = reduceRuns(s, { type: "launched", at: 2, run: run({ id: "q", status: "running" }) });
+    expect(s.runs).toMatchObject([{ id: "q", status: "running", launchedAt: 2 }]);
+    // cancelled before it started
+    s = reduceRuns(s, {
+      type: "updated",
+      run: run({ id: "q", status: "failed", error: "cancelled by the user before it started" }),
+    });
     expect(statusLabel(s.runs[0]!)).toBe("cancelled");
   });
 
