@@ -10,6 +10,8 @@
 #
 # Usage: bash benchmarks/gpu_check.sh [SEED]   (env: PY=python3 DEADLINE=540 LOGS=dir
 #        SKIP="geometry organism_em alignment notebook_cuda notebook_cpu", any of them)
+# With the package installed by `pip install --target DIR` (no venv), point JUPYTER_PATH at
+# DIR/share/jupyter, or nbconvert finds no `lab` template and the runs publish no report.html.
 set -u -o pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-python3}"
