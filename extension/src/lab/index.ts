@@ -17,7 +17,8 @@ import { RecordView } from "./record";
 import { refreshInterval } from "./settings";
 import { injectStyle } from "./style";
 
-export const PLUGIN_ID = "workbench:plugin";
+// the template's convention: <package name>:<plugin>; its settings schema is schema/plugin.json
+export const PLUGIN_ID = "@workbench/extension:plugin";
 export const OPEN_PANEL = "workbench:open-panel";
 
 function followSettings(registry: ISettingRegistry, panel: WorkbenchPanel): void {

@@ -13,7 +13,7 @@ import { RECORD_FILE_PATTERN, RECORD_MIME, isRecordFile, verdictFor } from "./re
 import { renderRecord, verdictElement } from "./render";
 import { injectStyle } from "./style";
 
-export const RENDERER_ID = "workbench:record-renderer";
+export const RENDERER_ID = "@workbench/extension:record-renderer";
 export const FILE_TYPE = "workbench-record";
 export const FACTORY = "Workbench record";
 
@@ -82,7 +82,7 @@ const extension: IRenderMime.IExtension = {
       extensions: [".record.json"],
       pattern: RECORD_FILE_PATTERN,
       fileFormat: "text",
-      icon: workbenchIcon,
+      icon: workbenchIcon.name, // by name: the shell resolves it (LabIcon.resolve)
     },
   ],
   documentWidgetFactoryOptions: {
