@@ -199,7 +199,7 @@ def test_record_output_in_a_notebook(
     lab, made = record_lab
     page = offline.page
     page.goto(lab.tree_url("outputs.ipynb"))
-    out = page.locator(".jp-OutputArea-output .jp-wb-record-viewer").first
+    out = page.locator(".jp-OutputArea-output.jp-wb-record-viewer").first
     out.wait_for(timeout=60_000)
     assert out.locator('[data-wb="record-title"]').inner_text() == "Browser-test audit"
     assert out.locator('[data-wb="record-source"]').inner_text().startswith("notebook output")
