@@ -290,8 +290,9 @@ def start_workbench_lab(
     workbench_config: dict[str, Any],
     name: str = "@workbench/extension",
 ) -> Lab:
-    """``start_lab`` with ``workbench.server`` enabled (``c.WorkbenchServer`` = ``workbench_config``)
-    and ``labextension`` (a built prebuilt extension) linked as ``name`` into ``<home>/share``."""
+    """``start_lab`` with ``workbench.server`` enabled (``c.WorkbenchServer``:
+    ``workbench_config``) and ``labextension`` (a built prebuilt extension) linked as ``name``
+    into ``<home>/share``."""
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "jupyter_server_config.json").write_text(json.dumps({
