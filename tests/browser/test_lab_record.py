@@ -211,3 +211,11 @@ def test_record_output_in_a_notebook(
         "verification needs the record's file")
     assert not offline.page_errors, offline.page_errors
     offline.assert_offline()
+
+
+def test_settings_schema_ships_with_the_extension(record_lab: tuple[Lab, dict[str, Any]]) -> None:
+    lab, _ = record_lab
+    data = lab.api("/lab/api/settings/@workbench/extension:plugin")
+    prop = data["schema"]["properties"]["refreshInterval"]
+    assert (prop["type"], prop["default"], prop["minimum"]) == ("integer", 2000, 500)
+    assert data["schema"]["additionalProperties"] is False

@@ -79,8 +79,9 @@ class RecordDisplay:
         return record_summary(self.record)
 
 
-def display_record(record: Mapping[str, Any] | str | Path) -> RecordDisplay:
-    """Display a record (a dict or a record file's path) in the notebook; returns the wrapper.
+def display_record(record: Mapping[str, Any] | str | Path) -> None:
+    """Display a record (a dict or a record file's path) in the notebook (returns nothing, so a
+    cell ending with it shows the record once).
 
     In JupyterLab with the workbench extension it renders as the record viewer (fingerprints,
     forecast, degradation, overlap, patches); verification needs the record's file: open the
@@ -88,6 +89,4 @@ def display_record(record: Mapping[str, Any] | str | Path) -> RecordDisplay:
     """
     from IPython.display import display
 
-    shown = RecordDisplay(record)
-    display(shown)
-    return shown
+    display(RecordDisplay(record))
