@@ -289,14 +289,16 @@ def start_workbench_lab(
     labextension: Path,
     workbench_config: dict[str, Any],
     name: str = "@workbench/extension",
+    server_extension: bool = True,
 ) -> Lab:
     """``start_lab`` with ``workbench.server`` enabled (``c.WorkbenchServer``:
-    ``workbench_config``) and ``labextension`` (a built prebuilt extension) linked as ``name``
-    into ``<home>/share``."""
+    ``workbench_config``; ``server_extension=False`` disables it, to test the front end without
+    it) and ``labextension`` (a built prebuilt extension) linked as ``name`` into
+    ``<home>/share``."""
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"jpserver_extensions": {"workbench.server": True}},
+        "ServerApp": {"jpserver_extensions": {"workbench.server": server_extension}},
         "WorkbenchServer": workbench_config,
     }))
     link = home / "share" / "labextensions" / name

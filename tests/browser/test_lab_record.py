@@ -8,7 +8,9 @@ from the file browser (the viewer is its default), check the readable sections s
 values and the server's verification ("verified: N checks passed"); "Open With" still offers the
 editor; open a copy whose subject fingerprint was tampered with and check the failed check
 (field, expected, actual); open a notebook whose saved output is ``display_record``'s MIME
-bundle and check it renders, saying verification needs the file. No request leaves localhost.
+bundle and check it renders, saying verification needs the file. In a second lab without the
+server extension, the viewer still renders the record and says verification is unavailable.
+No request leaves localhost.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,3 +222,30 @@ def test_settings_schema_ships_with_the_extension(record_lab: tuple[Lab, dict[st
     prop = data["schema"]["properties"]["refreshInterval"]
     assert (prop["type"], prop["default"], prop["minimum"]) == ("integer", 2000, 500)
     assert data["schema"]["additionalProperties"] is False
+
+
+def test_record_viewer_without_the_server_extension(
+    record_lab: tuple[Lab, dict[str, Any]], offline: OfflinePage,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    lab, made = record_lab
+    bare = start_workbench_lab(lab.root, tmp_path_factory.mktemp("wb-bare-home"), LABEXTENSION,
+                               {}, server_extension=False)
+    try:
+        with pytest.raises(urllib.error.HTTPError):
+            bare.api("/workbench/analyses")  # the server extension is off
+        page = offline.page
+        page.goto(bare.tree_url("audit/record.json"))
+        view = page.locator(".jp-MimeDocument .jp-wb-record-viewer").first
+        view.wait_for(timeout=60_000)
+        assert view.locator('[data-wb="record-title"]').inner_text() == "Browser-test audit"
+        fp = made["record"]["subject"]["fingerprint"]
+        assert fp in view.locator('[data-section="fingerprints"]').inner_text()
+        verdict = view.locator('[data-wb="verification"][data-status="unknown"]')
+        verdict.wait_for(timeout=30_000)
+        assert verdict.locator('[data-wb="verification-headline"]').inner_text().startswith(
+            "verification unavailable: the workbench server extension is not running")
+        assert not offline.page_errors, offline.page_errors
+        offline.assert_offline()
+    finally:
+        bare.stop()
