@@ -19,6 +19,7 @@ import copy
 import json
 import re
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,51 @@ def test_record_output_in_a_notebook(
     offline.assert_offline()
 
 
-def test_settings_schema_ships_with_the_extension(record_lab: tuple[Lab, dict[str, Any]]) -> None:
+def _runs_polls(page: Any, seconds: float) -> int:
+    """How many GET /workbench/runs the page sends in ``seconds``."""
+    seen: list[str] = []
+
+    def on_request(r: Any) -> None:
+        if r.url.split("?")[0].endswith("/workbench/runs"):
+            seen.append(r.url)
+
+    page.on("request", on_request)
+    page.wait_for_timeout(seconds * 1000)
+    page.remove_listener("request", on_request)
+    return len(seen)
+
+
+def test_settings_schema_ships_and_sets_the_refresh_interval(
+    record_lab: tuple[Lab, dict[str, Any]], offline: OfflinePage
+) -> None:
     lab, _ = record_lab
-    data = lab.api("/lab/api/settings/@workbench/extension:plugin")
+    settings = "/lab/api/settings/@workbench/extension:plugin"
+    data = lab.api(settings)
     prop = data["schema"]["properties"]["refreshInterval"]
     assert (prop["type"], prop["default"], prop["minimum"]) == ("integer", 2000, 500)
     assert data["schema"]["additionalProperties"] is False
+
+    page = offline.page
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
+    tab.wait_for(timeout=60_000)
+    tab.click()
+    page.locator("#workbench-panel").wait_for(state="visible")
+    assert _runs_polls(page, 6.5) >= 3  # the default: every 2 s while the panel is shown
+
+    body = json.dumps({"raw": json.dumps({"refreshInterval": 60_000})}).encode()
+    req = urllib.request.Request(f"{lab.url}{settings}", data=body, method="PUT", headers={
+        "Authorization": f"token {lab.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 204
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")  # a fresh layout: the panel closed
+    tab.wait_for(timeout=60_000)
+    page.locator(".jp-DirListing-item").first.wait_for(timeout=60_000)
+    tab.click()
+    page.locator("#workbench-panel").wait_for(state="visible")
+    page.wait_for_timeout(1500)  # the settings load, then the panel's first polls
+    assert _runs_polls(page, 6.5) == 0  # every 60 s now
+    offline.assert_offline()
 
 
 def test_record_viewer_without_the_server_extension(

@@ -59,6 +59,7 @@ export const CSS = `
 .jp-wb-verdict p { margin: 2px 0; }
 .jp-wb-failures th { color: var(--jp-ui-font-color1); font-weight: 600; }
 .jp-wb-failures td { padding: 2px 12px 2px 0; color: var(--jp-content-font-color1); }
+.jp-wb-failures td:first-child { word-break: normal; white-space: nowrap; }
 .jp-OutputArea-output.jp-wb-record-viewer { background: transparent; padding: 4px 0; }
 `;
 
