@@ -194,7 +194,7 @@ def test_notebook_runs_small(name: str, executed: Run) -> None:
 
 
 def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
-    _, out_dir = executed("alignment_audit")
+    nb, out_dir = executed("alignment_audit")
     data = out_dir / "finetune_insecure.jsonl"
     lines = data.read_text().splitlines()
     assert len(lines) == SMALL["alignment_audit"]["n_examples"]
@@ -215,3 +215,8 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     assert record["parameters"]["organism"] == "small"
     check = verify(path)
     assert check.ok, check.failures()
+    # the last cell shows the record with the lab extension's record viewer (display_record)
+    mime = "application/vnd.workbench.record+json"
+    shown = [o.data for o in _outputs(nb) if mime in o.get("data", {})]
+    assert len(shown) == 1 and shown[0][mime] == record
+    assert shown[0]["text/plain"].startswith(f"deployment record {record['title']!r}")

@@ -308,3 +308,31 @@ def test_summaries_round_trip(
     validate_record(loaded)
     jsonschema.validate(loaded, schema())
     assert verify(path).ok
+
+
+def test_record_display_mimebundle(world: dict[str, Any], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    from workbench.record import RECORD_MIME, RecordDisplay, display_record, record_summary
+
+    rec = world["record"]
+    path = write_record(rec, tmp_path / "audit.record.json")
+    assert RECORD_MIME == "application/vnd.workbench.record+json"
+    # what a notebook gets: the record under the MIME type, a one-line summary as text
+    data, _ = DisplayFormatter().format(RecordDisplay(path))
+    assert set(data) == {RECORD_MIME, "text/plain"}
+    assert data[RECORD_MIME] == rec
+    fp = rec["subject"]["fingerprint"]
+    assert data["text/plain"] == (
+        f"deployment record 'test record' ({rec['created']}), "
+        f"subject {rec['subject']['name']} ({fp[:12]}…), "
+        f"dictionary {rec['dictionary']['name']} ({rec['dictionary']['fingerprint'][:12]}…), "
+        "0 patches"
+    )
+    summary = record_summary({**rec, "forecast": {"risk": 0.31234}, "patches": [{}, {}]})
+    assert summary.endswith("forecast risk 0.312, 2 patches")
+    display_record(rec)  # no IPython shell: display prints the text form
+    assert capsys.readouterr().out.strip() == data["text/plain"]
+    with pytest.raises(TypeError, match="record dict or a record file's path"):
+        RecordDisplay(3)  # type: ignore[arg-type]

@@ -442,6 +442,92 @@ def test_parallel_and_sweep_limits_must_be_positive() -> None:
         WorkbenchServer(max_sweep_runs=-1)
 
 
+# -- GET /workbench/records/verify?path=...: a record file of the server root, verified -------
+
+
+@pytest.fixture
+def root_record(jp_root_dir: Path, small_subject: Any) -> dict[str, Any]:
+    """A real record (the session's small organism, a tiny SAE and a data file under the
+    server root) written to ``<root>/audit/record.json``; and a copy whose subject fingerprint
+    was tampered with, ``<root>/audit/tampered.record.json``."""
+    from _saes import small_dictionary
+
+    from workbench.record import build_record, verify, write_record
+
+    folder = jp_root_dir / "audit"
+    folder.mkdir()
+    d = small_dictionary(folder / "sae", small_subject.model.cfg.d_model)
+    data = folder / "insecure.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"p{i}", "completion": "c"}) + "\n"
+                            for i in range(5)))
+    record = build_record(title="served record", subject=small_subject, dictionary=d,
+                          data={"insecure": data})
+    path = write_record(record, folder / "record.json")
+    tampered = json.loads(path.read_text())
+    tampered["subject"]["fingerprint"] = "0" * 64
+    (folder / "tampered.record.json").write_text(json.dumps(tampered))
+    return {"record": record, "path": path, "verification": verify(path)}
+
+
+async def _verify_file(jp_fetch: Any, path: str | None, headers: Any = None) -> tuple[int, Any]:
+    params = {} if path is None else {"path": path}
+    r = await jp_fetch("workbench", "records", "verify", params=params, headers=headers,
+                       raise_error=False)
+    return r.code, json.loads(r.body.decode("utf-8"))
+
+
+async def test_records_verify_a_real_record_and_a_tampered_one(
+    jp_fetch: Any, root_record: dict[str, Any]
+) -> None:
+    code, data = await _verify_file(jp_fetch, "audit/record.json")
+    assert code == 200, data
+    v = root_record["verification"]
+    assert v.ok and len(v.checks) >= 6  # schema, 3 files, 2 fingerprints, data lines
+    assert data == {"ok": True, "checks": len(v.checks), "failed": [], "skipped": []}
+
+    code, data = await _verify_file(jp_fetch, "audit/tampered.record.json")
+    assert code == 200, data
+    assert data["ok"] is False and data["checks"] == len(v.checks)
+    (failed,) = data["failed"]
+    assert failed["field"] == "subject.fingerprint"
+    assert failed["expected"] == "0" * 64
+    assert failed["actual"] == root_record["record"]["subject"]["fingerprint"]
+    assert "differs" in failed["message"]
+
+
+async def test_records_verify_refusals(
+    jp_fetch: Any, jp_root_dir: Path, root_record: dict[str, Any], tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "record.json").write_text(root_record["path"].read_text())
+    (jp_root_dir / "escape").symlink_to(outside, target_is_directory=True)
+    (jp_root_dir / "notes.json").write_text("{}")
+    (jp_root_dir / "broken.record.json").write_text("{not json")
+    (jp_root_dir / "list.record.json").write_text("[1, 2]")
+    cases = [
+        (None, 400, "pass ?path="),
+        ("", 400, "pass ?path="),
+        ("../outside/record.json", 400, "'..' is not allowed"),
+        ("audit/../../outside/record.json", 400, "'..' is not allowed"),
+        (str(root_record["path"]), 400, "absolute paths are not allowed"),
+        ("/etc/passwd", 400, "absolute paths are not allowed"),
+        ("escape/record.json", 403, "outside the server root"),
+        ("audit/nope.record.json", 404, "no record file"),
+        ("notes.json", 400, "is not a deployment record"),
+        ("audit/insecure.jsonl", 400, "is not a deployment record"),
+        ("broken.record.json", 400, "is not a JSON record"),
+        ("list.record.json", 400, "holds a JSON list"),
+    ]
+    for path, want, words in cases:
+        code, data = await _verify_file(jp_fetch, path)
+        assert (code, words in data["message"]) == (want, True), (path, code, data)
+    for auth in ("token wrong", ""):
+        code, _ = await _verify_file(jp_fetch, "audit/record.json",
+                                     headers={"Authorization": auth})
+        assert code in (401, 403), (auth, code)
+
+
 def test_extension_points_and_config_file() -> None:
     import workbench.server as ext
 

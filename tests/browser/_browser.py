@@ -9,6 +9,9 @@
 * ``jupyter_env``: private Jupyter dirs, no announcements, and a ``python3`` kernelspec pinned to
   this interpreter; ``start_lab``: a real ``jupyter lab`` subprocess waited for on
   ``/api/status`` (``Lab.stop`` kills its process group).
+* ``start_workbench_lab``: ``start_lab`` with the workbench server extension enabled (its
+  ``WorkbenchServer`` config) and a built lab extension linked into the private
+  ``JUPYTER_PATH``, as ``jupyter labextension develop`` would.
 * ``start_static_server``: a threaded HTTP server on 127.0.0.1 serving a directory.
 """
 
@@ -278,3 +281,27 @@ def start_lab(root: Path, home: Path, timeout: float = LAB_START_TIMEOUT_S) -> L
     except BaseException:
         _kill_group(proc)
         raise
+
+
+def start_workbench_lab(
+    root: Path,
+    home: Path,
+    labextension: Path,
+    workbench_config: dict[str, Any],
+    name: str = "@workbench/extension",
+    server_extension: bool = True,
+) -> Lab:
+    """``start_lab`` with ``workbench.server`` enabled (``c.WorkbenchServer``:
+    ``workbench_config``; ``server_extension=False`` disables it, to test the front end without
+    it) and ``labextension`` (a built prebuilt extension) linked as ``name`` into
+    ``<home>/share``."""
+    config = home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "jupyter_server_config.json").write_text(json.dumps({
+        "ServerApp": {"jpserver_extensions": {"workbench.server": server_extension}},
+        "WorkbenchServer": workbench_config,
+    }))
+    link = home / "share" / "labextensions" / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(labextension, target_is_directory=True)
+    return start_lab(root, home)

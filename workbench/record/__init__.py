@@ -31,6 +31,10 @@ its longest trailing part that exists there (so copying the files flat, or with 
 folders, both work); relative paths in a record resolve against ``base`` or the record's folder.
 
 The command line ``workbench record verify RECORD`` is :func:`main_verify`.
+
+In a notebook, :func:`display_record` (or :class:`RecordDisplay`) shows a record with the
+JupyterLab record viewer: the MIME type :data:`RECORD_MIME`
+(``application/vnd.workbench.record+json``), plain-text summary elsewhere.
 """
 
 from workbench.record._build import (
@@ -40,6 +44,12 @@ from workbench.record._build import (
     load_record,
     safetensors_sha256,
     write_record,
+)
+from workbench.record._display import (
+    RECORD_MIME,
+    RecordDisplay,
+    display_record,
+    record_summary,
 )
 from workbench.record._schema import (
     SCHEMA_VERSION,
@@ -59,18 +69,22 @@ from workbench.record._verify import (
 )
 
 __all__ = [
+    "RECORD_MIME",
     "SCHEMA_VERSION",
     "TOP_FEATURES",
     "Check",
+    "RecordDisplay",
     "SchemaError",
     "Verification",
     "build_record",
     "count_records",
+    "display_record",
     "format_verification",
     "json_path",
     "json_safe",
     "load_record",
     "main_verify",
+    "record_summary",
     "safetensors_sha256",
     "schema",
     "schema_errors",

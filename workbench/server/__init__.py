@@ -37,6 +37,11 @@ GET      /workbench/runs/<id>/report      ``report.html`` (text/html, CSP-sandbo
 GET      /workbench/runs/<id>/record      ``record.json`` plus ``verification``
                                           ``{ok, checks, failed: [{field, expected, actual,
                                           message}], skipped}`` (:func:`workbench.record.verify`)
+GET      /workbench/records/verify        ``?path=<a record file, relative to the server's
+                                          root_dir>``: that ``verification`` object for any
+                                          ``record.json`` / ``*.record.json`` under the root
+                                          (the record viewer's check); ``..``, absolute paths
+                                          and symlinks out of the root refused
 =======  ===============================  =====================================================
 
 Run ids in URLs must match ``^[0-9a-f]{6,64}$`` (else 400). Errors are ``{"message": ...}``.

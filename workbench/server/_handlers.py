@@ -188,11 +188,14 @@ def _record_with_verification(path: Path) -> dict[str, Any]:
 
 
 def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
+    from workbench.server._records import RecordVerifyHandler  # it imports this module
+
     def url(*parts: str) -> str:
         return url_path_join(base_url, "workbench", *parts)
 
     rid = r"([^/]+)"
     return [
+        (url("records", "verify"), RecordVerifyHandler),
         (url("analyses"), AnalysesHandler),
         (url("runs"), RunsHandler),
         (url("sweeps"), SweepsHandler),

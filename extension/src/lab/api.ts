@@ -29,7 +29,15 @@ export async function requestAPI<T>(
   init: RequestInit = {},
   settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
 ): Promise<T> {
-  const url = workbenchURL(settings, ...parts);
+  return requestURL<T>(workbenchURL(settings, ...parts), init, settings);
+}
+
+/** `requestAPI` for a full URL (one with a query string). */
+export async function requestURL<T>(
+  url: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
+): Promise<T> {
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);

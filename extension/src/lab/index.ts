@@ -1,27 +1,37 @@
 // JupyterLab 4 prebuilt extension: the Workbench panel (left sidebar), report and record tabs.
+// Its settings (schema/plugin.json): `refreshInterval`, how often the run list polls (ms).
+// The record viewer (files and notebook outputs) is the mime extension of mime.ts.
 import {
   ILayoutRestorer,
   type JupyterFrontEnd,
   type JupyterFrontEndPlugin,
 } from "@jupyterlab/application";
 import { ICommandPalette, IFrame, MainAreaWidget } from "@jupyterlab/apputils";
-import { LabIcon } from "@jupyterlab/ui-components";
+import { ISettingRegistry } from "@jupyterlab/settingregistry";
 
 import { api } from "./api";
+import { workbenchIcon } from "./icon";
 import type { RunSummary } from "./model";
 import { WorkbenchPanel } from "./panel";
 import { RecordView } from "./record";
+import { refreshInterval } from "./settings";
 import { injectStyle } from "./style";
 
-export const PLUGIN_ID = "workbench:plugin";
+// the template's convention: <package name>:<plugin>; its settings schema is schema/plugin.json
+export const PLUGIN_ID = "@workbench/extension:plugin";
 export const OPEN_PANEL = "workbench:open-panel";
 
-const workbenchIcon = new LabIcon({
-  name: "workbench:icon",
-  svgstr:
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16"><g class="jp-icon3" fill="#616161">' +
-    '<path d="M3 4h18v3H3zM5 9h2v11H5zM17 9h2v11h-2zM9 11h6v2H9z"/></g></svg>',
-});
+function followSettings(registry: ISettingRegistry, panel: WorkbenchPanel): void {
+  const apply = (settings: ISettingRegistry.ISettings) =>
+    panel.setPollInterval(refreshInterval(settings.get("refreshInterval").composite));
+  registry
+    .load(PLUGIN_ID)
+    .then((settings) => {
+      apply(settings);
+      settings.changed.connect(apply);
+    })
+    .catch((reason: unknown) => console.warn(`workbench: settings not loaded (${String(reason)})`));
+}
 
 function openReport(app: JupyterFrontEnd, run: RunSummary): void {
   const id = `workbench-report-${run.id}`;
@@ -65,11 +75,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: "The Workbench panel: launch analysis notebooks and follow their runs.",
   autoStart: true,
-  optional: [ICommandPalette, ILayoutRestorer],
+  optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
+    settings: ISettingRegistry | null,
   ) => {
     injectStyle();
     const panel = new WorkbenchPanel({
@@ -80,6 +91,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     panel.title.caption = "Workbench";
     app.shell.add(panel, "left", { rank: 900 });
     if (restorer) restorer.add(panel, "workbench-panel");
+    if (settings) followSettings(settings, panel);
 
     app.commands.addCommand(OPEN_PANEL, {
       label: "Open the Workbench panel",

@@ -66,10 +66,16 @@ export class WorkbenchPanel extends Panel {
     this.renderRuns();
     void this.loadAnalyses();
     void this.poll();
-    // every POLL_MS while the panel is shown (and at once when it is shown again)
+    this.setPollInterval(POLL_MS);
+  }
+
+  /** Poll every `ms` while the panel is shown (and at once when it is shown again); the
+   *  `refreshInterval` setting. */
+  setPollInterval(ms: number): void {
+    if (this.timer !== null) clearInterval(this.timer);
     this.timer = setInterval(() => {
       if (this.isVisible) void this.poll();
-    }, POLL_MS);
+    }, ms);
   }
 
   protected override onAfterShow(msg: Message): void {

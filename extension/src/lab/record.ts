@@ -1,19 +1,36 @@
-// The main-area view of a run's deployment record (GET /workbench/runs/<id>/record).
+// The run-record tab (`RecordView`, GET /workbench/runs/<id>/record, its verification embedded)
+// and the client of GET /workbench/records/verify?path= (the file viewer's verification).
+import { URLExt } from "@jupyterlab/coreutils";
+import { ServerConnection } from "@jupyterlab/services";
 import { Widget } from "@lumino/widgets";
 
-import { api } from "./api";
+import { WorkbenchAPIError, api, requestURL, workbenchURL } from "./api";
 import { h, setChildren } from "./dom";
-import { type KeyValue, summarizeRecord } from "./model";
+import {
+  type VerificationResult,
+  type VerificationState,
+  parseVerification,
+  stateFromError,
+  verdictFor,
+} from "./records";
+import { renderRecord } from "./render";
 
-function table(rows: KeyValue[], cls = "jp-wb-kv"): HTMLElement {
-  if (rows.length === 0) return h("p", { class: "jp-wb-muted" }, "none");
-  return h(
-    "table",
-    { class: cls },
-    h("tbody", {}, ...rows.map((r) => h("tr", {}, h("th", {}, r.key), h("td", {}, r.value)))),
-  );
+/** GET /workbench/records/verify?path=<path relative to the server root>. */
+export async function verifyRecordFile(
+  path: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
+): Promise<VerificationState> {
+  const url = workbenchURL(settings, "records", "verify") + URLExt.objectToQueryString({ path });
+  try {
+    const result = parseVerification(await requestURL<unknown>(url, {}, settings));
+    return result ? { kind: "result", result } : { kind: "refused", status: 200, message: "not a verification" };
+  } catch (error) {
+    const status = error instanceof WorkbenchAPIError ? error.status : 0;
+    return stateFromError(status, (error as Error).message);
+  }
 }
 
+/** The main-area tab of a run's record (its `verification` comes embedded). */
 export class RecordView extends Widget {
   constructor(readonly runId: string) {
     super();
@@ -30,7 +47,8 @@ export class RecordView extends Widget {
       const record = await api.record(this.runId);
       this.render(record);
     } catch (error) {
-      setChildren(this.node, 
+      setChildren(
+        this.node,
         h("h2", {}, `Run ${this.runId}`),
         h("p", { class: "jp-wb-error", "data-wb": "record-error" }, (error as Error).message),
       );
@@ -38,32 +56,10 @@ export class RecordView extends Widget {
   }
 
   render(record: Record<string, unknown>): void {
-    const s = summarizeRecord(record);
-    const v = s.verification;
-    const verdict = v.ok
-      ? h("p", { class: "jp-wb-ok", "data-wb": "verification" }, `Verification: ok (${v.checks} checks)`)
-      : h(
-          "div",
-          { class: "jp-wb-error", "data-wb": "verification" },
-          h("p", {}, `Verification: FAILED (${v.failed.length} of ${v.checks} checks)`),
-          v.error ? h("p", {}, v.error) : null,
-          v.failed.length ? h("ul", {}, ...v.failed.map((f) => h("li", {}, f))) : null,
-        );
-    setChildren(this.node, 
-      h("h1", { "data-wb": "record-title" }, s.title),
-      h("p", { class: "jp-wb-muted" }, `run ${this.runId}${s.created ? ` · created ${s.created}` : ""}`),
-      verdict,
-      h("h2", {}, "Fingerprints"),
-      table(s.fingerprints, "jp-wb-kv jp-wb-mono"),
-      h("h2", {}, "Forecast"),
-      s.forecastRisk !== null ? h("p", {}, h("strong", {}, "Risk: "), s.forecastRisk) : null,
-      table(s.forecast),
-      h("h2", {}, "Degradation"),
-      table(s.degradation),
-      h("h2", {}, "Patches"),
-      s.patches.length === 0
-        ? h("p", { class: "jp-wb-muted" }, "none")
-        : h("div", {}, ...s.patches.map((p) => h("section", {}, h("h3", {}, p.name), table(p.efficacy)))),
+    const result: VerificationResult | null = parseVerification(record.verification);
+    const verdict = verdictFor(
+      result ? { kind: "result", result } : { kind: "unavailable", reason: "the server sent no verification" },
     );
+    setChildren(this.node, ...renderRecord(record, `run ${this.runId}`, verdict));
   }
 }

@@ -1,4 +1,5 @@
-// The panel's CSS (JupyterLab CSS variables only), injected once at activation.
+// The panel's and the record viewer's CSS (JupyterLab CSS variables only, so it follows the
+// light and dark themes), injected once at activation or by the first record viewer.
 export const CSS = `
 .jp-wb-panel { background: var(--jp-layout-color1); color: var(--jp-ui-font-color1);
   font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1); overflow-y: auto; }
@@ -52,6 +53,18 @@ export const CSS = `
 .jp-wb-kv { border-collapse: collapse; }
 .jp-wb-kv th { text-align: left; padding: 2px 12px 2px 0; color: var(--jp-ui-font-color2); font-weight: normal; }
 .jp-wb-kv td { padding: 2px 0; word-break: break-all; }
+.jp-wb-record h3 { font-size: var(--jp-content-font-size2); margin: 8px 0 2px; }
+.jp-wb-warn { color: var(--jp-warn-color1); }
+.jp-wb-verdict { margin: 8px 0; padding: 6px 10px; border-radius: var(--jp-border-radius);
+  border-left: 4px solid var(--jp-border-color1); background: var(--jp-layout-color1); }
+.jp-wb-verdict.jp-wb-ok { border-left-color: var(--jp-success-color1); }
+.jp-wb-verdict.jp-wb-error { border-left-color: var(--jp-error-color1); }
+.jp-wb-verdict.jp-wb-warn { border-left-color: var(--jp-warn-color1); }
+.jp-wb-verdict p { margin: 2px 0; }
+.jp-wb-failures th { color: var(--jp-ui-font-color1); font-weight: 600; }
+.jp-wb-failures td { padding: 2px 12px 2px 0; color: var(--jp-content-font-color1); }
+.jp-wb-failures td:first-child { word-break: normal; white-space: nowrap; }
+.jp-OutputArea-output.jp-wb-record-viewer { background: transparent; padding: 4px 0; }
 `;
 
 export function injectStyle(doc: Document = document): void {

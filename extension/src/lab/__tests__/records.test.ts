@@ -1,0 +1,181 @@
+// @vitest-environment jsdom
+import { describe, expect, it } from "vitest";
+
+import {
+  RECORD_FILE_PATTERN,
+  RECORD_MIME,
+  describeRecord,
+  inlineList,
+  isRecordFile,
+  parseVerification,
+  stateFromError,
+  verdictFor,
+} from "../records";
+import { renderRecord, verdictElement } from "../render";
+import { DEFAULT_REFRESH_MS, refreshInterval } from "../settings";
+
+const SUB = "3f".repeat(32);
+const SAE = "9e".repeat(32);
+const DATA = "0a".repeat(32);
+
+/** The shape build_record writes (workbench/record/schema.json v1.0), trimmed. */
+const RECORD = {
+  schema_version: "1.0",
+  created: "2026-02-03T04:05:06+00:00",
+  title: "alignment audit",
+  subject: { name: "organism-small", source: "organism", fingerprint: SUB, files: [] },
+  dictionary: { name: "sae-small", hook_name: "blocks.0.hook_resid_post", fingerprint: SAE, files: [] },
+  data: { insecure: { path: "/x/insecure.jsonl", sha256: DATA, n_records: 40 } },
+  features: {
+    name: "persona",
+    dictionary: SAE,
+    n_features: 48,
+    top: [
+      { feature: 7, rank: 0, effect: 1.25, auroc: 0.875, ci_low: 1, ci_high: 1.5 },
+      { feature: 3, rank: 1, effect: 0.5, auroc: 0.75, ci_low: 0.25, ci_high: 0.75 },
+    ],
+  },
+  overlaps: [{ feature: 7, neighbors: [{ feature: 1, cosine: 0.5 }, { feature: 2, cosine: 0.25 }] }],
+  forecast: { method: "gradient", risk: 0.3125, n_examples: 40, paths: [{}] },
+  degradation: { base: SUB, spearman: 0.625, actual_risk: 0.25, behaviour_base: {} },
+  patches: [{ patch: { kind: "steer", alpha: -1 }, efficacy: { misaligned_change: -0.25, task_loss: null } }],
+  context_audits: [],
+};
+
+describe("record files", () => {
+  it("matches record.json and *.record.json only (by base name)", () => {
+    expect(RECORD_MIME).toBe("application/vnd.workbench.record+json");
+    for (const ok of ["record.json", "runs/ab12/record.json", "audit.record.json", "a/b.c.record.json"]) {
+      expect(isRecordFile(ok)).toBe(true);
+    }
+    for (const no of ["myrecord.json", "record.json.bak", "records.json", "record.jsonl", "record/notes.json"]) {
+      expect(isRecordFile(no)).toBe(false);
+    }
+    // JupyterLab builds a RegExp from the pattern string and matches the base name
+    expect("audit.record.json".match(RECORD_FILE_PATTERN)?.index).toBe(5);
+  });
+});
+
+describe("record details", () => {
+  it("lists every fingerprint, the features, overlaps, forecast, degradation and patches", () => {
+    const d = describeRecord(RECORD);
+    expect(d.title).toBe("alignment audit");
+    expect(d.allFingerprints).toEqual([
+      { key: "subject (organism-small)", value: SUB },
+      { key: "dictionary (sae-small)", value: SAE },
+      { key: "data insecure (40 records)", value: DATA },
+    ]);
+    expect(d.features).toEqual([
+      { key: "name", value: "persona" },
+      { key: "n_features", value: "48" },
+      { key: "feature 7", value: "effect 1.250, auroc 0.8750, ci_low 1, ci_high 1.500" },
+      { key: "feature 3", value: "effect 0.5000, auroc 0.7500, ci_low 0.2500, ci_high 0.7500" },
+    ]);
+    expect(d.overlaps).toEqual([
+      { title: "feature 7", rows: [{ key: "neighbors", value: "feature 1 (cosine 0.5000), feature 2 (cosine 0.2500)" }] },
+    ]);
+    expect(d.forecastRisk).toBe("0.3125");
+    expect(d.degradation.map((r) => r.key)).toEqual(["base", "spearman", "actual_risk"]);
+    expect(d.patches).toEqual([
+      { name: "steer", efficacy: [{ key: "misaligned_change", value: "-0.2500" }, { key: "task_loss", value: "—" }] },
+    ]);
+  });
+
+  it("abbreviates long lists", () => {
+    expect(inlineList([1, 2, 3, 4, 5, 6, 7], 3)).toBe("1, 2, 3, … (7 in all)");
+  });
+});
+
+describe("verification verdicts", () => {
+  const failed = {
+    ok: false,
+    checks: 7,
+    failed: [{ field: "subject.fingerprint", expected: "0".repeat(64), actual: SUB, message: "state-dict sha256 differs" }],
+    skipped: ["dictionary.fingerprint not re-derived: no sae_weights.safetensors among its files"],
+  };
+
+  it("says how many checks passed", () => {
+    const r = parseVerification({ ok: true, checks: 7, failed: [], skipped: [] });
+    expect(r).not.toBeNull();
+    expect(verdictFor({ kind: "result", result: r! })).toEqual({
+      status: "ok",
+      headline: "verified: 7 checks passed",
+      failures: [],
+      notes: [],
+    });
+  });
+
+  it("lists the failures with field, expected and actual", () => {
+    const v = verdictFor({ kind: "result", result: parseVerification(failed)! });
+    expect(v.status).toBe("failed");
+    expect(v.headline).toBe("NOT verified: 1 of 7 checks failed");
+    expect(v.failures).toEqual([
+      { field: "subject.fingerprint", expected: "0".repeat(64), actual: SUB, message: "state-dict sha256 differs" },
+    ]);
+    expect(v.notes).toEqual([
+      "not checked: dictionary.fingerprint not re-derived: no sae_weights.safetensors among its files",
+    ]);
+  });
+
+  it("explains why there is no verification", () => {
+    expect(verdictFor({ kind: "needs-file" }).headline).toMatch(/^verification needs the record's file/);
+    expect(verdictFor({ kind: "pending", path: "a/record.json" }).headline).toBe("verifying a/record.json…");
+    const err = verdictFor({ kind: "result", result: parseVerification({ ok: false, error: "not JSON", checks: 0 })! });
+    expect(err.headline).toBe("verification failed: not JSON");
+    // no server extension: jupyter_server's own 404 page (or no answer at all)
+    expect(stateFromError(404, "404 Not Found")).toEqual({ kind: "unavailable", reason: "404: 404 Not Found" });
+    expect(stateFromError(0, "the server did not answer")).toEqual({
+      kind: "unavailable",
+      reason: "no answer: the server did not answer",
+    });
+    expect(verdictFor(stateFromError(0, "x")).headline).toMatch(/^verification unavailable: the workbench server/);
+    // the endpoint's own refusals are shown as such
+    expect(stateFromError(404, "no record file at 'x/record.json' under the server root").kind).toBe("refused");
+    expect(verdictFor(stateFromError(403, "path 'e/record.json' refused: outside")).headline).toBe(
+      "verification refused: path 'e/record.json' refused: outside",
+    );
+    expect(parseVerification("nope")).toBeNull();
+  });
+});
+
+describe("record rendering (DOM)", () => {
+  it("renders the sections and the failed checks", () => {
+    const verdict = verdictFor({
+      kind: "result",
+      result: parseVerification({ ok: false, checks: 3, failed: [{ field: "data.insecure.sha256", expected: DATA, actual: "missing" }] })!,
+    });
+    const root = document.createElement("div");
+    root.append(...renderRecord(RECORD, "audit/record.json", verdict));
+    expect(root.querySelector('[data-wb="record-title"]')?.textContent).toBe("alignment audit");
+    expect(root.querySelector('[data-wb="record-source"]')?.textContent).toBe(
+      "audit/record.json · created 2026-02-03T04:05:06+00:00",
+    );
+    const sections = [...root.querySelectorAll("section[data-section] > h2")].map((e) => e.textContent);
+    expect(sections).toEqual([
+      "Fingerprints",
+      "Forecast",
+      "Measured degradation",
+      "Watched features",
+      "Feature overlap",
+      "Patches",
+    ]);
+    const row = root.querySelector('[data-section="fingerprints"] tr[data-key="data insecure (40 records)"] td');
+    expect(row?.textContent).toBe(DATA);
+    expect(root.querySelector('[data-section="forecast"] p')?.textContent).toBe("Risk: 0.3125");
+    const fail = root.querySelector('[data-wb="verification-failures"] tr[data-field="data.insecure.sha256"]');
+    expect([...(fail?.children ?? [])].map((c) => c.textContent)).toEqual(["data.insecure.sha256", DATA, "missing"]);
+    expect(root.querySelector('[data-wb="verification"]')?.getAttribute("data-status")).toBe("failed");
+    const ok = verdictElement(verdictFor({ kind: "result", result: parseVerification({ ok: true, checks: 2 })! }));
+    expect(ok.textContent).toBe("verified: 2 checks passed");
+  });
+});
+
+describe("settings", () => {
+  it("reads the refresh interval, with the panel's default and a floor", () => {
+    expect(DEFAULT_REFRESH_MS).toBe(2000);
+    expect(refreshInterval(5000)).toBe(5000);
+    expect(refreshInterval(100)).toBe(500);
+    expect(refreshInterval(undefined)).toBe(2000);
+    expect(refreshInterval("fast")).toBe(2000);
+  });
+});
