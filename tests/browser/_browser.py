@@ -305,3 +305,17 @@ def start_workbench_lab(
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(labextension, target_is_directory=True)
     return start_lab(root, home)
+
+
+def save_screenshot(png: bytes, path: Path, *, limit: int = 200_000) -> None:
+    """A README picture from Playwright PNG bytes: a 64-colour palette PNG (small in git)."""
+    import io
+
+    from PIL import Image  # WB_SCREENSHOT needs Pillow
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    img.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue())
+    assert path.stat().st_size < limit, path.stat().st_size

@@ -17,7 +17,6 @@ panel with the completed run to ``docs/panel.png``.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from _browser import Lab, OfflinePage, start_lab
+from _browser import Lab, OfflinePage, save_screenshot, start_lab
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -119,20 +118,12 @@ def _open_palette(page: Any) -> Any:
 
 
 def _save_screenshot(page: Any) -> None:
-    from PIL import Image  # WB_SCREENSHOT needs Pillow: a palette PNG keeps it small
-
     box = page.locator("#workbench-panel").bounding_box()
     runs = page.locator("#workbench-panel .jp-wb-runs").bounding_box()
     assert box and runs
     bottom = min(box["y"] + box["height"], runs["y"] + runs["height"] + 8)
-    png = page.screenshot(clip={"x": box["x"], "y": box["y"],
-                                "width": box["width"], "height": bottom - box["y"]})
-    img = Image.open(io.BytesIO(png)).convert("RGB")
-    out = io.BytesIO()
-    img.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.write_bytes(out.getvalue())
-    assert SCREENSHOT.stat().st_size < 200_000, SCREENSHOT.stat().st_size
+    save_screenshot(page.screenshot(clip={"x": box["x"], "y": box["y"], "width": box["width"],
+                                          "height": bottom - box["y"]}), SCREENSHOT)
 
 
 def test_panel_launches_a_run_and_opens_its_report_and_record(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import urllib.error
 import urllib.request
@@ -26,7 +27,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from _browser import Lab, OfflinePage, start_workbench_lab
+from _browser import Lab, OfflinePage, save_screenshot, start_workbench_lab
 from _saes import small_dictionary
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
@@ -170,6 +171,8 @@ def test_record_viewer_shows_sections_and_verification(
     assert verdict.locator('[data-wb="verification-headline"]').inner_text() == (
         f"verified: {made['checks']} checks passed")
     assert made["checks"] >= 7  # schema, 3 files + data sha256 and count, 2 fingerprints
+    if os.environ.get("WB_SCREENSHOT") == "1":  # the README's picture of the viewer
+        save_screenshot(view.screenshot(), REPO / "docs" / "record.png")
 
     # the editor is still offered for the file ("Open With")
     page.locator(".jp-DirListing-item").filter(
