@@ -359,6 +359,38 @@ def test_failing_run_is_published_failed_naming_the_cell(toy: Path, tmp_path: Pa
     assert sorted(p.name for p in root.iterdir()) == [info.id]
 
 
+def test_run_without_its_report_is_published_failed(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook that ran but whose report cannot be exported is not 'complete': as on a GPU
+    machine where the package was installed with ``pip --target`` and nbconvert found no ``lab``
+    template. A rerun once the cause is gone replaces it."""
+    import nbconvert.exporters.templateexporter as te
+
+    empty = tmp_path / "no-templates"
+    empty.mkdir()
+    real = te.jupyter_path
+    monkeypatch.setattr(te, "jupyter_path", lambda *parts: [str(empty.joinpath(*parts))])
+    root = tmp_path / "runs"
+    info = runs.run(toy, {"x": 4}, runs_root=root, progress=False)
+    assert info.status == "failed" and not info.ok and info.failing_cell is None
+    assert info.error is not None
+    assert info.error.startswith("report.html not written: ValueError: No template sub-directory "
+                                 "with name 'lab'")
+    assert "the notebook ran to the end" in info.error
+    assert info.report is None and info.run_dir == root.resolve() / info.id
+    assert not (info.run_dir / "report.html").exists()
+    assert json.loads((info.run_dir / "status.json").read_text())["status"] == "failed"
+    nb = nbformat.read(info.run_dir / "notebook.ipynb", as_version=4)  # kept for inspection
+    assert nb.cells[-1].outputs, "the executed notebook keeps its outputs"
+    assert [i.status for i in runs.list_runs(root)] == ["failed"]
+
+    monkeypatch.setattr(te, "jupyter_path", real)
+    again = runs.run(toy, {"x": 4}, runs_root=root, progress=False)
+    assert again.id == info.id and again.ok and not again.skipped
+    assert again.report is not None and again.report.is_file() and again.error is None
+
+
 def test_kernel_start_errors_are_retried(
     toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

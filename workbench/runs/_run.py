@@ -483,9 +483,15 @@ def _execute_once(
                 )
                 info.report = final / REPORT
             except Exception as e:
+                # a run is complete with its report or visibly failed (DESIGN: runs are atomic);
+                # the executed notebook and record stay in the run dir, and a rerun retries
                 log.write(f"report.html not written: {type(e).__name__}: {e}\n")
+                (staging / REPORT).unlink(missing_ok=True)
                 if info.ok:
-                    info.error = f"report.html not written: {type(e).__name__}: {e}"
+                    info.status = FAILED
+                    info.error = (f"report.html not written: {type(e).__name__}: {e} (the "
+                                  "notebook ran to the end: see notebook.ipynb; fix the report "
+                                  "export, e.g. a missing nbconvert template, and run again)")
         log.write(f"finished: {finished} status: {info.status}"
                   f"{'' if info.ok else ' — ' + failure_line(info)}\n")
     info.run_dir = final
