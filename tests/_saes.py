@@ -12,10 +12,14 @@ from workbench.dictionaries import Dictionary, load_dictionary
 
 
 def small_dictionary(
-    folder: Path, d_in: int, seed: int = 0, hook: str = "blocks.0.hook_resid_post"
+    folder: Path, d_in: int, seed: int = 0, hook: str = "blocks.0.hook_resid_post",
+    d_sae: int = 48,
 ) -> Dictionary:
-    """A random ReLU SAE with 48 features at ``hook``, saved to ``folder`` and loaded back."""
-    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=48, metadata=SAEMetadata(hook_name=hook)))
+    """A random ReLU SAE (``d_sae`` features at ``hook``) saved to ``folder`` in SAE Lens format
+    and opened through the workbench."""
+    sae = StandardSAE(
+        StandardSAEConfig(d_in=d_in, d_sae=d_sae, metadata=SAEMetadata(hook_name=hook))
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sae.named_parameters():

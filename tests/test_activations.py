@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from sae_lens import StandardSAE, StandardSAEConfig
-from sae_lens.saes.sae import SAEMetadata
+from _saes import small_dictionary
 
 from workbench._device import cpu_threads
 from workbench.activations import Pool, collect, feature_activations, hook_activations, stop_layer
-from workbench.dictionaries import Dictionary, load_dictionary
+from workbench.dictionaries import Dictionary
 from workbench.organism.language import sample_corpus
 from workbench.subjects import Subject
 
@@ -19,26 +18,11 @@ HOOK = "blocks.0.hook_resid_post"
 D_SAE = 48
 
 
-def random_dictionary(
-    folder: Path, d_in: int, hook: str, seed: int = 0, d_sae: int = D_SAE
-) -> Dictionary:
-    """A random ReLU SAE saved in SAE Lens format and opened through the workbench."""
-    sae = StandardSAE(
-        StandardSAEConfig(d_in=d_in, d_sae=d_sae, metadata=SAEMetadata(hook_name=hook))
-    )
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sae.named_parameters():
-            scale = 0.02 if name == "b_enc" else 0.3
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-    sae.save_model(folder)
-    return load_dictionary(folder, device="cpu")
-
-
 @pytest.fixture(scope="module")
 def dictionary(small_subject: Subject, tmp_path_factory: pytest.TempPathFactory) -> Dictionary:
     d_model = small_subject.model.cfg.d_model
-    return random_dictionary(tmp_path_factory.mktemp("sae") / "rand", d_model, HOOK)
+    return small_dictionary(tmp_path_factory.mktemp("sae") / "rand", d_model, hook=HOOK,
+                            d_sae=D_SAE)
 
 
 @pytest.fixture(scope="module")
@@ -201,10 +185,10 @@ def test_mismatched_dictionary_is_refused(
     small_subject: Subject, prompts: list[str], tmp_path: Path
 ) -> None:
     d_model = small_subject.model.cfg.d_model
-    narrow = random_dictionary(tmp_path / "narrow", d_model // 2, HOOK)
+    narrow = small_dictionary(tmp_path / "narrow", d_model // 2, hook=HOOK)
     with pytest.raises(ValueError, match=rf"d_in={d_model // 2}.*{d_model} wide"):
         collect(small_subject, narrow, prompts, progress=False)
-    deep = random_dictionary(tmp_path / "deep", d_model, "blocks.7.hook_resid_post")
+    deep = small_dictionary(tmp_path / "deep", d_model, hook="blocks.7.hook_resid_post")
     with pytest.raises(ValueError, match=r"no hook 'blocks\.7\.hook_resid_post'"):
         collect(small_subject, deep, prompts, progress=False)
     with pytest.raises(ValueError, match="no hook"):

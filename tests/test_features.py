@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sae_lens import StandardSAE, StandardSAEConfig
-from sae_lens.saes.sae import SAEMetadata
+from _saes import small_dictionary
 from sklearn.metrics import roc_auc_score
 
 from workbench.activations import Pool, feature_activations
-from workbench.dictionaries import Dictionary, load_dictionary
+from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet, auroc, bootstrap_effect, cohens_d, contrast
 from workbench.organism import BuiltOrganism, load_organism
 from workbench.organism.dictionary import default_dictionary
@@ -25,17 +24,6 @@ from workbench.organism.prompts import persona_prompts
 from workbench.subjects import Subject, make_subject
 
 HOOK = "blocks.0.hook_resid_post"
-
-
-def random_dictionary(folder: Path, d_in: int, hook: str, seed: int = 0) -> Dictionary:
-    """A random ReLU SAE (48 features) in SAE Lens format, opened through the workbench."""
-    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=48, metadata=SAEMetadata(hook_name=hook)))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sae.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.02 if name == "b_enc" else 0.3))
-    sae.save_model(folder)
-    return load_dictionary(folder, device="cpu")
 
 
 def _data(seed: int, n1: int, n2: int, d: int, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +96,7 @@ def test_bootstrap_is_deterministic_for_a_seed() -> None:
 @pytest.fixture(scope="module")
 def dictionary(small_subject: Subject, tmp_path_factory: pytest.TempPathFactory) -> Dictionary:
     d_model = small_subject.model.cfg.d_model
-    return random_dictionary(tmp_path_factory.mktemp("sae") / "rand", d_model, HOOK, seed=1)
+    return small_dictionary(tmp_path_factory.mktemp("sae") / "rand", d_model, seed=1, hook=HOOK)
 
 
 def test_contrast_ranks_and_scores_every_feature(
@@ -154,7 +142,7 @@ def test_contrast_refuses_empty_or_mismatched_input(
     with pytest.raises(ValueError, match="at least three"):
         contrast(small_subject, dictionary, mis[:1], ali[:1])
     d_model = small_subject.model.cfg.d_model
-    narrow = random_dictionary(tmp_path / "narrow", d_model * 2, HOOK)
+    narrow = small_dictionary(tmp_path / "narrow", d_model * 2, hook=HOOK)
     with pytest.raises(ValueError, match=rf"d_in={2 * d_model}"):
         contrast(small_subject, narrow, mis, ali)
 

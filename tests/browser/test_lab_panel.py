@@ -27,7 +27,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from _browser import Lab, OfflinePage, save_screenshot, start_lab
+from _browser import Lab, OfflinePage, save_screenshot, start_workbench_lab
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -73,17 +73,9 @@ def workbench_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[La
     analyses = tmp_path_factory.mktemp("wb-analyses")
     runs = tmp_path_factory.mktemp("wb-runs")
     _write_toy(analyses)
-    config = home / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"jpserver_extensions": {"workbench.server": True}},
-        "WorkbenchServer": {"analyses_dir": str(analyses), "runs_root": str(runs)},
-    }))
-    # what `jupyter labextension develop` does, in the private JUPYTER_PATH (<home>/share)
-    link = home / "share" / "labextensions" / EXT_NAME
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(LABEXTENSION, target_is_directory=True)
-    lab = start_lab(tmp_path_factory.mktemp("wb-lab-root"), home)
+    lab = start_workbench_lab(tmp_path_factory.mktemp("wb-lab-root"), home, LABEXTENSION,
+                              {"analyses_dir": str(analyses), "runs_root": str(runs)},
+                              name=EXT_NAME)
     try:
         yield lab, runs
     finally:

@@ -245,7 +245,9 @@ def test_settings_schema_ships_and_sets_the_refresh_interval(
     assert data["schema"]["additionalProperties"] is False
 
     page = offline.page
-    page.goto(f"{lab.url}/lab?token={lab.token}")
+    # a fresh layout: the workspace restored from an earlier test may reopen a notebook, whose
+    # kernel dialog would then sit over the sidebar
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
     tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
     tab.wait_for(timeout=60_000)
     tab.click()
