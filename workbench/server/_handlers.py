@@ -42,6 +42,16 @@ class _Base(APIHandler):
     def refuse(self, err: RequestError) -> None:
         self.reply({"message": err.message}, err.status)
 
+    async def run_file(self, run_id: str, field: str, name: str, missing: str) -> Path:
+        """``<run dir>/<name>`` of a published run (``RunInfo.<field>`` set); else 404 ``run <id>
+        has no <name><missing>`` (``missing`` formatted with the run's ``status``)."""
+        self.wb.check_id(run_id)
+        info = await _in_thread(self.wb.published, run_id)
+        if getattr(info, field) is None or info.run_dir is None:
+            raise RequestError(404, f"run {info.id} has no {name}"
+                               + missing.format(status=info.status))
+        return Path(info.run_dir, name)
+
 
 class AnalysesHandler(_Base):
     @tornado.web.authenticated
@@ -124,12 +134,9 @@ class ReportHandler(_Base):
     @authorized
     async def get(self, run_id: str) -> None:
         try:
-            self.wb.check_id(run_id)
-            info = await _in_thread(self.wb.published, run_id)
-            if info.report is None or info.run_dir is None:
-                raise RequestError(404, f"run {info.id} has no report.html "
-                                   f"(status {info.status}; see its log.txt)")
-            html = await _in_thread(Path(info.run_dir, "report.html").read_bytes)
+            path = await self.run_file(run_id, "report", "report.html",
+                                       " (status {status}; see its log.txt)")
+            html = await _in_thread(path.read_bytes)
         except RequestError as e:
             return self.refuse(e)
         self.finish(html, set_content_type="text/html; charset=UTF-8")
@@ -140,12 +147,9 @@ class RecordHandler(_Base):
     @authorized
     async def get(self, run_id: str) -> None:
         try:
-            self.wb.check_id(run_id)
-            info = await _in_thread(self.wb.published, run_id)
-            if info.record is None or info.run_dir is None:
-                raise RequestError(404, f"run {info.id} has no record.json: its notebook did "
-                                   "not write a deployment record to out_dir")
-            out = await _in_thread(_record_with_verification, Path(info.run_dir, "record.json"))
+            path = await self.run_file(run_id, "record", "record.json", ": its notebook did "
+                                       "not write a deployment record to out_dir")
+            out = await _in_thread(_record_with_verification, path)
         except RequestError as e:
             return self.refuse(e)
         self.reply(out)
