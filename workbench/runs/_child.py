@@ -18,14 +18,9 @@ from pathlib import Path
 
 
 def serve_one(spec: dict) -> None:
-    from workbench.runs._run import prepare, run_prepared
+    from workbench.runs._run import run_spec
 
-    prep = prepare(Path(spec["notebook"]), spec["parameters"], run_id=spec["run_id"])
-    info = run_prepared(prep, runs_root=spec["runs_root"], kernel=spec["kernel"],
-                        timeout=spec["timeout"], progress=False, retries=spec["retries"],
-                        force=spec["force"])
-    out = info.to_dict()
-    out["skipped"] = info.skipped
+    out = run_spec(spec)
     result = Path(spec["result"])
     tmp = result.with_name(result.name + ".tmp")
     tmp.write_text(json.dumps(out), encoding="utf-8")

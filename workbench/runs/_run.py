@@ -536,6 +536,19 @@ def run(
                         progress=progress, retries=retries, force=force)
 
 
+def run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One run of a sweep from its JSON spec (notebook path, parameters, run id, runs root,
+    kernel, timeout, retries, force), in a sweep's runner process or Ray task: the run's
+    :class:`RunInfo` as a dict, plus ``skipped``."""
+    prep = prepare(Path(spec["notebook"]), spec["parameters"], run_id=spec["run_id"])
+    info = run_prepared(prep, runs_root=spec["runs_root"], kernel=spec["kernel"],
+                        timeout=spec["timeout"], progress=False, retries=spec["retries"],
+                        force=spec["force"])
+    out = info.to_dict()
+    out["skipped"] = info.skipped
+    return out
+
+
 def run_prepared(
     prep: PreparedRun,
     *,

@@ -26,7 +26,7 @@ from workbench.runs._run import (
     prepare,
     read_info,
     record_failure,
-    run_prepared,
+    run_spec,
 )
 
 EXECUTORS = ("local", "ray")
@@ -186,13 +186,7 @@ def _local_worker(queue: Queue[PreparedRun], done: Callable[[PreparedRun, RunInf
 
 def _ray_task(spec: dict[str, Any]) -> dict[str, Any]:
     """The Ray task: one :func:`run` in a Ray worker (its own kernel)."""
-    prep = prepare(Path(spec["notebook"]), spec["parameters"], run_id=spec["run_id"])
-    info = run_prepared(prep, runs_root=spec["runs_root"], kernel=spec["kernel"],
-                        timeout=spec["timeout"], progress=False, retries=spec["retries"],
-                        force=spec["force"])
-    out = info.to_dict()
-    out["skipped"] = info.skipped
-    return out
+    return run_spec(spec)
 
 
 def _run_local(preps: list[PreparedRun], workers: int, done: Callable[[RunInfo], None],
