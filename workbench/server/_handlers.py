@@ -168,27 +168,31 @@ def sweep_id(run_ids: Iterable[str]) -> str:
 
 
 def _record_with_verification(path: Path) -> dict[str, Any]:
-    from workbench.record import verify
-
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise RequestError(500, f"record.json is unreadable: {e}") from None
     if not isinstance(record, dict):
         raise RequestError(500, "record.json is not a JSON object")
+    return {**record, "verification": verification(path)}
+
+
+def verification(path: Path) -> dict[str, Any]:
+    """:func:`workbench.record.verify` of a record file as JSON: ``{ok, checks, failed: [{field,
+    expected, actual, message}], skipped}``, or ``{ok: false, error, checks: 0, failed: []}``."""
+    from workbench.record import verify
+
     try:
         v = verify(path)
     except (OSError, ValueError) as e:
-        verification: dict[str, Any] = {"ok": False, "error": str(e), "checks": 0, "failed": []}
-    else:
-        verification = {
-            "ok": v.ok,
-            "checks": len(v.checks),
-            "failed": [{"field": c.field, "expected": c.expected, "actual": c.actual,
-                        "message": c.message} for c in v.failures()],
-            "skipped": list(v.skipped),
-        }
-    return {**record, "verification": verification}
+        return {"ok": False, "error": str(e), "checks": 0, "failed": []}
+    return {
+        "ok": v.ok,
+        "checks": len(v.checks),
+        "failed": [{"field": c.field, "expected": c.expected, "actual": c.actual,
+                    "message": c.message} for c in v.failures()],
+        "skipped": list(v.skipped),
+    }
 
 
 def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:

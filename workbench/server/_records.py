@@ -24,7 +24,7 @@ import tornado.web
 from jupyter_server.auth.decorator import authorized
 
 from workbench.server._app import RequestError
-from workbench.server._handlers import _Base, _in_thread, _record_with_verification
+from workbench.server._handlers import _Base, _in_thread, verification
 
 #: the file names the record viewer opens (the lab extension's file-type pattern)
 RECORD_NAME = re.compile(r"(^|[./])record\.json$")
@@ -83,8 +83,7 @@ def verify_record_file(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise RequestError(400, f"{path.name} holds a JSON {type(record).__name__}, not a record "
                            "(a JSON object)")
-    verification: dict[str, Any] = _record_with_verification(path)["verification"]
-    return verification
+    return verification(path)
 
 
 class RecordVerifyHandler(_Base):
