@@ -43,12 +43,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
 
-# The server-extension tests run in a pytest process of their own: pytest-jupyter manages an
-# asyncio loop that cannot share a process with the Playwright (browser tests) event loop.
+# One pytest process for every Python test, browser and server tests included (tests/conftest.py
+# runs pytest-jupyter's tests before Playwright's loop starts); organism builds are cached for the
+# session and its subprocesses in .test-cache/ (`rm -rf .test-cache` to time a cold run).
 test: lint js chromium
 	npm test
-	$(PY) -m pytest --ignore=tests/test_server.py
-	$(PY) -m pytest tests/test_server.py
+	$(PY) -m pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules workbench/widgets/static
