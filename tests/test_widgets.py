@@ -8,17 +8,21 @@ static folder at placeholder ES modules.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import math
 import struct
+import typing
 from pathlib import Path
 from typing import Any
 
+import anywidget
 import numpy as np
 import pytest
 import torch
 
 from tests._saes import small_dictionary
-from workbench import geometry, patches
+from workbench import geometry, patches, widgets
 from workbench.activations import FeatureStats
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
@@ -32,6 +36,7 @@ from workbench.widgets import (
     FrontEndNotBuiltError,
     Neighborhood,
     PatchPreview,
+    _contract,
     _static,
 )
 from workbench.widgets._buffers import (
@@ -41,6 +46,7 @@ from workbench.widgets._buffers import (
     value_range,
 )
 from workbench.widgets._fallback import MAX_POINTS, downsample, radial_layout
+from workbench.widgets.patch_preview import PAYLOAD_KEYS
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -613,3 +619,94 @@ def test_missing_bundle_names_the_fix(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(FrontEndNotBuiltError, match=fix):
         PatchPreview.from_payload(payload(1.0))
     assert isinstance(info.value, FileNotFoundError)
+
+
+# ------------------------------------------------------------------ the contract (contract.json)
+
+CONTRACT = _contract.load()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _widget_class(dotted: str) -> type[anywidget.AnyWidget]:
+    module, name = dotted.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    assert isinstance(cls, type) and issubclass(cls, anywidget.AnyWidget)
+    return cls
+
+
+@pytest.mark.parametrize("key", list(CONTRACT["widgets"]))
+def test_synced_traits_equal_the_contract(key: str) -> None:
+    """Every synced trait (name, traitlets type, default, item type, length, enum values) is
+    the one contract.json lists, and nothing else is synced: renaming, adding or retyping a
+    trait on the Python side alone fails here (the TypeScript side is held to the same JSON
+    by contract.test.ts)."""
+    spec = CONTRACT["widgets"][key]
+    cls = _widget_class(spec["python"])
+    want = sorted((_contract.python_view(t) for t in spec["traits"]), key=lambda t: t["name"])
+    assert _contract.describe_traits(cls) == want
+    assert isinstance(cls._esm, _static.BundleESM) and f"{cls._esm.name}.js" == spec["module"]
+
+
+def test_every_widget_is_in_the_contract() -> None:
+    exported = {
+        f"workbench.widgets.{name}"
+        for name in widgets.__all__
+        if isinstance(obj := getattr(widgets, name), type) and issubclass(obj, anywidget.AnyWidget)
+    }
+    assert exported == {spec["python"] for spec in CONTRACT["widgets"].values()}
+    assert sorted(_static.BUNDLES) == sorted(CONTRACT["widgets"])
+
+
+def test_binary_traits_have_the_contract_layout() -> None:
+    """Bytes traits decode with the contract's dtype and shape (``"n"``: the ``n`` trait)."""
+    coords = np.array([[0.0, 0.0], [4.0, 2.0], [2.0, 1.0], [1.0, 2.0], [3.0, 0.5]])
+    values = np.array([0.5, np.nan, -2.0, 7.0, 1e-3])
+    fm = FeatureMap(coords, values)
+    decoded = {}
+    for t in CONTRACT["widgets"]["feature_map"]["traits"]:
+        if t["type"] != "Bytes":
+            continue
+        dtype = np.dtype(CONTRACT["binary"]["dtypes"][t["dtype"]])
+        assert dtype.str == f"<{dtype.kind}{dtype.itemsize}"  # little-endian, as declared
+        shape = [fm.n if s == "n" else s for s in t["shape"]]
+        decoded[t["name"]] = np.frombuffer(getattr(fm, t["name"]), dtype=dtype).reshape(shape)
+    assert set(decoded) == {"points", "values"}
+    np.testing.assert_array_equal(decoded["points"], normalise_points(coords))
+    np.testing.assert_array_equal(decoded["values"], values.astype(np.float32))
+    assert CONTRACT["binary"]["byte_order"] == "little"
+
+
+def test_records_and_messages_have_the_contract_fields(designed_dictionary: Dictionary) -> None:
+    records = CONTRACT["records"]
+    hood = compute_neighborhood(designed_dictionary, 0, threshold=0.3, k=16)
+    w = Neighborhood.from_neighborhood(hood, dictionary=designed_dictionary)
+    assert len(w.nodes) == 3 and len(w.edges) == 3
+    assert all(list(node) == list(records["neighborhood_node"]) for node in w.nodes)
+    assert all(list(edge) == list(records["neighborhood_edge"]) for edge in w.edges)
+
+    assert list(PAYLOAD_KEYS) == list(records["patch_preview_payload"])
+    preview_cls = typing.get_type_hints(patches.preview)["return"]
+    assert [f.name for f in dataclasses.fields(preview_cls)] == list(PAYLOAD_KEYS)
+
+    messages = CONTRACT["widgets"]["feature_map"]["messages"]
+    fm = FeatureMap(np.zeros((4, 2)), np.arange(4.0), labels=list("abcd"))
+    sent: list[dict[str, Any]] = []
+    fm.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
+    hover = {"type": "hover", "index": 2}
+    assert list(hover) == list(messages["js->py"]["hover"]["fields"])
+    fm._handle_custom_msg(hover, [])
+    assert sent == [{"type": "card", "index": 2, "label": "c", "value": 2.0, "contexts": []}]
+    assert list(sent[0]) == list(messages["py->js"]["card"]["fields"])
+    for spec in CONTRACT["widgets"].values():
+        assert set(spec["messages"]) <= {"js->py", "py->js"}
+
+
+def test_contract_md_tables_are_generated_from_the_json() -> None:
+    path = REPO / "extension" / "src" / "widgets" / "CONTRACT.md"
+    text = path.read_text(encoding="utf-8")
+    assert _contract.render_markdown(text) == text, (
+        "CONTRACT.md's tables are stale: run .venv/bin/python -m workbench.widgets._contract"
+    )
+    for spec in CONTRACT["widgets"].values():
+        for t in spec["traits"]:
+            assert f"| `{t['name']}` |" in text

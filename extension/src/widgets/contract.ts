@@ -1,6 +1,10 @@
 /**
  * The one typed contract between the Python widgets (`workbench/widgets/`) and their
- * front ends. It mirrors CONTRACT.md (version 1) trait for trait: change both together.
+ * front ends, as TypeScript. Its source of truth is `workbench/widgets/contract.json`:
+ * `__tests__/contract.test.ts` fails when the names, fields, buffer layouts, defaults or
+ * test ids below differ from it (and `tests/test_widgets.py` holds the Python traits to the
+ * same file), and the compile-time checks at the bottom fail when a list misses a key of the
+ * interface the widgets read. CONTRACT.md's tables are generated from the JSON.
  *
  * Only types, trait-name lists, defaults and pure binary helpers live here (no DOM).
  */
@@ -236,7 +240,8 @@ export interface PatchPreviewState {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Names shared with Python (tests on both sides can compare against these lists).
+// Names shared with Python: each list equals its entry of workbench/widgets/contract.json
+// (checked by __tests__/contract.test.ts).
 
 export const TRAITS = {
   feature_map: [
@@ -260,6 +265,62 @@ export const TRAITS = {
   patch_preview: readonly (keyof PatchPreviewState)[];
 };
 
+/** The fields of the records inside `List[Dict]` / `Dict` traits (the JSON's `records`). */
+export const FIELDS = {
+  neighborhood_node: ["id", "label", "cosine", "coactivation", "value"],
+  neighborhood_edge: ["source", "target", "cosine"],
+  patch_preview_payload: [
+    "prompts",
+    "before",
+    "after",
+    "before_tokens",
+    "after_tokens",
+    "changed",
+    "features",
+    "before_acts",
+    "after_acts",
+    "metrics_before",
+    "metrics_after",
+    "patch",
+    "strength",
+  ],
+} as const satisfies {
+  neighborhood_node: readonly (keyof NeighborhoodNode)[];
+  neighborhood_edge: readonly (keyof NeighborhoodEdge)[];
+  patch_preview_payload: readonly (keyof PatchPreviewPayload)[];
+};
+
+/** Layout of the `Bytes` traits: dtype and shape (row-major; `"n"` is the `n` trait). */
+export const BUFFERS = {
+  feature_map: {
+    points: { dtype: "float32", shape: ["n", 2] },
+    values: { dtype: "float32", shape: ["n"] },
+  },
+  neighborhood: {},
+  patch_preview: {},
+} as const satisfies {
+  feature_map: { [K in keyof FeatureMapState]?: { dtype: "float32" | "int32"; shape: readonly ("n" | number)[] } };
+  neighborhood: object;
+  patch_preview: object;
+};
+
+/** Custom messages per widget and direction: message type -> its fields. */
+export const MESSAGES = {
+  feature_map: {
+    "js->py": { hover: ["type", "index"] },
+    "py->js": { card: ["type", "index", "label", "value", "contexts"] },
+  },
+  neighborhood: {},
+  patch_preview: {},
+} as const satisfies {
+  feature_map: {
+    "js->py": { hover: readonly (keyof HoverMessage)[] };
+    "py->js": { card: readonly (keyof CardMessage)[] };
+  };
+  neighborhood: object;
+  patch_preview: object;
+};
+
 export const DEFAULTS = {
   feature_map: { point_size: 3.0, height: 420, colormap: "viridis" as ColormapName },
   neighborhood: { height: 360 },
@@ -273,3 +334,21 @@ export const TEST_IDS = {
 
 /** Debounce delays (ms) the contract asks for. */
 export const DEBOUNCE_MS = { hover: 80, strength: 150 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Compile-time checks: `satisfies` above keeps every listed name a key of its interface; these
+// make the lists complete, so a key renamed in an interface (or a list) fails `tsc`.
+
+/** Compiles only when `T` is `never` (no key left unlisted). */
+type NoneMissing<T extends never> = T;
+type Unlisted<T, L extends readonly unknown[]> = Exclude<keyof T, L[number]>;
+export type ContractIsComplete = [
+  NoneMissing<Unlisted<FeatureMapState, typeof TRAITS.feature_map>>,
+  NoneMissing<Unlisted<NeighborhoodState, typeof TRAITS.neighborhood>>,
+  NoneMissing<Unlisted<PatchPreviewState, typeof TRAITS.patch_preview>>,
+  NoneMissing<Unlisted<NeighborhoodNode, typeof FIELDS.neighborhood_node>>,
+  NoneMissing<Unlisted<NeighborhoodEdge, typeof FIELDS.neighborhood_edge>>,
+  NoneMissing<Unlisted<PatchPreviewPayload, typeof FIELDS.patch_preview_payload>>,
+  NoneMissing<Unlisted<HoverMessage, (typeof MESSAGES.feature_map)["js->py"]["hover"]>>,
+  NoneMissing<Unlisted<CardMessage, (typeof MESSAGES.feature_map)["py->js"]["card"]>>,
+];

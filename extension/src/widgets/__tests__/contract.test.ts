@@ -1,5 +1,23 @@
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { TRAITS, isCardMessage, toFloat32, toInt32 } from "../contract";
+import contract from "../../../../workbench/widgets/contract.json";
+import {
+  BUFFERS,
+  CONTRACT_VERSION,
+  DEBOUNCE_MS,
+  DEFAULTS,
+  FIELDS,
+  MESSAGES,
+  TEST_IDS,
+  TRAITS,
+  isCardMessage,
+  toFloat32,
+  toInt32,
+} from "../contract";
+
+type WidgetKey = keyof typeof TRAITS;
+const WIDGETS = Object.keys(TRAITS) as WidgetKey[];
+const spec = (w: string) => (contract.widgets as Record<string, (typeof contract.widgets)[WidgetKey]>)[w]!;
 
 describe("toFloat32", () => {
   it("views an aligned DataView without copying", () => {
@@ -61,13 +79,66 @@ describe("toInt32", () => {
   });
 });
 
-describe("contract names", () => {
-  it("lists the traits of CONTRACT.md", () => {
-    expect(TRAITS.feature_map).toContain("value_range");
-    expect(TRAITS.neighborhood).toEqual(["center", "nodes", "edges", "selection", "height", "title"]);
-    expect(TRAITS.patch_preview).toEqual(["payload", "strength", "strength_range", "busy", "error"]);
+describe("contract.ts equals workbench/widgets/contract.json", () => {
+  it("has the same version and widgets", () => {
+    expect(CONTRACT_VERSION).toBe(contract.version);
+    expect(WIDGETS).toEqual(Object.keys(contract.widgets));
   });
 
+  it("lists each widget's traits, in the JSON's order", () => {
+    for (const w of WIDGETS) {
+      expect({ [w]: [...TRAITS[w]] }).toEqual({ [w]: spec(w).traits.map((t) => t.name) });
+    }
+  });
+
+  it("lists the records' fields", () => {
+    expect(Object.keys(FIELDS)).toEqual(Object.keys(contract.records));
+    for (const [name, fields] of Object.entries(contract.records)) {
+      expect({ [name]: [...FIELDS[name as keyof typeof FIELDS]] }).toEqual({ [name]: Object.keys(fields) });
+    }
+  });
+
+  it("decodes the binary traits with the JSON's dtype and shape", () => {
+    for (const w of WIDGETS) {
+      const fromJson = Object.fromEntries(
+        spec(w)
+          .traits.filter((t) => t.type === "Bytes")
+          .map((t) => [t.name, { dtype: (t as { dtype?: string }).dtype, shape: (t as { shape?: unknown[] }).shape }]),
+      );
+      expect({ [w]: BUFFERS[w] }).toEqual({ [w]: fromJson });
+    }
+    expect(contract.binary.byte_order).toBe("little");
+  });
+
+  it("has the same custom messages and fields", () => {
+    for (const w of WIDGETS) {
+      const fromJson = Object.fromEntries(
+        Object.entries(spec(w).messages as Record<string, Record<string, { fields: object }>>).map(([dir, msgs]) => [
+          dir,
+          Object.fromEntries(Object.entries(msgs).map(([type, m]) => [type, Object.keys(m.fields)])),
+        ]),
+      );
+      expect({ [w]: MESSAGES[w] }).toEqual({ [w]: fromJson });
+    }
+  });
+
+  it("uses the JSON's defaults, test ids, modules and debounce delays", () => {
+    for (const [w, defaults] of Object.entries(DEFAULTS)) {
+      for (const [name, value] of Object.entries(defaults)) {
+        const trait = spec(w).traits.find((t) => t.name === name);
+        expect({ [`${w}.${name}`]: value }).toEqual({ [`${w}.${name}`]: trait?.default });
+      }
+    }
+    for (const w of WIDGETS) {
+      expect(TEST_IDS[w]).toBe(spec(w).test_id);
+      expect(spec(w).module).toBe(`${w}.js`);
+      expect(existsSync(new URL(`../${w}.ts`, import.meta.url))).toBe(true);
+    }
+    expect(DEBOUNCE_MS).toEqual(contract.debounce_ms);
+  });
+});
+
+describe("messages", () => {
   it("recognises card messages", () => {
     expect(isCardMessage({ type: "card", index: 3, label: "x", value: null, contexts: [] })).toBe(true);
     expect(isCardMessage({ type: "hover", index: 3 })).toBe(false);
