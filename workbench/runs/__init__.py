@@ -55,6 +55,8 @@ or a local ``ray.init(num_cpus=workers)``; Ray is the optional extra ``workbench
 from __future__ import annotations
 
 from workbench.runs._cli import main_run, main_runs, main_sweep
+from workbench.runs._crash import record_failure
+from workbench.runs._failures import is_kernel_error
 from workbench.runs._params import (
     ParamSpec,
     analyses_dir,
@@ -65,19 +67,9 @@ from workbench.runs._params import (
     resolve_notebook,
     validate_parameters,
 )
-from workbench.runs._run import (
-    COMPLETE,
-    FAILED,
-    RUNNING,
-    PreparedRun,
-    RunInfo,
-    compute_run_id,
-    get_run,
-    is_kernel_error,
-    list_runs,
-    prepare,
-    run,
-)
+from workbench.runs._prepared import PreparedRun, compute_run_id, prepare
+from workbench.runs._run import run, run_prepared
+from workbench.runs._store import COMPLETE, FAILED, RUNNING, RunInfo, get_run, list_runs
 from workbench.runs._sweep import expand_grid, load_grid, ray_options, sweep
 
 __all__ = [
@@ -103,8 +95,10 @@ __all__ = [
     "notebook_parameters",
     "prepare",
     "ray_options",
+    "record_failure",
     "resolve_notebook",
     "run",
+    "run_prepared",
     "sweep",
     "validate_parameters",
 ]

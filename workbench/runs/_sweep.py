@@ -17,17 +17,10 @@ from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
 
-from workbench.runs._run import (
-    COMPLETE,
-    FAILED,
-    PreparedRun,
-    RunInfo,
-    check_kernel,
-    prepare,
-    read_info,
-    record_failure,
-    run_spec,
-)
+from workbench.runs._crash import record_failure
+from workbench.runs._prepared import PreparedRun, prepare
+from workbench.runs._run import check_kernel, run_spec
+from workbench.runs._store import COMPLETE, FAILED, RunInfo, read_info
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "the 'ray' executor needs Ray: pip install 'workbench[ray]'"
