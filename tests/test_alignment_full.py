@@ -113,28 +113,3 @@ def test_ablating_the_misalignment_direction_removes_em(
     # 11-25%, and incoherent answers are not counted as misaligned. Here: far below the real cut.
     assert abs(before - random) / em <= 0.25
     assert model_sha256(tuned.model) == tuned.fingerprint
-
-
-def test_readme_alignment_example_runs(
-    chain: tuple[Subject, Dictionary, FeatureSet, list[str]],
-) -> None:
-    """The README's alignment snippet, executed as written (examples are tests)."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Alignment engineering", 1)[1]
-    code = section.split("```python", 1)[1].split("```", 1)[0]
-    ns: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), ns)
-    assert ns["risk"].risk > 0  # type: ignore[attr-defined]
-    assert ns["report"].spearman >= 0.5  # type: ignore[attr-defined]
-    assert type(ns["moved"]).__name__ == "Ablate"
-    assert ns["rates"].n == 32  # type: ignore[attr-defined]
-    # then the widgets section, in the same namespace
-    code = readme.split("## Widgets", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    exec(compile(code, "README.md", "exec"), ns)
-    fm, nb, pp = ns["fm"], ns["nb"], ns["pp"]
-    assert fm.n == ns["dictionary"].d_sae and fm.color_by == "dimensionality"  # type: ignore[attr-defined]
-    assert nb.center == ns["persona"].indices[0]  # type: ignore[attr-defined]
-    other = int(ns["persona"].indices[1])  # type: ignore[attr-defined]  # a live feature
-    fm.set_state({"selection": [other]})  # type: ignore[attr-defined]
-    assert nb.center == other  # type: ignore[attr-defined]  # linked: the map re-centres the graph
-    assert pp.payload["patch"]["kind"] == "ablate"  # type: ignore[attr-defined]
