@@ -2,7 +2,9 @@
 
 * ``chromium``: Debian's ``/usr/bin/chromium`` through Playwright, software WebGL. Browser
   tests are skipped, with the reason, only when ``/usr/bin/chromium`` is missing (a missing
-  ``playwright`` package is an error: it is in the ``dev`` extra).
+  ``playwright`` package is an error: it is in the ``dev`` extra). Playwright's sync API keeps
+  its asyncio loop running in this thread until the session ends, so no other loop can run after
+  it starts: ``tests/conftest.py`` runs the tests that use ``chromium`` last.
 * ``offline``: a fresh page (own context) whose non-localhost requests are aborted and recorded;
   tests call ``offline.assert_offline()`` and teardown checks it again.
 * ``lab``: a real ``jupyter lab`` (the venv's) in a temp root, private Jupyter dirs, no traffic
