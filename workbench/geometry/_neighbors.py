@@ -1,57 +1,27 @@
-"""Decoder geometry of a dictionary: which features sit near which, and how crowded each is.
+"""Exact top-``k`` cosine neighbours of every feature direction, without the ``n x n`` matrix.
 
-A sparse autoencoder writes feature ``i`` into the residual stream along its decoder row
-``W_dec[i]``. Superposition means these ``n`` directions are packed into a space of only ``d < n``
-dimensions, so they cannot all be orthogonal: every feature shares some of its direction with
-others. The workbench's central claim (DESIGN.md) is that features sharing directions are
-strengthened together by a fine-tune, so the geometry of the decoder rows is the map on which
-alignment risk is read. This module gives three views of that map, all plain functions on a
-``[n, d]`` matrix whose rows are feature directions:
-
-* :func:`neighbors`: the exact top-``k`` cosine neighbours of every feature, computed in blocks
-  that never hold the ``n x n`` similarity matrix (a gpt2-small SAE has 24,576 features; the full
-  matrix would be 2.4 GB, a Gemma Scope one 17 GB);
-* :func:`project`: 2-D coordinates of all features (PCA by default, UMAP on request) for maps;
-* :func:`feature_dimensionality` and :func:`interference`: Elhage et al. (2022)'s superposition
-  metrics, how many dimensions each feature effectively owns and how much other features overlap
-  its direction.
-
-``workbench.neighborhoods`` puts the geometric neighbours of one feature next to how often they
-co-activate; ``forecast`` reads the neighbours of the features a fine-tune will amplify.
-
-Rules of :func:`neighbors` (what "exact" means):
-
-* cosine of rows ``a, b`` is ``â · b̂`` with ``x̂ = x / ‖x‖``, computed in float32 (float64 when the
-  input is float64);
-* ties are broken by the lower row index, i.e. each row's neighbours are the first ``k`` rows in
-  the order (cosine descending, index ascending) -- the same list a brute-force stable sort of the
-  full cosine matrix gives. Rows that are bitwise-identical after normalisation are recognised as
-  one direction, so their cosines to every other row are *exactly* equal and the index rule, not
-  floating-point noise, orders them;
-* a zero-norm (dead) row has no direction: it is never anyone's neighbour, and its own list is
-  empty. Empty slots (a dead row's whole list, or the tail of a live row's list when fewer than
-  ``k`` live rows exist) hold index ``-1`` and cosine ``NaN``.
+The search behind :func:`workbench.geometry.neighbors` (the rules it keeps, ties and dead rows,
+are in the :mod:`workbench.geometry` docstring). Rows are normalised once; the cosine matrix is
+then visited one pair of row blocks at a time (:func:`_blocked_topk`), each block product
+scanned for the few entries that can still enter a row's running top-``k`` (:func:`_scan`,
+:func:`_exact_topk`) and merged into it (:func:`_merge`). Rows that are bitwise the same direction
+are searched once, as one group, and expanded afterwards (:func:`_neighbors_with_duplicates`), so
+the index rule, not floating-point noise, orders them. Memory is ``O(block_size²)`` beyond the
+normalised input; ``benchmarks/geometry.py`` compares the time with a bare matmul of the same size.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from workbench._device import cpu_threads, resolve_device
+from workbench.geometry._checks import check_matrix, non_finite
 
-__all__ = [
-    "Neighbors",
-    "feature_dimensionality",
-    "interference",
-    "neighbors",
-    "project",
-]
+__all__ = ["CPU_BLOCK_SIZE", "CUDA_BLOCK_SIZE", "Neighbors", "neighbors"]
 
 CPU_BLOCK_SIZE = 1024
 """Default rows per block on CPU (fastest of 512-4096 in ``benchmarks/geometry.py``, 2-core CPU)."""
@@ -84,10 +54,6 @@ class Neighbors:
         return int(self.indices.shape[1])
 
 
-# --------------------------------------------------------------------------------------------
-# neighbors
-
-
 def neighbors(
     W_dec: torch.Tensor,
     k: int,
@@ -109,7 +75,7 @@ def neighbors(
     chunks of 16 columns first, then the few chunks that can hold one) and only those are merged.
     Diagonal blocks are done first so that every row starts with a real ``k``-th best.
 
-    Tie and dead-row rules: see the module docstring.
+    Tie and dead-row rules: see the :mod:`workbench.geometry` docstring.
 
     Args:
         W_dec: ``[n, d]`` float tensor (float16, bfloat16, float32 or float64; any device).
@@ -130,7 +96,7 @@ def neighbors(
         ValueError: ``W_dec`` is not a 2-D float matrix, has non-finite entries, or ``k`` is out
             of range (the message says the largest ``k`` allowed).
     """
-    X = _check_matrix(W_dec, "W_dec", check_finite=False)
+    X = check_matrix(W_dec, "W_dec", check_finite=False)
     n = X.shape[0]
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -180,25 +146,6 @@ def neighbors(
     return Neighbors(out_i, out_v)
 
 
-def _check_matrix(W: torch.Tensor, name: str, *, check_finite: bool = True) -> torch.Tensor:
-    if not isinstance(W, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [n, d], got {type(W).__name__}")
-    if W.ndim != 2 or W.shape[0] == 0 or W.shape[1] == 0:
-        raise ValueError(
-            f"{name} must be a non-empty [n, d] matrix (rows are feature directions, e.g. "
-            f"dictionary.W_dec), got shape {tuple(W.shape)}"
-        )
-    if not W.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor, got {W.dtype}; cast it with .float()")
-    if check_finite and not bool(torch.isfinite(W).all()):
-        raise _non_finite(name)
-    return W.detach()
-
-
-def _non_finite(name: str) -> ValueError:
-    return ValueError(f"{name} has NaN or infinite entries: fix or drop those rows first")
-
-
 def _unit_rows(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit rows of the live (non-zero) rows of ``X`` in float32 (float64 for float64 input),
     and the indices of those rows. Raises on NaN/inf (detected through the norms: one pass)."""
@@ -207,7 +154,7 @@ def _unit_rows(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     norms = torch.linalg.vector_norm(X, dim=1)
     if not bool(torch.isfinite(norms).all()):
         if not bool(torch.isfinite(X).all()):
-            raise _non_finite("W_dec")
+            raise non_finite("W_dec")
         # finite entries whose squares overflow: rescale rows first (cosines are scale-free)
         X = X / X.abs().amax(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
         norms = torch.linalg.vector_norm(X, dim=1)
@@ -475,123 +422,3 @@ def _merge(
     out_v, out_i = out_v[:, :K], out_i[:, :K]
     slots = pad_base + torch.arange(K, device=dev)
     return out_v, torch.where(out_v == _NEG_INF, slots, out_i)
-
-
-# --------------------------------------------------------------------------------------------
-# projection
-
-
-def project(
-    W_dec: torch.Tensor,
-    method: Literal["pca", "umap"] = "pca",
-    seed: int = 0,
-    n_components: int = 2,
-) -> np.ndarray:
-    """Low-dimensional coordinates of every feature direction, for maps of a dictionary.
-
-    Rows are normalised first (a map of directions, not norms; dead rows stay at zero).
-
-    * ``"pca"`` (default, fast, deterministic): projection of the centred unit rows on their top
-      principal axes, from an exact eigendecomposition of the ``d x d`` covariance in float64.
-      Signs are fixed so that each axis's largest-magnitude loading is positive, so the same
-      input always gives the same output (``seed`` is unused).
-    * ``"umap"``: UMAP with cosine metric, ``random_state=seed`` (deterministic for a seed; UMAP
-      then runs single-threaded). Needs ``umap-learn`` (``pip install workbench[umap]``).
-
-    Returns:
-        ``[n, n_components]`` float32 numpy array.
-    """
-    X = _check_matrix(W_dec, "W_dec").to(device="cpu", dtype=torch.float64)
-    n, d = X.shape
-    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
-    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
-    U = torch.where(norms > 0, X / norms.clamp_min(torch.finfo(X.dtype).tiny), 0.0)
-    if method == "pca":
-        if n_components > d:
-            raise ValueError(f"n_components={n_components} exceeds the row dimension d={d}")
-        centred = U - U.mean(0, keepdim=True)
-        _, vecs = torch.linalg.eigh(centred.T @ centred)
-        axes = vecs[:, -n_components:].flip(1)  # largest variance first, [d, n_components]
-        pivot = axes.abs().argmax(0)
-        signs = torch.sign(axes[pivot, torch.arange(n_components)])
-        return (centred @ (axes * signs)).numpy().astype(np.float32)
-    if method == "umap":
-        if n < 3:
-            raise ValueError(f"UMAP needs at least 3 rows, got {n}; use method='pca'")
-        try:
-            import umap
-        except ImportError as err:
-            raise ImportError(
-                "project(method='umap') needs umap-learn: pip install workbench[umap] "
-                "(or use method='pca')"
-            ) from err
-        reducer = umap.UMAP(
-            n_components=n_components,
-            n_neighbors=min(15, n - 1),
-            metric="cosine",
-            random_state=seed,
-            n_jobs=1,
-        )
-        return np.asarray(reducer.fit_transform(U.numpy()), dtype=np.float32)
-    raise ValueError(f"unknown projection method {method!r}: use 'pca' or 'umap'")
-
-
-# --------------------------------------------------------------------------------------------
-# superposition metrics
-
-
-def _overlap_sums(
-    W: torch.Tensor, block_size: int, device: str | torch.device | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``‖W_i‖²`` and ``Σ_j (Ŵ_i·W_j)²`` for every row, in float64 on CPU.
-
-    ``Σ_j (Ŵ_i·W_j)² = Ŵ_i (WᵀW) Ŵ_iᵀ``, so only the ``d x d`` Gram matrix is formed, and rows
-    are pushed through it ``block_size`` at a time: memory is ``O(d² + block_size·d)``.
-    """
-    X = _check_matrix(W, "W")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    dev = X.device if device is None else resolve_device(device)
-    with torch.no_grad():
-        X = X.to(device=dev, dtype=torch.float64)
-        gram = X.T @ X
-        sq = torch.empty(X.shape[0], dtype=torch.float64, device=dev)
-        total = torch.empty_like(sq)
-        for s in range(0, X.shape[0], block_size):
-            rows = X[s : s + block_size]
-            sq[s : s + block_size] = (rows * rows).sum(1)
-            total[s : s + block_size] = ((rows @ gram) * rows).sum(1)
-        # total was computed with W_i, not Ŵ_i: divide by ‖W_i‖² (dead rows: 0 / 0 -> 0 below)
-        total = torch.where(sq > 0, total / sq.clamp_min(torch.finfo(sq.dtype).tiny), 0.0)
-    return sq.cpu(), total.cpu()
-
-
-def feature_dimensionality(
-    W: torch.Tensor, *, block_size: int = 4096, device: str | torch.device | None = None
-) -> torch.Tensor:
-    """Elhage et al. (2022)'s feature dimensionality ``D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)²``.
-
-    ``W`` is ``[n, d]`` with one row per feature direction (a dictionary's ``W_dec``; for the toy
-    models of superposition, the transpose of their ``[d, n]`` ``W``). The sum runs over all
-    ``j`` including ``i``, so ``0 < D_i <= 1``: 1 for a feature that owns a dimension alone,
-    ``1/2`` for each of two antipodal features sharing one (a digon), ``2/5`` for five features
-    on a pentagon in a plane. Dead (zero) rows get 0. Computed in float64; returned on CPU.
-    """
-    sq, total = _overlap_sums(W, block_size, device)
-    return torch.where(total > 0, sq / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
-
-
-def interference(
-    W: torch.Tensor, *, block_size: int = 4096, device: str | torch.device | None = None
-) -> torch.Tensor:
-    """How much other features' directions overlap feature ``i``, relative to its own norm.
-
-    ``I_i = Σ_{j≠i} (Ŵ_i·W_j)² / ‖W_i‖²``: the squared length that all other features put along
-    ``i``'s direction, in units of ``i``'s own squared length. 0 for a feature orthogonal to all
-    others; 1 when the others together put as much along ``i`` as ``i`` itself; for unit-norm
-    rows it is Elhage et al.'s plotted superposition measure ``Σ_{j≠i} (Ŵ_i·W_j)²``. Related to
-    :func:`feature_dimensionality` by ``D_i = 1 / (1 + I_i)``. Dead rows get 0. Float64, on CPU.
-    """
-    sq, total = _overlap_sums(W, block_size, device)
-    return torch.where(sq > 0, (total - sq) / sq.clamp_min(torch.finfo(sq.dtype).tiny), 0.0)
