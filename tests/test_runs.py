@@ -243,6 +243,130 @@ def test_run_id_is_notebook_and_effective_parameters(toy: Path, tmp_path: Path) 
     assert runs.prepare(other, {}).id != a.id
 
 
+DECLARED = """\
+organism = "full"  # the organism [choices: "full", "small"]
+steps = 600  # fine-tune optimiser steps [range: >= 1]
+frac = 0.1  # fraction screened [range: 0..1]
+n = 5  # draws [range: 1..100]
+eps: float = 0.5  # [range: > 0] step size
+cap: int | None = None  # type ignored here [range: < 10]
+width = 2  # type: int
+out_dir = "."
+"""
+
+
+def _declared(path: Path, params: str = DECLARED) -> Path:
+    nb = new_notebook(cells=[new_code_cell(params, metadata={"tags": ["parameters"]}),
+                             new_code_cell("print(steps)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_parameters_cell_declares_choices_and_ranges(tmp_path: Path) -> None:
+    specs = runs.notebook_parameters(_declared(tmp_path / "declared.ipynb"))
+    got = {n: (s.type, s.default, s.help, s.choices, s.minimum, s.exclusive_minimum, s.maximum,
+               s.exclusive_maximum, s.optional) for n, s in specs.items()}
+    assert got == {
+        "organism": ("str", "full", "the organism", ("full", "small"), None, False, None, False,
+                     False),
+        # papermill's own inspection drops this line (a second "="): read here with ast
+        "steps": ("int", 600, "fine-tune optimiser steps", None, 1, False, None, False, False),
+        "frac": ("float", 0.1, "fraction screened", None, 0, False, 1, False, False),
+        "n": ("int", 5, "draws", None, 1, False, 100, False, False),
+        "eps": ("float", 0.5, "step size", None, 0, True, None, False, False),
+        "cap": ("int", None, "type ignored here", None, None, False, 10, True, True),
+        "width": ("int", 2, "", None, None, False, None, False, False),
+        "out_dir": ("str", ".", "", None, None, False, None, False, False),
+    }
+    assert [specs[n].allowed() for n in ("organism", "steps", "frac", "eps", "cap", "width")] == [
+        "one of 'full', 'small'", ">= 1", ">= 0 and <= 1", "> 0", "< 10", ""]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("steps", "-5", "parameter 'steps' must be >= 1, got -5"),
+    ("steps", 0, "parameter 'steps' must be >= 1, got 0"),
+    ("organism", "big", "parameter 'organism' must be one of 'full', 'small', got 'big'"),
+    ("frac", "1.5", "parameter 'frac' must be >= 0 and <= 1, got 1.5"),
+    ("frac", "nan", "parameter 'frac' must be >= 0 and <= 1, got nan"),
+    ("n", 101, "parameter 'n' must be >= 1 and <= 100, got 101"),
+    ("eps", 0, "parameter 'eps' must be > 0, got 0.0"),
+    ("cap", 10, "parameter 'cap' must be < 10, got 10"),
+    ("organism", "x" * 100, "parameter 'organism' must be one of 'full', 'small', got "
+     f"'{'x' * 56}..."),
+])
+def test_values_outside_choices_and_ranges_are_refused(
+    tmp_path: Path, no_kernel: None, name: str, value: Any, message: str
+) -> None:
+    nb = _declared(tmp_path / "declared.ipynb")
+    with pytest.raises(ValueError) as e:
+        runs.validate_parameters(nb, {name: value})
+    assert str(e.value) == message
+    with pytest.raises(ValueError, match=re.escape(message)):
+        runs.run(nb, {name: value}, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_values_inside_choices_and_ranges_are_accepted(tmp_path: Path, no_kernel: None) -> None:
+    nb = _declared(tmp_path / "declared.ipynb")
+    assert runs.validate_parameters(nb, {
+        "organism": "small", "steps": "1", "frac": 1, "n": "100", "eps": "1e-9", "cap": "none",
+    }) == {"organism": "small", "steps": 1, "frac": 1.0, "n": 100, "eps": 1e-9, "cap": None}
+    assert runs.validate_parameters(nb, {"frac": 0, "cap": 9}) == {"frac": 0.0, "cap": 9}
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("steps = 0  # steps [range: >= 1]", "the default 0 must be >= 1"),
+    ('organism = "big"  # [choices: "full", "small"]',
+     "the default 'big' must be one of 'full', 'small'"),
+    ('organism = "a"  # [range: 0..1]',
+     "[range: 0..1] needs an int or float parameter; 'organism' is str"),
+    ("n = 1  # [range: 5..1]", "[range: 5..1] is empty: 5 > 1"),
+    ("n = 1  # [range: 1..]", "[range: 1..] does not read; write a..b (inclusive), >= a, > a, "
+     "<= b or < b, with a and b numbers"),
+    ('n = 1  # [choices: 1, "a"]', "the choice 'a' is not of the parameter's type (int)"),
+    ("n = 1  # [choices: 1, 2", "the [choices: ...] clause is not closed with ']'"),
+    ("n = 1  # [choices: ]", "[choices: ] does not read as Python literals separated by "
+     'commas, e.g. [choices: "full", "small"] or [choices: 1, 2, 4]'),
+    ("n = 1  # [range: >= 0] [range: <= 3]", "two [range: ...] clauses; give one"),
+])
+def test_bad_declarations_name_the_line(tmp_path: Path, line: str, why: str) -> None:
+    nb = _declared(tmp_path / "bad.ipynb", f'seed = 0\n{line}\nout_dir = "."')
+    with pytest.raises(ValueError) as e:
+        runs.notebook_parameters(nb)
+    assert str(e.value) == f"bad.ipynb, parameters cell line 2 (`{line}`): {why}"
+
+
+def test_parameters_cell_that_is_not_python_names_the_line(tmp_path: Path) -> None:
+    nb = _declared(tmp_path / "bad.ipynb", "%matplotlib inline\nseed = 0\nx = (1,\n")
+    with pytest.raises(ValueError) as e:
+        runs.notebook_parameters(nb)
+    assert str(e.value) == ("bad.ipynb, parameters cell line 3: not valid Python ('(' was never "
+                            "closed); the parameters cell must run as written")
+
+
+def test_cli_refuses_values_outside_the_declaration(
+    tmp_path: Path, no_kernel: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = str(_declared(tmp_path / "nbs" / "declared.ipynb"))
+    root = str(tmp_path / "runs")
+    assert runs.main_run([nb, "-p", "steps", "-5", "--runs-root", root]) == 2
+    assert capsys.readouterr().err == "workbench run: parameter 'steps' must be >= 1, got -5\n"
+    assert runs.main_run([nb, "-p", "organism", "big", "--runs-root", root]) == 2
+    assert capsys.readouterr().err == ("workbench run: parameter 'organism' must be one of "
+                                       "'full', 'small', got 'big'\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("steps: [10, -5]\n")
+    assert runs.main_sweep([nb, "--grid", str(grid), "--runs-root", root]) == 2
+    assert "parameter 'steps' must be >= 1, got -5" in capsys.readouterr().err
+    assert runs.main_run(["a" * 5000, "--runs-root", root]) == 2
+    assert capsys.readouterr().err == (
+        "workbench run: notebook name too long (5000 characters; at most 249)\n")
+    assert not Path(root).exists()
+
+
 def test_grids(tmp_path: Path) -> None:
     assert runs.expand_grid({"x": [0, 1], "mode": ["ok", "raise"], "rate": 0.1}) == [
         {"x": 0, "mode": "ok", "rate": 0.1}, {"x": 0, "mode": "raise", "rate": 0.1},

@@ -15,10 +15,12 @@ elsewhere runs only when passed as a path (``pathlib.Path``; on the CLI a path e
 must have a cell tagged ``parameters``; every name must be one of its parameters; values are
 coerced to the declared type (annotation / ``# type:`` comment, else the default's literal), so
 CLI strings work: ``"3"`` for an int, ``"0.5"`` for a float, ``"true"``/``"false"``, JSON for
-lists and dicts. ``out_dir`` is the runner's: the kernel runs in the run's directory with
-``out_dir = "."``. The run id is ``sha256(notebook bytes + canonical JSON of the effective
-parameters)[:12]`` (defaults included, so ``{}`` and ``{"seed": 0}`` are one run when 0 is the
-default).
+lists and dicts. A parameter's comment may declare the values allowed,
+``# steps [range: >= 1]`` or ``# [choices: "full", "small"]`` (:class:`ParamSpec`); values
+outside them are refused naming the allowed ones (:func:`check_value`). ``out_dir`` is the
+runner's: the kernel runs in the run's directory with ``out_dir = "."``. The run id is
+``sha256(notebook bytes + canonical JSON of the effective parameters)[:12]`` (defaults included,
+so ``{}`` and ``{"seed": 0}`` are one run when 0 is the default).
 
 **Run directory** ``runs/<id>/``::
 
@@ -58,9 +60,12 @@ from workbench.runs._cli import main_run, main_runs, main_sweep
 from workbench.runs._crash import record_failure
 from workbench.runs._failures import is_kernel_error
 from workbench.runs._params import (
+    OUT_DIR,
     ParamSpec,
     analyses_dir,
     available_notebooks,
+    check_name_length,
+    check_value,
     coerce_value,
     notebook_argument,
     notebook_parameters,
@@ -69,18 +74,30 @@ from workbench.runs._params import (
 )
 from workbench.runs._prepared import PreparedRun, compute_run_id, prepare
 from workbench.runs._run import run, run_prepared
-from workbench.runs._store import COMPLETE, FAILED, RUNNING, RunInfo, get_run, list_runs
+from workbench.runs._store import (
+    COMPLETE,
+    FAILED,
+    NOTEBOOK,
+    RUNNING,
+    RunInfo,
+    get_run,
+    list_runs,
+)
 from workbench.runs._sweep import expand_grid, load_grid, ray_options, sweep
 
 __all__ = [
     "COMPLETE",
     "FAILED",
+    "NOTEBOOK",
+    "OUT_DIR",
     "RUNNING",
     "ParamSpec",
     "PreparedRun",
     "RunInfo",
     "analyses_dir",
     "available_notebooks",
+    "check_name_length",
+    "check_value",
     "coerce_value",
     "compute_run_id",
     "expand_grid",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
+import math
 import os
 import re
+import tokenize
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from typing import Any
 OUT_DIR = "out_dir"
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: the longest notebook file name accepted (``.ipynb`` included): the usual file-system limit
+MAX_NAME = 255
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 #: types a parameter can be declared (by annotation / ``# type:`` comment) or inferred as
@@ -25,6 +30,13 @@ _ALIASES = {
     "List": "list", "Dict": "dict", "tuple": "list", "Tuple": "list", "Sequence": "list",
     "Mapping": "dict", "Any": "any", "None": "any", "NoneType": "any", "object": "any",
 }
+#: the clauses a parameter's comment may hold: ``[choices: "a", "b"]``, ``[range: 0..1]``
+_CLAUSE = re.compile(r"\[\s*(choices|range)\s*:")
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_BETWEEN = re.compile(rf"^\s*({_NUMBER})\s*\.\.\s*({_NUMBER})\s*$")
+_BOUND = re.compile(rf"^\s*(>=|>|<=|<)\s*({_NUMBER})\s*$")
+_RANGE_FORMS = "a..b (inclusive), >= a, > a, <= b or < b, with a and b numbers"
+_TYPE_COMMENT = re.compile(r"^type:\s*(\S*)\s*(.*)$", re.S)
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,12 @@ class ParamSpec:
     literal (``seed = 0`` is an int); ``any`` for ``None`` defaults and non-literal expressions.
     ``default`` is the default's value (``None`` when it is not a literal), ``source`` its text,
     ``help`` the trailing comment, ``optional`` whether ``None`` is accepted.
+
+    The comment may declare the values allowed, in a bracketed clause (left out of ``help``):
+    ``[choices: "full", "small"]`` (Python literals, comma-separated) sets ``choices``;
+    ``[range: 0..1]`` (inclusive), ``[range: >= 1]``, ``> a``, ``<= b`` or ``< b`` set
+    ``minimum`` / ``maximum`` and whether each is ``exclusive_*``. :func:`check_value` refuses
+    values outside them.
     """
 
     name: str
@@ -45,6 +63,23 @@ class ParamSpec:
     source: str = ""
     optional: bool = False
     literal: bool = True
+    choices: tuple[Any, ...] | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+
+    def allowed(self) -> str:
+        """The declared constraint in words: ``one of 'full', 'small'``, ``>= 0 and <= 1``,
+        ``> 0``; ``""`` when there is none."""
+        parts = []
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(_show(c) for c in self.choices))
+        if self.minimum is not None:
+            parts.append(f"{'>' if self.exclusive_minimum else '>='} {_show(self.minimum)}")
+        if self.maximum is not None:
+            parts.append(f"{'<' if self.exclusive_maximum else '<='} {_show(self.maximum)}")
+        return " and ".join(parts)
 
 
 def analyses_dir() -> Path:
@@ -110,7 +145,16 @@ def notebook_argument(arg: str) -> Path:
     (or is absolute), else a name (see :func:`resolve_notebook`)."""
     if arg.endswith(".ipynb") and (os.sep in arg or "/" in arg or os.path.isabs(arg)):
         return resolve_notebook(Path(arg))
+    check_name_length(arg)
     return resolve_notebook(arg)
+
+
+def check_name_length(name: str) -> None:
+    """``ValueError`` for a notebook name whose file name (``.ipynb`` added when missing) is
+    over :data:`MAX_NAME` characters, which no file system holds."""
+    limit = MAX_NAME if name.endswith(".ipynb") else MAX_NAME - len(".ipynb")
+    if len(name) > limit:
+        raise ValueError(f"notebook name too long ({len(name)} characters; at most {limit})")
 
 
 def _normalise_type(text: str) -> tuple[str, bool]:
@@ -120,6 +164,12 @@ def _normalise_type(text: str) -> tuple[str, bool]:
     m = re.fullmatch(r"Optional\[(.*)\]", text)
     if m:
         text, optional = m.group(1).strip(), True
+    elif "|" in text and "[" not in text:  # int | None
+        parts = [t.strip() for t in text.split("|")]
+        rest = [t for t in parts if t not in ("None", "NoneType")]
+        if len(rest) != 1:
+            return "any", True
+        text, optional = rest[0], len(rest) < len(parts)
     base = re.split(r"\[", text, maxsplit=1)[0].strip()
     base = _ALIASES.get(base, base)
     if base not in _TYPES:
@@ -153,45 +203,202 @@ def _no_parameters_cell(path: Path) -> ValueError:
     )
 
 
+@dataclass(frozen=True)
+class _Assignment:
+    """One top-level ``name = value  # comment`` of a parameters cell."""
+
+    name: str
+    source: str  # the value's text
+    annotation: str  # the annotation, or the ``# type:`` comment's type, or "None"
+    help: str  # the comment after the value, without a ``type:`` prefix
+    line: int  # 1-based, in the cell
+    text: str  # the cell's line ``line``
+
+
+def _cell_assignments(source: str, where: str) -> list[_Assignment]:
+    """The top-level assignments of a parameters cell, with their trailing comments.
+
+    Read with :mod:`ast` and :mod:`tokenize` rather than papermill's line regex, which drops a
+    line holding a second ``=`` (``# [range: >= 1]``). IPython magics (``%``, ``!`` lines) are
+    skipped; a cell that is not Python otherwise is refused, naming the line.
+    """
+    lines = source.splitlines()
+    code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        raise ValueError(f"{where}, parameters cell line {e.lineno}: not valid Python "
+                         f"({e.msg}); the parameters cell must run as written") from None
+    comments: dict[int, tuple[int, str]] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = (tok.start[1], tok.string.lstrip("#").strip())
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, annotation = node.targets[0], None
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, annotation = node.target, node.annotation
+        else:
+            continue
+        value = node.value
+        if not isinstance(target, ast.Name) or value is None:
+            continue
+        end = value.end_lineno or value.lineno
+        col, comment = comments.get(end, (-1, ""))
+        if col < (value.end_col_offset or 0):
+            comment = ""
+        type_text = ast.get_source_segment(code, annotation) if annotation is not None else None
+        m = _TYPE_COMMENT.match(comment)
+        if m:
+            type_text, comment = type_text or m.group(1), m.group(2)
+        out.append(_Assignment(
+            name=target.id, source=ast.get_source_segment(code, value) or "",
+            annotation=type_text or "None", help=comment.strip(), line=node.lineno,
+            text=lines[node.lineno - 1].strip(),
+        ))
+    return out
+
+
+def _number(text: str) -> int | float:
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+
+
+def _clauses(help_text: str) -> tuple[str, str | None, str | None]:
+    """A comment -> (the help without its clauses, the choices' text, the range's text)."""
+    found: dict[str, str] = {}
+    kept, pos = [], 0
+    for m in _CLAUSE.finditer(help_text):
+        if m.start() < pos:
+            continue  # inside a clause already taken
+        kind = m.group(1)
+        if kind in found:
+            raise ValueError(f"two [{kind}: ...] clauses; give one")
+        ends = [i for i, ch in enumerate(help_text) if ch == "]" and i >= m.end()]
+        if not ends:
+            raise ValueError(f"the [{kind}: ...] clause is not closed with ']'")
+        end = ends[0]
+        if kind == "choices":  # a choice may hold "]": the first end that reads as literals
+            end = next((i for i in ends if _choices_literal(help_text[m.end():i]) is not None),
+                       end)
+        found[kind] = help_text[m.end():end]
+        kept.append(help_text[pos:m.start()])
+        pos = end + 1
+    kept.append(help_text[pos:])
+    text = " ".join(" ".join(kept).split())
+    return text, found.get("choices"), found.get("range")
+
+
+def _choices_literal(text: str) -> tuple[Any, ...] | None:
+    body = text.strip()
+    if body.endswith(","):
+        body = body[:-1]
+    if not body.strip():
+        return None
+    try:
+        value = ast.literal_eval(f"({body},)")
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, tuple) else None
+
+
+def _with_constraints(spec: ParamSpec, choices: str | None, bounds: str | None) -> ParamSpec:
+    """``spec`` with its declared choices and range; ``ValueError`` (without the line) for a
+    clause that does not read, does not fit the type, or that the default breaks."""
+    if choices is not None:
+        values = _choices_literal(choices)
+        if values is None:
+            raise ValueError(f"[choices:{choices}] does not read as Python literals separated "
+                             'by commas, e.g. [choices: "full", "small"] or [choices: 1, 2, 4]')
+        coerced = []
+        for v in values:
+            try:
+                c = coerce_value(spec, v)
+            except ValueError:
+                raise ValueError(f"the choice {_show(v)} is not of the parameter's type "
+                                 f"({spec.type})") from None
+            if c is None and not spec.optional:
+                raise ValueError("None is not a choice of a parameter that cannot be None")
+            coerced.append(c)
+        spec = replace(spec, choices=tuple(coerced))
+    if bounds is not None:
+        if spec.type not in ("int", "float"):
+            raise ValueError(f"[range:{bounds}] needs an int or float parameter; {spec.name!r} "
+                             f"is {spec.type}")
+        m, b = _BETWEEN.match(bounds), _BOUND.match(bounds)
+        if m:
+            lo, hi = _number(m.group(1)), _number(m.group(2))
+            if lo > hi:
+                raise ValueError(f"[range:{bounds}] is empty: {_show(lo)} > {_show(hi)}")
+            spec = replace(spec, minimum=lo, maximum=hi)
+        elif b:
+            op, x = b.group(1), _number(b.group(2))
+            if op in (">=", ">"):
+                spec = replace(spec, minimum=x, exclusive_minimum=op == ">")
+            else:
+                spec = replace(spec, maximum=x, exclusive_maximum=op == "<")
+        else:
+            raise ValueError(f"[range:{bounds}] does not read; write {_RANGE_FORMS}")
+    if spec.literal and not (spec.default is None and spec.optional):
+        why = _violation(spec, spec.default)
+        if why:
+            raise ValueError(f"the default {_show(spec.default)} {why.split(', got ')[0]}")
+    return spec
+
+
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, ParamSpec]:
-    """The parameters of a notebook's ``parameters`` cell (papermill's ``inspect_notebook``),
-    with declared or inferred types and evaluated defaults. ``ValueError`` naming the fix when
-    the notebook has no cell tagged ``parameters``."""
+    """The parameters of a notebook's ``parameters`` cell, with declared or inferred types,
+    evaluated defaults and declared choices and ranges (see :class:`ParamSpec`), in cell order
+    (a name assigned twice: the last assignment).
+
+    ``ValueError`` naming the fix when the notebook has no cell tagged ``parameters``, and
+    naming the cell's line for a declaration that does not hold (a clause that does not read,
+    or a default outside its own choices or range).
+    """
     import nbformat
-    import papermill
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    if _parameters_cell_index(nb) < 0:
+    index = _parameters_cell_index(nb)
+    if index < 0:
         raise _no_parameters_cell(path)
-    raw = papermill.inspect_notebook(str(path))
     specs: dict[str, ParamSpec] = {}
-    for name, p in raw.items():
-        source = str(p.get("default", ""))
+    for a in _cell_assignments(str(nb.cells[index].source), path.name):
         try:
-            default = ast.literal_eval(source)
+            default = ast.literal_eval(a.source)
             literal = True
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             default, literal = None, False
-        declared = str(p.get("inferred_type_name") or "None")
-        if declared != "None":
-            type_, optional = _normalise_type(declared)
+        if a.annotation != "None":
+            type_, optional = _normalise_type(a.annotation)
         elif not literal or default is None:
             type_, optional = "any", True
         else:
             type_, optional = _literal_type(default), False
-        specs[name] = ParamSpec(
-            name=name, type=type_, default=default, help=str(p.get("help", "")),
-            source=source, optional=optional or (literal and default is None), literal=literal,
-        )
+        try:
+            help_text, choices, bounds = _clauses(a.help)
+            spec = _with_constraints(ParamSpec(
+                name=a.name, type=type_, default=default, help=help_text, source=a.source,
+                optional=optional or (literal and default is None), literal=literal,
+            ), choices, bounds)
+        except ValueError as e:
+            raise ValueError(f"{path.name}, parameters cell line {a.line} (`{a.text}`): "
+                             f"{e}") from None
+        specs[a.name] = spec
     return specs
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened to ``limit`` characters for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _refuse(name: str, spec: ParamSpec, value: Any, why: str = "") -> ValueError:
     extra = f" ({why})" if why else ""
     return ValueError(
         f"parameter {name!r} must be {spec.type}{' or None' if spec.optional else ''}, "
-        f"got {value!r}{extra}; default: {spec.source or spec.default!r}"
+        f"got {_show(value)}{extra}; default: {spec.source or spec.default!r}"
     )
 
 
@@ -259,6 +466,48 @@ def coerce_value(spec: ParamSpec, value: Any) -> Any:
     return value
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and of one kind (``True`` is not the choice ``1``; ``1`` is the choice ``1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _violation(spec: ParamSpec, value: Any) -> str | None:
+    """Why a (coerced) value is outside the declared choices or range, else ``None``."""
+    if value is None and spec.optional:
+        return None
+    if spec.choices is not None and not any(_same(value, c) for c in spec.choices):
+        return (f"must be one of {', '.join(_show(c) for c in spec.choices)}, "
+                f"got {_show(value)}")
+    if spec.minimum is None and spec.maximum is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+        isinstance(value, float) and math.isnan(value))
+    if ok and spec.minimum is not None:
+        ok = value > spec.minimum if spec.exclusive_minimum else value >= spec.minimum
+    if ok and spec.maximum is not None:
+        ok = value < spec.maximum if spec.exclusive_maximum else value <= spec.maximum
+    if ok:
+        return None
+    bounds = replace(spec, choices=None).allowed()
+    return f"must be {bounds}, got {_show(value)}"
+
+
+def check_value(spec: ParamSpec, value: Any) -> Any:
+    """``value`` coerced to the parameter's type (:func:`coerce_value`) and checked against
+    its declared choices and range; ``ValueError`` naming the parameter and what is allowed:
+    ``parameter 'steps' must be >= 1, got -5``, ``parameter 'organism' must be one of 'full',
+    'small', got 'big'``."""
+    coerced = coerce_value(spec, value)
+    why = _violation(spec, coerced)
+    if why:
+        raise ValueError(f"parameter {spec.name!r} {why}")
+    return coerced
+
+
 def _check_json(name: str, value: Any) -> None:
     try:
         json.dumps(value, allow_nan=False)
@@ -273,8 +522,9 @@ def validate_parameters(
 
     Returns the coerced values (only the names given). ``ValueError`` for: a notebook without a
     ``parameters`` cell (naming the fix), an unknown name (listing the known ones), a value of
-    the wrong type (naming the parameter and its type), and ``out_dir``, which the runner sets
-    itself (unless ``allow_out_dir``).
+    the wrong type (naming the parameter and its type), a value outside the declared choices or
+    range (naming the allowed ones, see :func:`check_value`), and ``out_dir``, which the runner
+    sets itself (unless ``allow_out_dir``).
     """
     specs = notebook_parameters(path)
     known = ", ".join(f"{s.name} ({s.type})" for s in specs.values()) or "none"
@@ -282,7 +532,8 @@ def validate_parameters(
     for name, value in params.items():
         if name not in specs:
             raise ValueError(
-                f"unknown parameter {name!r} for notebook {Path(path).name}; known parameters: "
+                f"unknown parameter {_show(name)} for notebook {Path(path).name}; known "
+                f"parameters: "
                 f"{known}"
             )
         if name == OUT_DIR and not allow_out_dir:
@@ -290,7 +541,7 @@ def validate_parameters(
                 f"parameter {OUT_DIR!r} is set by the runner (the run's own directory); "
                 "do not pass it"
             )
-        coerced = coerce_value(specs[name], value)
+        coerced = check_value(specs[name], value)
         _check_json(name, coerced)
         out[name] = coerced
     return out
