@@ -28,6 +28,16 @@ TOY_WORK = (
     "time.sleep(1)\n"
     'pathlib.Path(out_dir, "out.txt").write_text(str(x * 2))'
 )
+#: a parameters cell declaring choices and ranges (the syntax the analyses use)
+TUNE_PARAMS = """\
+organism = "full"  # the organism [choices: "full", "small"]
+steps = 600  # fine-tune optimiser steps [range: >= 1]
+frac = 0.1  # fraction screened [range: 0..1]
+eps = 0.5  # step size [range: > 0]
+out_dir = "."
+"""
+TUNE_WORK = ('import pathlib\n'
+             'pathlib.Path(out_dir, "out.txt").write_text(f"{organism} {steps} {frac}")')
 
 
 def _write_nb(path: Path, *cells: Any) -> None:
@@ -48,6 +58,12 @@ def analyses(tmp_path: Path) -> Path:
               new_code_cell('seconds = 30\nout_dir = "."', metadata={"tags": ["parameters"]}),
               new_code_cell("import time\ntime.sleep(seconds)"))
     _write_nb(root / "untagged.ipynb", new_code_cell("y = 2"))
+    _write_nb(root / "tune.ipynb", new_markdown_cell("# Tune"),
+              new_code_cell(TUNE_PARAMS, metadata={"tags": ["parameters"]}),
+              new_code_cell(TUNE_WORK))
+    _write_nb(root / "baddecl.ipynb",
+              new_code_cell('steps = 0  # steps [range: >= 1]\nout_dir = "."',
+                            metadata={"tags": ["parameters"]}))
     return root
 
 
@@ -131,13 +147,31 @@ async def test_analyses_lists_notebooks_with_parameters(api: Any) -> None:
     code, data, _ = await api("GET", "analyses")
     assert code == 200
     by_name = {a["name"]: a for a in data}
-    assert set(by_name) == {"toy", "slow", "untagged"}
+    assert set(by_name) == {"toy", "slow", "untagged", "tune", "baddecl"}
     toy = by_name["toy"]
     assert toy["path"] == "toy.ipynb"
     assert toy["title"] == "Toy analysis"
+    unconstrained = {"choices": None, "minimum": None, "maximum": None,
+                     "exclusive_minimum": False, "exclusive_maximum": False}
     assert toy["parameters"] == [
-        {"name": "x", "type": "int", "default": 1, "help": "how many things to count"}
+        {"name": "x", "type": "int", "default": 1, "help": "how many things to count",
+         **unconstrained}
     ]
+    # declared choices and ranges, the clauses left out of the help
+    assert by_name["tune"]["parameters"] == [
+        {"name": "organism", "type": "str", "default": "full", "help": "the organism",
+         **unconstrained, "choices": ["full", "small"]},
+        {"name": "steps", "type": "int", "default": 600, "help": "fine-tune optimiser steps",
+         **unconstrained, "minimum": 1},
+        {"name": "frac", "type": "float", "default": 0.1, "help": "fraction screened",
+         **unconstrained, "minimum": 0, "maximum": 1},
+        {"name": "eps", "type": "float", "default": 0.5, "help": "step size",
+         **unconstrained, "minimum": 0, "exclusive_minimum": True},
+    ]
+    assert by_name["baddecl"]["parameters"] == []
+    assert by_name["baddecl"]["error"] == (
+        "baddecl.ipynb, parameters cell line 1 (`steps = 0  # steps [range: >= 1]`): the "
+        "default 0 must be >= 1")
     assert by_name["slow"]["title"] == "Slow one"
     assert by_name["slow"]["parameters"][0]["name"] == "seconds"
     assert by_name["untagged"]["parameters"] == []
@@ -188,7 +222,7 @@ async def test_cancel_slow_run_and_server_stays_responsive(api: Any, jp_serverap
     assert code == 202, started
     rid = started["id"]
     wb = jp_serverapp.web_app.settings["workbench"]
-    worker = wb.jobs[rid].proc.pid
+    worker = wb.scheduler.jobs[rid].proc.pid
     deadline = time.monotonic() + 60
     while True:  # until papermill runs the sleeping cell
         code, info, _ = await api("GET", "runs", rid)
@@ -357,6 +391,87 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
             print(f"| {kind} | `{what}` | {code} | {msg.replace('|', '/')} |")
 
 
+async def test_values_outside_declared_choices_and_ranges_are_refused(
+    api: Any, runs_root: Path
+) -> None:
+    """POST runs and POST sweeps (fixed parameters and each grid value) refuse values outside a
+    notebook's declared choices and ranges, naming the allowed ones; nothing starts."""
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("runs", {"notebook": "tune", "parameters": {"steps": -5}},
+         "parameter 'steps' must be >= 1, got -5"),
+        ("runs", {"notebook": "tune", "parameters": {"steps": "0"}},
+         "parameter 'steps' must be >= 1, got 0"),
+        ("runs", {"notebook": "tune", "parameters": {"organism": "big"}},
+         "parameter 'organism' must be one of 'full', 'small', got 'big'"),
+        ("runs", {"notebook": "tune", "parameters": {"frac": 1.5}},
+         "parameter 'frac' must be >= 0 and <= 1, got 1.5"),
+        ("runs", {"notebook": "tune", "parameters": {"eps": 0}},
+         "parameter 'eps' must be > 0, got 0.0"),
+        ("sweeps", {"notebook": "tune", "grid": {"steps": [10, -5]}},
+         "grid.steps[1]: parameter 'steps' must be >= 1, got -5"),
+        ("sweeps", {"notebook": "tune", "grid": {"organism": ["full", "tiny"]}},
+         "grid.organism[1]: parameter 'organism' must be one of 'full', 'small', got 'tiny'"),
+        ("sweeps", {"notebook": "tune", "grid": {"steps": [1, 2]},
+                    "parameters": {"organism": "big"}},
+         "'parameters': parameter 'organism' must be one of 'full', 'small', got 'big'"),
+        ("runs", {"notebook": "baddecl"},
+         "baddecl.ipynb, parameters cell line 1 (`steps = 0  # steps [range: >= 1]`): the "
+         "default 0 must be >= 1"),
+    ]
+    for endpoint, body, message in cases:
+        code, data, _ = await api("POST", endpoint, body=body)
+        assert (code, data) == (400, {"message": message}), body
+    code, listing, _ = await api("GET", "runs")
+    assert code == 200 and listing == []
+    assert not runs_root.exists()  # no run directory, no worker, no kernel
+
+    code, data, _ = await api("POST", "runs", body={
+        "notebook": "tune", "parameters": {"organism": "small", "steps": 1, "frac": 1}})
+    assert code == 202, data
+    assert data["parameters"] == {"organism": "small", "steps": 1, "frac": 1.0, "eps": 0.5}
+    info = await _wait_done(api, data["id"])
+    assert info["status"] == "complete", info
+    assert (runs_root / data["id"] / "out.txt").read_text() == "small 1 1.0"
+
+
+async def test_over_long_notebook_name_is_refused(api: Any) -> None:
+    for endpoint, extra in (("runs", {}), ("sweeps", {"grid": {"x": [1]}})):
+        code, data, _ = await api("POST", endpoint, body={"notebook": "a" * 5000, **extra})
+        assert (code, data) == (400, {
+            "message": "notebook name too long (5000 characters; at most 249)"}), endpoint
+    code, data, _ = await api("POST", "runs", body={"notebook": "a" * 251 + ".ipynb"})
+    assert (code, data) == (400, {
+        "message": "notebook name too long (257 characters; at most 255)"})
+    # a file name of 255 characters can exist: looked up, and not found
+    for name in ("a" * 249, "a" * 249 + ".ipynb"):
+        code, data, _ = await api("POST", "runs", body={"notebook": name})
+        assert code == 404 and data["message"].startswith(f"no notebook '{'a' * 249}.ipynb'")
+
+
+async def test_over_large_body_is_refused_with_413(api: Any, jp_serverapp: Any) -> None:
+    """A 20 MB body: read to its end and dropped (not buffered), then a 413 naming the limit;
+    the connection is answered, and the server goes on answering."""
+    body = json.dumps({"notebook": "toy", "parameters": {"x": "1" * (20 * 1024 * 1024)}})
+    for endpoint in ("runs", "sweeps"):
+        code, data, _ = await api("POST", endpoint, raw_body=body)
+        assert (code, data) == (413, {"message": (
+            f"request body too large ({len(body):,} bytes; at most 1,048,576 bytes, "
+            "c.WorkbenchServer.max_body_size): a request is a notebook name and parameters")})
+    assert len(body) == 20 * 1024 * 1024 + 44
+
+    wb = jp_serverapp.web_app.settings["workbench"]
+    wb.max_body_size = 100  # the limit is exact: 100 bytes are read, 101 refused
+    at_limit = json.dumps({"notebook": "untagged"}).ljust(100)
+    code, data, _ = await api("POST", "runs", raw_body=at_limit)
+    assert code == 400 and "no cell tagged 'parameters'" in data["message"]
+    code, data, _ = await api("POST", "runs", raw_body=at_limit + " ")
+    assert (code, data["message"]) == (413, (
+        "request body too large (101 bytes; at most 100 bytes, c.WorkbenchServer.max_body_size)"
+        ": a request is a notebook name and parameters"))
+    code, listing, _ = await api("GET", "runs")
+    assert (code, listing) == (200, [])
+
+
 async def test_sweep_of_two_points_runs_both(api: Any, runs_root: Path) -> None:
     code, data, _ = await api("POST", "sweeps", body={"notebook": "toy", "grid": {"x": [2, "5"]}})
     assert code == 201, data
@@ -423,11 +538,11 @@ async def test_sweep_beyond_the_parallel_limit_queues_and_cancels(
     code, info, _ = await api("GET", "runs", third)
     assert info["status"] == "failed" and "cancelled" in info["error"]
     for _ in range(100):  # the last worker exits just after publishing its run
-        wb.reap()
-        if not wb.jobs:
+        wb.scheduler.reap()
+        if not wb.scheduler.jobs:
             break
         await asyncio.sleep(0.1)
-    assert wb.queued == {} and wb.jobs == {}
+    assert wb.scheduler.queued == {} and wb.scheduler.jobs == {}
 
 
 def test_parallel_and_sweep_limits_must_be_positive() -> None:
@@ -435,11 +550,14 @@ def test_parallel_and_sweep_limits_must_be_positive() -> None:
 
     from workbench.server import WorkbenchServer
 
-    assert (WorkbenchServer().max_parallel_runs, WorkbenchServer().max_sweep_runs) == (2, 32)
+    wb = WorkbenchServer()
+    assert (wb.max_parallel_runs, wb.max_sweep_runs, wb.max_body_size) == (2, 32, 1024 * 1024)
     with pytest.raises(TraitError, match="max_parallel_runs must be >= 1"):
         WorkbenchServer(max_parallel_runs=0)
     with pytest.raises(TraitError, match="max_sweep_runs must be >= 1"):
         WorkbenchServer(max_sweep_runs=-1)
+    with pytest.raises(TraitError, match="max_body_size must be >= 1"):
+        WorkbenchServer(max_body_size=0)
 
 
 # -- GET /workbench/records/verify?path=...: a record file of the server root, verified -------

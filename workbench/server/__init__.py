@@ -9,21 +9,27 @@ token or login) and is authorized on the resource ``"workbench"``; bodies are JS
 GET      /workbench/analyses              the notebooks of the analyses folder: ``name``,
                                           ``path`` (relative to that folder), ``title`` (first
                                           markdown heading), ``parameters`` ``[{name, type,
-                                          default, help}]`` (``error`` when not runnable)
+                                          default, help, choices, minimum, maximum,
+                                          exclusive_minimum, exclusive_maximum}]`` (the
+                                          declared choices and range, null when none;
+                                          ``error`` when not runnable)
 GET      /workbench/runs                  every run (``RunInfo.to_dict()``), newest first;
                                           running ones carry ``progress`` ``{executed, total}``;
                                           queued ones come first, ``status`` ``queued``
 POST     /workbench/runs                  ``{"notebook": name, "parameters": {...}}``: the
                                           name is looked up in the analyses folder only, the
-                                          parameters validated (400 naming the field); the run
+                                          parameters validated against their declared types,
+                                          choices and ranges (400 naming the field and the
+                                          allowed values); the run
                                           starts in a worker process: 202 ``{id, status,
                                           parameters}`` (``status`` ``queued`` while
                                           ``max_parallel_runs`` runs are running); a run
                                           already complete: 200 with its info
 POST     /workbench/sweeps                ``{"notebook": name, "grid": {param: [values...]},
                                           "parameters": {...}}``: every grid value checked
-                                          against the declared type (400 naming
-                                          ``grid.<param>[<i>]``), at most ``max_sweep_runs``
+                                          against the declared type, choices and range (400
+                                          naming ``grid.<param>[<i>]``), at most
+                                          ``max_sweep_runs``
                                           points; each point launched as a run as above: 201
                                           ``{sweep, runs: [{id, status, parameters}]}``
 GET      /workbench/runs/<id>             the run's status (``status``, ``progress``,
@@ -44,18 +50,29 @@ GET      /workbench/records/verify        ``?path=<a record file, relative to th
                                           and symlinks out of the root refused
 =======  ===============================  =====================================================
 
-Run ids in URLs must match ``^[0-9a-f]{6,64}$`` (else 400). Errors are ``{"message": ...}``.
-Configuration (``c.WorkbenchServer``): ``analyses_dir`` (default
-:func:`workbench.runs.analyses_dir`), ``runs_root`` (default ``<root_dir>/runs``), ``kernel``,
-``max_parallel_runs`` (default 2: runs executing at once; more wait as ``queued``, in memory, so
-a server restart forgets them) and ``max_sweep_runs`` (default 32: grid points per sweep).
+Run ids in URLs must match ``^[0-9a-f]{6,64}$`` (else 400); notebook names are at most 255
+characters (else 400). Errors are ``{"message": ...}``. Configuration (``c.WorkbenchServer``):
+``analyses_dir`` (default :func:`workbench.runs.analyses_dir`), ``runs_root`` (default
+``<root_dir>/runs``), ``kernel``, ``max_parallel_runs`` (default 2: runs executing at once;
+more wait as ``queued``, in memory, so a server restart forgets them), ``max_sweep_runs``
+(default 32: grid points per sweep) and ``max_body_size`` (default 1 MiB: a larger POST body
+is refused with 413).
+
+The modules, from the bottom up: ``_errors`` (a refused request), ``_catalogue`` (the analyses
+folder: names, listing), ``_sweep`` (grids), ``_status`` (runs on disk, ids, progress),
+``_processes`` (worker processes), ``_scheduler`` (running and queued runs), ``_config``
+(``c.WorkbenchServer``), ``_requests`` (bodies -> prepared runs), ``_base`` (the handler base:
+auth, replies, bounded bodies), ``_records`` and ``_handlers`` (the routes); ``_worker`` is the
+worker process's entry point. The server reaches the run store through
+:mod:`workbench.runs`' public API only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from workbench.server._app import RUN_ID, WorkbenchServer
+from workbench.server._config import WorkbenchServer
+from workbench.server._status import RUN_ID
 
 __all__ = ["RUN_ID", "WorkbenchServer"]
 

@@ -1,10 +1,13 @@
-"""``GET /workbench/records/verify?path=<path>``: verify a record file of the server's root.
+"""Deployment records over REST: a run's record with its verification, and any record file of
+the server's root verified.
 
-The JupyterLab record viewer (a document opened from the file browser) has the record's JSON
-but not the files it fingerprints; this endpoint runs :func:`workbench.record.verify` on the
-file and answers the ``verification`` object that ``GET /workbench/runs/<id>/record`` embeds:
-``{ok, checks, failed: [{field, expected, actual, message}], skipped}`` (or ``{ok: false,
-error, checks: 0, failed: []}`` when the record cannot be verified at all).
+``GET /workbench/runs/<id>/record`` answers the run's ``record.json`` plus ``verification``;
+``GET /workbench/records/verify?path=<path>`` answers only the ``verification`` of a record
+file under the server's contents root. The JupyterLab record viewer (a document opened from
+the file browser) has the record's JSON but not the files it fingerprints, so it asks the
+second. ``verification`` is :func:`workbench.record.verify` as JSON: ``{ok, checks, failed:
+[{field, expected, actual, message}], skipped}`` (or ``{ok: false, error, checks: 0, failed:
+[]}`` when the record cannot be verified at all).
 
 ``path`` is what the file browser gives: relative to the server's contents root, ``/``
 separated. Refused with a message naming the fix: no ``path``, an absolute path, ``..`` parts
@@ -23,11 +26,39 @@ from typing import Any
 import tornado.web
 from jupyter_server.auth.decorator import authorized
 
-from workbench.server._app import RequestError
-from workbench.server._handlers import _Base, _in_thread, verification
+from workbench.server._base import WorkbenchHandler, in_thread
+from workbench.server._errors import RequestError
 
 #: the file names the record viewer opens (the lab extension's file-type pattern)
 RECORD_NAME = re.compile(r"(^|[./])record\.json$")
+
+
+def verification(path: Path) -> dict[str, Any]:
+    """:func:`workbench.record.verify` of a record file as JSON: ``{ok, checks, failed: [{field,
+    expected, actual, message}], skipped}``, or ``{ok: false, error, checks: 0, failed: []}``."""
+    from workbench.record import verify
+
+    try:
+        v = verify(path)
+    except (OSError, ValueError) as e:
+        return {"ok": False, "error": str(e), "checks": 0, "failed": []}
+    return {
+        "ok": v.ok,
+        "checks": len(v.checks),
+        "failed": [{"field": c.field, "expected": c.expected, "actual": c.actual,
+                    "message": c.message} for c in v.failures()],
+        "skipped": list(v.skipped),
+    }
+
+
+def _record_with_verification(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RequestError(500, f"record.json is unreadable: {e}") from None
+    if not isinstance(record, dict):
+        raise RequestError(500, "record.json is not a JSON object")
+    return {**record, "verification": verification(path)}
 
 
 def resolve_record_path(root: str | Path, path: str, allow_hidden: bool = True) -> Path:
@@ -86,7 +117,22 @@ def verify_record_file(path: Path) -> dict[str, Any]:
     return verification(path)
 
 
-class RecordVerifyHandler(_Base):
+class RecordHandler(WorkbenchHandler):
+    """``GET /workbench/runs/<id>/record``: the run's record plus ``verification``."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        try:
+            path = await self.run_file(run_id, "record", "record.json", ": its notebook did "
+                                       "not write a deployment record to out_dir")
+            out = await in_thread(_record_with_verification, path)
+        except RequestError as e:
+            return self.refuse(e)
+        self.reply(out)
+
+
+class RecordVerifyHandler(WorkbenchHandler):
     """``GET /workbench/records/verify?path=<path relative to the server root>``."""
 
     def _root(self) -> str:
@@ -101,7 +147,7 @@ class RecordVerifyHandler(_Base):
             allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", True))
             path = resolve_record_path(self._root(), self.get_query_argument("path", ""),
                                        allow_hidden=allow_hidden)
-            out = await _in_thread(verify_record_file, path)
+            out = await in_thread(verify_record_file, path)
         except RequestError as e:
             return self.refuse(e)
         self.reply(out)

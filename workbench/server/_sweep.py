@@ -3,21 +3,22 @@
 :func:`check_grid` validates a request's ``grid`` against a notebook's declared parameters
 (:func:`workbench.runs.notebook_parameters`): every key a declared parameter, every value list
 non-empty, the grid's size within the server's cap, and every value coerced to its parameter's
-type exactly as ``POST /workbench/runs`` coerces it (:func:`workbench.runs.coerce_value`), with
-the refused field named as ``grid.<name>[<index>]``. :func:`grid_points` then expands it with
-:func:`workbench.runs.expand_grid`. Errors are ``ValueError`` whose message names the fix; the
-server answers them with 400.
+type and checked against its declared choices and range exactly as ``POST /workbench/runs``
+checks it (:func:`workbench.runs.check_value`), with the refused field named as
+``grid.<name>[<index>]``. :func:`grid_points` then expands it with
+:func:`workbench.runs.expand_grid`; :func:`sweep_id` labels the sweep. Errors are ``ValueError``
+whose message names the fix; the server answers them with 400.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from workbench.runs._params import OUT_DIR, ParamSpec, coerce_value
-from workbench.runs._sweep import expand_grid
+from workbench.runs import OUT_DIR, ParamSpec, check_value, coerce_value, expand_grid
 
 #: where the cap is configured, for the messages
 CAP_TRAIT = "c.WorkbenchServer.max_sweep_runs"
@@ -73,12 +74,16 @@ def check_grid(grid: Any, fixed: Mapping[str, Any], specs: Mapping[str, ParamSpe
         coerced = []
         for i, value in enumerate(values):
             try:
-                coerced.append(coerce_value(spec, value))
+                coerce_value(spec, value)
             except ValueError:
                 want = spec.type + (" or null" if spec.optional else "")
                 hint = " (use true or false)" if spec.type == "bool" else ""
                 raise ValueError(f"grid.{name}[{i}]: expected {want}, got {_show(value)}{hint}"
                                  ) from None
+            try:
+                coerced.append(check_value(spec, value))
+            except ValueError as e:  # outside the declared choices or range
+                raise ValueError(f"grid.{name}[{i}]: {e}") from None
         out[name] = coerced
     return out
 
@@ -87,3 +92,8 @@ def grid_points(grid: Mapping[str, list[Any]], fixed: Mapping[str, Any]) -> list
     """Each point of a checked grid merged over the fixed parameters, in grid order (the last
     parameter varies fastest)."""
     return [{**fixed, **point} for point in expand_grid(grid)]
+
+
+def sweep_id(run_ids: Iterable[str]) -> str:
+    """A sweep's label: a hash of its runs' ids (the same grid twice is the same sweep)."""
+    return hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from workbench.runs._run import prepare, run_prepared
+    from workbench.runs import prepare, run_prepared
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
