@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 class Block:
     line: int  # README line of the block's first code line
     section: str  # the heading above it
-    code: str
+    code: str = field(repr=False)
 
     @property
     def id(self) -> str:
@@ -62,13 +63,21 @@ BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
 
 @dataclass
 class Session:
-    namespace: dict[str, Any] = field(default_factory=lambda: {"__name__": "__readme__"})
-    ran: set[int] = field(default_factory=set)
+    namespace: dict[str, Any] = field(
+        default_factory=lambda: {"__name__": "__readme__"}, repr=False
+    )
+    ran: set[int] = field(default_factory=set)  # README lines of the blocks already run
 
     def run(self, block: Block) -> None:
         self.ran.add(block.line)
-        code = "\n" * (block.line - 1) + block.code  # tracebacks show README line numbers
-        exec(compile(code, str(README), "exec"), self.namespace)
+        code = compile(block.code, str(README), "exec")
+        exec(_shifted(code, block.line - 1), self.namespace)
+
+
+def _shifted(code: CodeType, lines: int) -> CodeType:
+    """``code`` with every line number moved down by ``lines`` (tracebacks cite README lines)."""
+    consts = tuple(_shifted(c, lines) if isinstance(c, CodeType) else c for c in code.co_consts)
+    return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
 
 
 @pytest.fixture(scope="module")
