@@ -5,9 +5,10 @@
   (git-ignored; ``$WORKBENCH_TEST_CACHE`` moves the ``.test-cache`` folder), never the user's
   cache. Organism builds and their dictionaries are cached by recipe hash inside it, so each
   recipe is built once, by whichever test needs it first, and reused by every later test and
-  process. The key hashes the package's source and the versions of the libraries that train the
-  builds, so a build is never reused across a code change that could alter it; key folders unused
-  for a week are removed. Tests of building and caching themselves point ``WORKBENCH_CACHE`` at
+  process. The key hashes the package's source (all but the orchestration and display layers,
+  ``NOT_BUILD_CODE``) and the versions of the libraries that train the builds, so a build is
+  never reused across a code change that could alter it; key folders unused for a week are
+  removed. Tests of building and caching themselves point ``WORKBENCH_CACHE`` at
   their own ``tmp_path`` (``test_organism_build.py``).
 * **One pytest process.** ``test_server.py`` uses pytest-jupyter, whose fixtures run an asyncio
   loop per test; Playwright's sync API (the ``chromium`` fixture, session-wide) keeps its own loop
@@ -31,20 +32,26 @@ from typing import Any
 
 import pytest
 
-from workbench.organism import SMALL_CONFIG, BuiltOrganism, load_organism
-from workbench.subjects import Subject, make_subject
+from workbench.organism import SMALL_CONFIG, BuiltOrganism, Organism, load_organism
+from workbench.subjects import Subject, organism_subject
 
 REPO = Path(__file__).resolve().parents[1]
 # what trains an organism or a dictionary, besides the package's own code
 BUILD_LIBRARIES = ("torch", "numpy", "transformer-lens", "sae-lens", "tokenizers", "transformers")
+# the package's orchestration and display layers: the builders never import them (DESIGN's flow),
+# so editing them keeps the cache
+NOT_BUILD_CODE = ("server", "runs", "widgets", "reports", "record", "cli.py", "__main__.py")
 STALE_DAYS = 7
 
 
 def _cache_key() -> str:
-    """sha256[:16] of the package's Python source and the training libraries' versions."""
+    """sha256[:16] of the package's Python source (but ``NOT_BUILD_CODE``) and the training
+    libraries' versions."""
     h = hashlib.sha256()
     pkg = REPO / "workbench"
     for path in sorted(pkg.rglob("*.py")):
+        if path.relative_to(pkg).parts[0] in NOT_BUILD_CODE:
+            continue
         h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     for lib in BUILD_LIBRARIES:
         try:
@@ -96,8 +103,7 @@ def small_organism(cache_dir: Path) -> BuiltOrganism:
 
 @pytest.fixture(scope="session")
 def small_subject(small_organism: BuiltOrganism) -> Subject:
-    b = small_organism
-    return make_subject(b.model, b.tokenizer, b.name, "organism", b.path)
+    return organism_subject(small_organism, Organism(seed=0, config=SMALL_CONFIG))
 
 
 # --- one process: pytest-jupyter's loops before Playwright's, and only where asked for ---------
