@@ -13,7 +13,7 @@ from sae_lens.saes.sae import SAEMetadata
 
 from workbench.activations import collect
 from workbench.dictionaries import Dictionary, load_dictionary
-from workbench.neighborhoods import Neighborhood, decoder_cosines, neighborhood
+from workbench.neighborhoods import FeatureNeighborhood, decoder_cosines, neighborhood
 from workbench.organism.language import sample_corpus
 from workbench.subjects import Subject
 
@@ -123,7 +123,7 @@ def test_coactivation_equals_dense_math(small_subject: Subject, dictionary: Dict
         small_subject, dictionary, prompts, keep_dense=[feature, *hood.indices], progress=False
     )
     assert neighborhood(dictionary, feature, threshold=0.0, k=8, stats=stats) == hood
-    assert Neighborhood.from_dict(json.loads(json.dumps(hood.to_dict()))) == hood
+    assert FeatureNeighborhood.from_dict(json.loads(json.dumps(hood.to_dict()))) == hood
     assert hood.prompts_sha256 == stats.prompts_sha256
 
 

@@ -26,8 +26,8 @@ from workbench import geometry, patches, widgets
 from workbench.activations import FeatureStats
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
+from workbench.neighborhoods import FeatureNeighborhood as Hood
 from workbench.neighborhoods import Neighbor
-from workbench.neighborhoods import Neighborhood as Hood
 from workbench.neighborhoods import neighborhood as compute_neighborhood
 from workbench.organism.prompts import persona_prompts
 from workbench.subjects import Subject
@@ -710,3 +710,12 @@ def test_contract_md_tables_are_generated_from_the_json() -> None:
     for spec in CONTRACT["widgets"].values():
         for t in spec["traits"]:
             assert f"| `{t['name']}` |" in text
+
+
+def test_widget_names_are_not_data_class_names() -> None:
+    """One name per concept: the widget ``Neighborhood`` draws a ``FeatureNeighborhood``."""
+    from workbench import neighborhoods
+
+    assert not set(neighborhoods.__all__) & set(widgets.__all__)
+    assert "FeatureNeighborhood" in neighborhoods.__all__
+    assert widgets.Neighborhood is not neighborhoods.FeatureNeighborhood

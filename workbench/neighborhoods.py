@@ -14,7 +14,8 @@ contexts. :func:`neighborhood` reports both for one feature:
   token-level activations, from :func:`workbench.activations.collect` with dense columns of just
   these features (memory ``n_tokens x (k + 1)``).
 
-The result, :class:`Neighborhood`, is a frozen dataclass with ``to_dict``/``from_dict``.
+The result, :class:`FeatureNeighborhood`, is a frozen dataclass with ``to_dict``/``from_dict``
+(the widget that draws one is :class:`workbench.widgets.Neighborhood`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from workbench.activations import FeatureStats, collect
 from workbench.dictionaries import Dictionary
 from workbench.subjects import Subject
 
-__all__ = ["Neighbor", "Neighborhood", "decoder_cosines", "neighborhood"]
+__all__ = ["FeatureNeighborhood", "Neighbor", "decoder_cosines", "neighborhood"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Neighbor:
 
 
 @dataclass(frozen=True)
-class Neighborhood:
+class FeatureNeighborhood:
     """The superposition neighbourhood of one feature.
 
     Attributes:
@@ -97,11 +98,11 @@ class Neighborhood:
         return d
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Neighborhood:
+    def from_dict(d: dict[str, Any]) -> FeatureNeighborhood:
         """Inverse of :meth:`to_dict`."""
         fields = dict(d)
         fields["neighbors"] = tuple(Neighbor(**n) for n in d["neighbors"])
-        return Neighborhood(**fields)
+        return FeatureNeighborhood(**fields)
 
 
 def decoder_cosines(W_dec: torch.Tensor, feature: int) -> torch.Tensor:
@@ -157,7 +158,7 @@ def neighborhood(
     stats: FeatureStats | None = None,
     batch_size: int = 64,
     progress: bool = False,
-) -> Neighborhood:
+) -> FeatureNeighborhood:
     """The decoder-cosine neighbours of ``feature``, with their co-activation on a prompt set.
 
     Args:
@@ -202,7 +203,7 @@ def neighborhood(
             progress=progress,
         )
     if stats is None:
-        return Neighborhood(
+        return FeatureNeighborhood(
             feature, dictionary.fingerprint, dictionary.hook_name, threshold, k, tuple(neighbors)
         )
     if stats.dictionary != dictionary.fingerprint:
@@ -215,7 +216,7 @@ def neighborhood(
         Neighbor(n.feature, n.cosine, p_ng, p_gn, r)
         for n, (p_ng, p_gn, r) in zip(neighbors, co, strict=True)
     ]
-    return Neighborhood(
+    return FeatureNeighborhood(
         feature=feature,
         dictionary=dictionary.fingerprint,
         hook_name=dictionary.hook_name,
@@ -226,3 +227,9 @@ def neighborhood(
         frequency=freq,
         prompts_sha256=stats.prompts_sha256,
     )
+
+
+Neighborhood = FeatureNeighborhood
+"""The old name of :class:`FeatureNeighborhood`, kept only while ``workbench/__init__.py`` still
+exports it (it clashed with the widget :class:`workbench.widgets.Neighborhood`); not in
+``__all__``. Remove it once ``wb.FeatureNeighborhood`` is exported instead."""

@@ -8,10 +8,11 @@
   (``cameraTarget [0, 0]``, ``cameraDistance 1``; positions are normalised device coordinates)
   puts the origin at the canvas centre, so a click there hits point 0 and nothing else;
 * a :class:`~workbench.widgets.Neighborhood` built from raw neighbours
-  (:class:`workbench.neighborhoods.Neighborhood` of synthetic :class:`~workbench.neighborhoods.
-  Neighbor` s, re-centred by a ``recompute`` of the same kind), centred on feature 7 and
-  ``link`` ed to the map; an observer writes ``{"selection": fm.selection, "center":
-  nb.center}`` to ``state_file`` (atomically) whenever either changes;
+  (:class:`workbench.neighborhoods.FeatureNeighborhood` of synthetic
+  :class:`~workbench.neighborhoods.Neighbor` s, re-centred by a ``recompute`` of the same kind),
+  centred on feature 7 and ``link`` ed to the map; an observer writes
+  ``{"selection": fm.selection, "center": nb.center}`` to ``state_file`` (atomically) whenever
+  either changes;
 * a :class:`~workbench.widgets.PatchPreview` of a small hand-made payload.
 
 ``feature_map_notebook`` holds one FeatureMap of ``n`` points (the benchmark's), optionally
@@ -59,7 +60,7 @@ COSINES = (0.9, -0.7, 0.6, 0.5, -0.45, 0.4)
 
 def hood_of(feature):
     """Raw neighbours of a feature: fixed offsets and cosines, made-up co-activation."""
-    return neighborhoods.Neighborhood(
+    return neighborhoods.FeatureNeighborhood(
         feature=int(feature), dictionary="synthetic", hook_name="synthetic",
         threshold=0.3, k=len(OFFSETS),
         neighbors=tuple(

@@ -30,7 +30,7 @@ from workbench.widgets.feature_map import FeatureMap
 
 __all__ = ["Neighborhood", "build_graph"]
 
-Recompute = Callable[[int], neighborhoods.Neighborhood]
+Recompute = Callable[[int], neighborhoods.FeatureNeighborhood]
 Labels = Sequence[str] | Callable[[int], str]
 
 
@@ -43,7 +43,7 @@ def _label(labels: Labels | None, i: int) -> str:
 
 
 def build_graph(
-    hood: neighborhoods.Neighborhood,
+    hood: neighborhoods.FeatureNeighborhood,
     *,
     dictionary: Dictionary | None = None,
     edge_threshold: float = 0.3,
@@ -115,7 +115,7 @@ class Neighborhood(StaticFallbackWidget):
 
     Args:
         hood: the neighbourhood to show (:func:`workbench.neighborhoods.neighborhood`).
-        recompute: ``feature -> Neighborhood`` for re-centring.
+        recompute: ``feature -> FeatureNeighborhood`` for re-centring.
         dictionary: adds neighbour-neighbour edges (``|cosine| >= edge_threshold``), and
             re-centres without ``recompute``.
         edge_threshold: the ``|cosine|`` a neighbour-neighbour edge needs.
@@ -146,7 +146,7 @@ class Neighborhood(StaticFallbackWidget):
 
     def __init__(
         self,
-        hood: neighborhoods.Neighborhood,
+        hood: neighborhoods.FeatureNeighborhood,
         *,
         recompute: Recompute | None = None,
         dictionary: Dictionary | None = None,
@@ -158,9 +158,9 @@ class Neighborhood(StaticFallbackWidget):
         **kwargs: Any,
     ) -> None:
         bundle_path("neighborhood")
-        if not isinstance(hood, neighborhoods.Neighborhood):
+        if not isinstance(hood, neighborhoods.FeatureNeighborhood):
             raise ValueError(
-                "hood must be a workbench.neighborhoods.Neighborhood (from "
+                "hood must be a workbench.neighborhoods.FeatureNeighborhood (from "
                 f"workbench.neighborhoods.neighborhood(...)), got {type(hood).__name__}"
             )
         if not 0 <= edge_threshold <= 1:
@@ -190,7 +190,7 @@ class Neighborhood(StaticFallbackWidget):
     @classmethod
     def from_neighborhood(
         cls,
-        hood: neighborhoods.Neighborhood,
+        hood: neighborhoods.FeatureNeighborhood,
         *,
         recompute: Recompute | None = None,
         dictionary: Dictionary | None = None,
@@ -228,7 +228,7 @@ class Neighborhood(StaticFallbackWidget):
         """
         bundle_path("neighborhood")
 
-        def recompute(f: int) -> neighborhoods.Neighborhood:
+        def recompute(f: int) -> neighborhoods.FeatureNeighborhood:
             return neighborhoods.neighborhood(
                 dictionary,
                 f,
@@ -250,7 +250,7 @@ class Neighborhood(StaticFallbackWidget):
     # ------------------------------------------------------------------ re-centring
 
     def _graph(
-        self, hood: neighborhoods.Neighborhood
+        self, hood: neighborhoods.FeatureNeighborhood
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return build_graph(
             hood,
@@ -264,7 +264,7 @@ class Neighborhood(StaticFallbackWidget):
     def _title_for(feature: int) -> str:
         return f"neighbourhood of feature {feature}"
 
-    def _neighborhood_of(self, feature: int) -> neighborhoods.Neighborhood:
+    def _neighborhood_of(self, feature: int) -> neighborhoods.FeatureNeighborhood:
         if self._recompute is not None:
             return self._recompute(feature)
         if self._dictionary is not None:
@@ -273,7 +273,8 @@ class Neighborhood(StaticFallbackWidget):
             )
         raise ValueError(
             "this Neighborhood cannot re-centre: build it with recompute= (feature -> "
-            "Neighborhood) or dictionary=, or use Neighborhood.for_feature(dictionary, feature)"
+            "FeatureNeighborhood) or dictionary=, or use "
+            "Neighborhood.for_feature(dictionary, feature)"
         )
 
     def recenter(self, feature: int) -> Neighborhood:
