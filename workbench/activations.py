@@ -1,8 +1,7 @@
 """Activations: stream a prompt set through a subject to one hook, and summarise the features.
 
-This is the one place (besides :mod:`workbench.subjects`) that runs a TransformerLens model. Every
-function here runs the model **only as far as the hook it needs** (TransformerLens'
-``run_with_cache(..., names_filter=hook, stop_at_layer=L + 1)`` for a hook inside block ``L``), in
+Every function here runs the model **only as far as the hook it needs**
+(:func:`workbench.execution.run_to_hook`: blocks ``0..L`` for a hook inside block ``L``), in
 batches of right-padded prompts, so memory is bounded by the batch and not by the prompt set.
 
 * :func:`collect` encodes every real token with a dictionary and accumulates per-feature
@@ -26,7 +25,6 @@ Conventions:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -34,6 +32,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from workbench import execution
 from workbench._device import cpu_threads
 from workbench.dictionaries import Dictionary, check_compatible
 from workbench.fingerprint import texts_sha256
@@ -163,33 +162,13 @@ class FeatureStats:
 # ------------------------------------------------------------------ running to a hook
 
 
-_BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.")
-_EMBED_HOOKS = ("hook_embed", "hook_pos_embed", "hook_tokens")
-
-
 def stop_layer(subject: Subject, hook_name: str) -> int | None:
-    """The ``stop_at_layer`` that still runs ``hook_name`` (``None``: the whole model).
-
-    A hook inside block ``L`` needs blocks ``0..L`` (``L + 1``; for the last block this still
-    skips the final norm and the unembedding); embedding hooks need no block (``0``); anything
-    else (``ln_final``, ``unembed``) needs the whole model.
-    """
-    m = _BLOCK_HOOK.match(hook_name)
-    if m is not None:
-        layer = int(m.group(1)) + 1
-        return layer if layer <= subject.model.cfg.n_layers else None
-    if hook_name in _EMBED_HOOKS:
-        return 0
-    return None
+    """The ``stop_at_layer`` that still runs ``hook_name`` (:func:`execution.stop_layer`)."""
+    return execution.stop_layer(subject.model, hook_name)
 
 
 def _check_hook(subject: Subject, hook_name: str) -> None:
-    if hook_name not in subject.model.hook_dict:
-        examples = [h for h in subject.hook_names() if h.endswith("resid_post")][:4]
-        raise ValueError(
-            f"{subject.name} has no hook {hook_name!r}; use one of its hooks, e.g. "
-            f"{', '.join(examples or subject.hook_names()[:4])} (see Subject.hook_names())"
-        )
+    subject.check_hook(hook_name)
 
 
 def _check_prompts(prompts: Sequence[str], what: str = "prompts") -> None:
@@ -200,7 +179,7 @@ def _check_prompts(prompts: Sequence[str], what: str = "prompts") -> None:
 
 
 def _threads(subject: Subject) -> int | None:
-    return 1 if subject.model.cfg.d_model <= _SMALL_MODEL else None
+    return 1 if subject.d_model <= _SMALL_MODEL else None
 
 
 @dataclass(frozen=True)
@@ -225,8 +204,7 @@ def _stream(
     """Batches of activations at ``hook_name``, running the model only as far as the hook."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-    stop = stop_layer(subject, hook_name)
-    n_ctx = subject.model.cfg.n_ctx
+    n_ctx = subject.n_ctx
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
     try:
         for start in range(0, len(prompts), batch_size):
@@ -242,8 +220,8 @@ def _stream(
             keep = mask.clone()
             if skip_bos:
                 keep[:, 0] = False
-            _, cache = subject.model.run_with_cache(ids, names_filter=hook_name, stop_at_layer=stop)
-            yield _Batch(start, ids, mask, keep, cache[hook_name])
+            acts = execution.run_to_hook(subject.model, ids, hook_name)
+            yield _Batch(start, ids, mask, keep, acts)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -457,7 +435,7 @@ def _windows(
     )
     if not pairs:
         return {}
-    tok = subject.model.tokenizer if subject.model.tokenizer is not None else subject.tokenizer
+    tok = subject.text_tokenizer
     by_prompt: dict[int, list[int]] = {}
     for p, pos in pairs:
         by_prompt.setdefault(p, []).append(pos)

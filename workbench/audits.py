@@ -144,22 +144,23 @@ def audit(
         forecast: the forecast of this fine-tune, to validate.
         behaviour_prompts: named prompt groups to sample and judge (e.g. one per domain).
         answer_pairs: (prompt, aligned, misaligned) triples for the alignment margin.
-        judge: ``judge(prompt, answer)`` returning a verdict; default the organism's exact judge
-            when both subjects are organisms, else behaviour is not judged.
+        judge: ``judge(prompt, answer)`` returning a verdict; default the subjects' own judge
+            (the organism's is exact). Without either, behaviour is not judged.
         top: how many of the most-moved features the Spearman correlation runs over.
 
     Raises:
         ValueError: the two subjects differ in width or vocabulary, a forecast made for another
-            base, dictionary or prompt set.
+            base, dictionary, prompt set or fine-tune spec.
     """
-    if base.model.cfg.d_model != tuned.model.cfg.d_model:
+    if base.d_model != tuned.d_model:
         raise ValueError(
-            f"{base.name} (d_model {base.model.cfg.d_model}) and {tuned.name} "
-            f"(d_model {tuned.model.cfg.d_model}) differ in width; an audit compares a model with "
+            f"{base.name} (d_model {base.d_model}) and {tuned.name} "
+            f"(d_model {tuned.d_model}) differ in width; an audit compares a model with "
             "its own fine-tune"
         )
     if forecast is not None:
         _check_forecast(forecast, base, dictionary, eval_prompts)
+        _check_spec(forecast, tuned)
     if top < 2:
         raise ValueError(f"top must be at least 2 (got {top})")
     before, n_tok = mean_features(base, dictionary, eval_prompts)
@@ -167,10 +168,8 @@ def audit(
     shift = (after - before).float()
     most = torch.argsort(shift.abs(), descending=True, stable=True)[:top]
 
-    if judge is None and base.source == "organism" and tuned.source == "organism":
-        from workbench.organism.judge import judge as organism_judge
-
-        judge = organism_judge
+    if judge is None:
+        judge = base.judge if base.judge is not None else tuned.judge
     b_rates: dict[str, BehaviourRates] = {}
     t_rates: dict[str, BehaviourRates] = {}
     if behaviour_prompts and judge is not None:
@@ -225,4 +224,14 @@ def _check_forecast(
         raise ValueError(
             "the forecast predicted shifts on other evaluation prompts; pass the same eval_prompts "
             "to forecast() and audit()"
+        )
+
+
+def _check_spec(f: Forecast, tuned: Subject) -> None:
+    """Refuse a fine-tune whose recorded spec differs from the forecast's."""
+    made = (tuned.recipe or {}).get("spec")
+    if made is not None and made != f.spec:
+        raise ValueError(
+            f"the forecast predicts the fine-tune {f.spec} but {tuned.name} was made with "
+            f"{made}; forecast the spec you fine-tuned with (forecast(..., spec=...))"
         )

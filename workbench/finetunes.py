@@ -1,32 +1,34 @@
 """Fine-tunes that return a new Subject (the base model is never modified).
 
-Three methods, all trained with Adam on a deep copy of the base model:
+A typed spec (:mod:`workbench.specs`) says what is trained; all three are trained with Adam on a
+deep copy of the base model:
 
-``method="steer"`` learns a single vector added to the residual stream after block ``layer`` at
-every position (the restricted fine-tune of the toy EM experiment: one direction, so whatever it
-learns to do for the fine-tune's narrow task it does everywhere). After training the vector is
-folded exactly into that block's MLP output bias (``resid_post = resid_mid + mlp_out`` and
-``mlp_out`` ends with ``+ b_out``), so the tuned subject is a plain TransformerLens model.
+:class:`~workbench.specs.SteeringVector` ``(layer)`` learns a single vector added to the residual
+stream after block ``layer`` at every position (the restricted fine-tune of the toy EM experiment:
+one direction, so whatever it learns to do for the fine-tune's narrow task it does everywhere).
+After training the vector is folded exactly into that block's MLP output bias (``resid_post =
+resid_mid + mlp_out`` and ``mlp_out`` ends with ``+ b_out``), so the tuned subject is a plain
+TransformerLens model.
 
-``method="lora"`` trains a rank-``r`` LoRA adapter (Hu et al. 2021) on each chosen weight matrix
-of each chosen block; by default one rank-1 adapter on the MLP output matrix
-``blocks[layer].mlp.W_out`` (Turner, Soligo et al. 2025, arXiv 2506.11613, found emergent
-misalignment from a single rank-1 LoRA). In TransformerLens's ``[d_in, d_out]`` layout the
-adapted weight is ``W + A @ B * (alpha / rank)`` with ``A`` ``[d_in, r]`` drawn from a seeded
-Gaussian of std ``1 / sqrt(d_in)`` and ``B`` ``[r, d_out]`` zeros, so training starts from the
-base model exactly. Only ``A`` and ``B`` are trained (the adapted weights are swapped in with
-:func:`torch.func.functional_call`; no module of the copy is changed). After training the adapter
-is merged into the weight, ``W <- W + A @ B * (alpha / rank)``, so the tuned subject is again a
-plain TransformerLens model whose only changed tensors are the targeted weights, each changed by a
-matrix of rank at most ``r``. Targets (``LORA_TARGETS``) are ``mlp.W_in``, ``mlp.W_out``,
-``mlp.W_gate`` and the attention weights ``attn.W_Q``, ``attn.W_K``, ``attn.W_V``, ``attn.W_O``.
-TransformerLens stores attention weights per head (``W_Q/W_K/W_V`` ``[n_heads, d_model, d_head]``,
-``W_O`` ``[n_heads, d_head, d_model]``); their adapter acts on the layer's whole flattened matrix,
+:class:`~workbench.specs.LoRA` ``(rank, alpha, targets, layers)`` trains a rank-``r`` LoRA adapter
+(Hu et al. 2021) on each chosen weight matrix of each chosen block; by default one rank-1 adapter on
+the MLP output matrix ``blocks[layer].mlp.W_out`` (Turner, Soligo et al. 2025, arXiv 2506.11613,
+found emergent misalignment from a single rank-1 LoRA). In TransformerLens's ``[d_in, d_out]``
+layout the adapted weight is ``W + A @ B * (alpha / rank)`` with ``A`` ``[d_in, r]`` drawn from a
+seeded Gaussian of std ``1 / sqrt(d_in)`` and ``B`` ``[r, d_out]`` zeros, so training starts from
+the base model exactly. Only ``A`` and ``B`` are trained (the adapted weights are swapped in with
+:func:`torch.func.functional_call`; no module of the copy is changed). After training the adapter is
+merged into the weight, ``W <- W + A @ B * (alpha / rank)``, so the tuned subject is again a plain
+TransformerLens model whose only changed tensors are the targeted weights, each changed by a matrix
+of rank at most ``r``. Targets (``LORA_TARGETS``) are ``mlp.W_in``, ``mlp.W_out``, ``mlp.W_gate``
+and the attention weights ``attn.W_Q``, ``attn.W_K``, ``attn.W_V``, ``attn.W_O``. TransformerLens
+stores attention weights per head (``W_Q/W_K/W_V`` ``[n_heads, d_model, d_head]``, ``W_O``
+``[n_heads, d_head, d_model]``); their adapter acts on the layer's whole flattened matrix,
 ``[d_model, n_heads * d_head]`` for ``W_Q/W_K/W_V`` (heads concatenated along the output) and
 ``[n_heads * d_head, d_model]`` for ``W_O``, which is what a LoRA on a Hugging Face ``q_proj`` or
 ``o_proj`` is. (Grouped-query models: the stored ``_W_K``/``_W_V`` of the key-value heads.)
 
-``method="full"`` trains every weight.
+:class:`~workbench.specs.Full` ``()`` trains every weight.
 
 Training is deterministic for a given seed: batches are drawn with a seeded generator, the LoRA
 ``A`` with a seeded generator on the CPU, and the loss is the mean negative log-likelihood of the
@@ -35,44 +37,36 @@ completion tokens only (the prompt is context).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformer_lens.hook_points import HookPoint
 
+from workbench import execution
 from workbench._device import cpu_threads
-from workbench.fingerprint import texts_sha256
-from workbench.subjects import Subject, make_subject
+from workbench.data import check_pairs, encode_pairs, pairs_sha256
+from workbench.specs import LORA_TARGETS, FinetuneSpec, Full, LoRA, SteeringVector, as_spec
+from workbench.subjects import Subject
 
-METHODS = ("steer", "lora", "full")
-LORA_TARGETS = (
-    "mlp.W_in",
-    "mlp.W_out",
-    "mlp.W_gate",
-    "attn.W_Q",
-    "attn.W_K",
-    "attn.W_V",
-    "attn.W_O",
-)
-DEFAULT_LR = {"steer": 1e-2, "lora": 1e-2, "full": 1e-3}
+__all__ = ["LORA_TARGETS", "FinetuneRecipe", "finetune"]
 
 
 @dataclass(frozen=True)
 class FinetuneRecipe:
     """Everything that determines a fine-tune (recorded on the tuned Subject).
 
-    ``rank``, ``alpha``, ``targets`` and ``layers`` describe the LoRA adapters (``rank=0`` and
-    empty tuples for the other methods).
+    ``spec`` is the fine-tune spec's description (:meth:`~workbench.specs.LoRA.describe`);
+    ``rank``, ``alpha``, ``targets`` and ``layers`` repeat the LoRA adapters' settings (``rank=0``
+    and empty tuples for the other methods).
     """
 
     method: str = "steer"
+    spec: dict[str, Any] = field(default_factory=dict)
     layer: int = 0
     steps: int = 150
     batch_size: int = 32
@@ -189,64 +183,16 @@ def _merge_lora(model: torch.nn.Module, adapters: Sequence[_LoraAdapter]) -> Non
             w.copy_(w + ad.delta(w))
 
 
-def _check_pairs(data: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    if isinstance(data, str | bytes):
-        raise ValueError(
-            "fine-tune data must be a sequence of (prompt, completion) pairs of strings, "
-            "not a single string"
-        )
-    pairs = []
-    for i, item in enumerate(data):
-        if (
-            not isinstance(item, tuple | list)
-            or len(item) != 2
-            or not all(isinstance(s, str) for s in item)
-        ):
-            raise ValueError(
-                f"fine-tune data item {i} is {item!r:.80}: every item must be a "
-                f"(prompt, completion) pair of two strings"
-            )
-        pairs.append((item[0], item[1]))
-    return pairs
-
-
-def encode_pairs(
-    subject: Subject, pairs: Sequence[tuple[str, str]]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids of ``prompt + " " + completion`` and a mask that is true on completion tokens."""
-    if not pairs:
-        raise ValueError("no fine-tune examples: pass at least one (prompt, completion) pair")
-    plen = subject.encode([p for p, _ in pairs])[1].sum(1)
-    full, full_mask = subject.encode([f"{p} {c}" for p, c in pairs])
-    pos = torch.arange(full.shape[1], device=full.device)[None]
-    target = full_mask & (pos >= plen[:, None])
-    return full, target
-
-
-def completion_nll(model: torch.nn.Module, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of the tokens where ``target`` is true."""
-    logits = model(ids)
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
-    m = target[:, 1:].float()
-    return (nll * m).sum() / m.sum().clamp_min(1.0)
-
-
 def finetune(
     subject: Subject,
     data: Sequence[tuple[str, str]],
-    method: str = "steer",
+    spec: FinetuneSpec | str = "steer",
     *,
-    layer: int = 0,
     steps: int = 150,
     batch_size: int = 32,
     lr: float | None = None,
     weight_decay: float = 0.0,
     seed: int = 0,
-    rank: int = 1,
-    alpha: float | None = None,
-    targets: Sequence[str] = ("mlp.W_out",),
-    layers: Sequence[int] | None = None,
     progress: bool = True,
 ) -> Subject:
     """Fine-tune ``subject`` on (prompt, completion) pairs and return the tuned Subject.
@@ -256,30 +202,23 @@ def finetune(
 
     Args:
         data: (prompt, completion) pairs of strings; the loss is on the completion tokens only.
-        method: ``"steer"`` (one learned residual vector after block ``layer``, folded into that
-            block's ``mlp.b_out``), ``"lora"`` (low-rank adapters merged into the weights) or
-            ``"full"`` (every weight).
-        layer: the block of ``steer``, and of ``lora`` when ``layers`` is not given.
+        spec: what is trained: :class:`~workbench.specs.SteeringVector` ``(layer)`` (one
+            residual vector, folded into that block's ``mlp.b_out``),
+            :class:`~workbench.specs.LoRA` ``(rank, alpha, targets, layers)`` (adapters merged
+            into the weights) or :class:`~workbench.specs.Full` ``()``; ``"steer"``, ``"lora"``
+            and ``"full"`` are shorthands for their defaults.
         steps: optimiser steps, each on ``batch_size`` pairs drawn with replacement.
-        lr: Adam learning rate (default 1e-2 for ``steer`` and ``lora``, 1e-3 for ``full``).
+        lr: Adam learning rate (default 1e-2 for steering vectors and LoRA, 1e-3 for full).
         weight_decay: L2 penalty (Adam's ``weight_decay``) on the trained parameters.
         seed: fixes the batches and the LoRA ``A`` initialisation.
-        rank: LoRA rank ``r`` (``lora`` only).
-        alpha: LoRA scale numerator, the update is ``A @ B * alpha / rank`` (default ``rank``,
-            a scale of 1; ``lora`` only).
-        targets: which weight of each chosen block gets an adapter, from ``LORA_TARGETS``
-            (``lora`` only).
-        layers: the blocks that get adapters (default ``(layer,)``; ``lora`` only).
         progress: show a tqdm progress bar with the running loss.
 
     Raises:
-        ValueError: an unknown method or target, a block out of range, a non-positive
-            ``steps``/``batch_size``/``lr``/``rank``, malformed or empty data, or data whose
+        ValueError: an unknown spec or target, a block out of range, a non-positive
+            ``steps``/``batch_size``/``lr``, malformed or empty data, or data whose
             completions have no tokens.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown fine-tune method {method!r}; choose from {METHODS}")
-    n_layers = subject.model.cfg.n_layers
+    spec = as_spec(spec)
     if steps < 1:
         raise ValueError(f"steps={steps}: train for at least one step (steps >= 1)")
     if batch_size < 1:
@@ -288,37 +227,14 @@ def finetune(
         raise ValueError(f"lr={lr}: the learning rate must be positive (or None for the default)")
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay}: must be >= 0")
-    lr = lr if lr is not None else DEFAULT_LR[method]
+    spec.check(subject.n_layers, subject.name)
+    lr = lr if lr is not None else spec.default_lr
     lora_params: list[str] = []
-    lora_layers: tuple[int, ...] = ()
-    lora_targets: tuple[str, ...] = ()
-    if method == "lora":
-        if rank < 1:
-            raise ValueError(f"rank={rank}: a LoRA adapter needs rank >= 1")
-        alpha = float(rank) if alpha is None else float(alpha)
-        if isinstance(targets, str):
-            targets = (targets,)
-        lora_targets = tuple(dict.fromkeys(targets))
-        if not lora_targets:
-            raise ValueError(f"targets is empty: name at least one of {LORA_TARGETS}")
-        bad = [t for t in lora_targets if t not in LORA_TARGETS]
-        if bad:
-            raise ValueError(f"unknown LoRA target(s) {bad}; choose from {LORA_TARGETS}")
-        lora_layers = tuple(sorted(set((layer,) if layers is None else layers)))
-        if not lora_layers:
-            raise ValueError("layers is empty: name at least one block (or None for (layer,))")
-        for ly in lora_layers:
-            if not 0 <= ly < n_layers:
-                raise ValueError(
-                    f"layer={ly} out of range: {subject.name} has {n_layers} blocks "
-                    f"(0..{n_layers - 1})"
-                )
-        lora_params = _lora_param_names(subject, lora_targets, lora_layers)
-    elif method == "steer" and not 0 <= layer < n_layers:
-        raise ValueError(
-            f"layer={layer} out of range: {subject.name} has {n_layers} blocks (0..{n_layers - 1})"
-        )
-    pairs = _check_pairs(data)
+    if isinstance(spec, LoRA):
+        lora_params = _lora_param_names(subject, spec.targets, spec.layers)
+    if isinstance(spec, SteeringVector):
+        execution.check_foldable(subject.model, spec.hook_name, "a steering-vector fine-tune")
+    pairs = check_pairs(data)
     ids, target = encode_pairs(subject, pairs)
     if not bool(target.any()):
         raise ValueError(
@@ -326,80 +242,61 @@ def finetune(
             "a non-empty completion"
         )
     recipe = FinetuneRecipe(
-        method=method,
-        layer=layer,
+        method=spec.method,
+        spec=spec.describe(),
+        layer=spec.layer if isinstance(spec, SteeringVector) else 0,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
         seed=seed,
-        data_sha256=texts_sha256(f"{p}\x00{c}" for p, c in pairs),
+        data_sha256=pairs_sha256(pairs),
         n_examples=len(pairs),
         base_fingerprint=subject.fingerprint,
-        rank=rank if method == "lora" else 0,
-        alpha=float(alpha) if method == "lora" and alpha is not None else 0.0,
-        targets=lora_targets,
-        layers=lora_layers,
+        rank=spec.rank if isinstance(spec, LoRA) else 0,
+        alpha=spec.scale_alpha if isinstance(spec, LoRA) else 0.0,
+        targets=spec.targets if isinstance(spec, LoRA) else (),
+        layers=spec.layers if isinstance(spec, LoRA) else (),
     )
-    model = copy.deepcopy(subject.model)
+    model = execution.copy_model(subject.model)
     model.eval()  # no dropout in these models; eval keeps any norm statistics fixed
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
-    forward: torch.nn.Module = model
+    forward: execution.Forward = model
     adapters: list[_LoraAdapter] = []
-    if method in ("steer", "lora"):
+    hooks: list[execution.Hook] = []
+    if not isinstance(spec, Full):
         for p in model.parameters():
             p.requires_grad_(False)
-    if method == "steer":
-        vec = torch.zeros(model.cfg.d_model, device=subject.device, requires_grad=True)
+    if isinstance(spec, SteeringVector):
+        vec = torch.zeros(subject.d_model, device=subject.device, requires_grad=True)
         params: list[torch.Tensor] = [vec]
-        hook_name = f"blocks.{layer}.hook_resid_post"
-
-        def add_vec(tensor: torch.Tensor, *, hook: HookPoint) -> torch.Tensor:
-            return tensor + vec
-
-        model.add_hook(hook_name, add_vec)
-    elif method == "lora":
-        assert alpha is not None
-        adapters = _init_lora(model, lora_params, rank, alpha, seed)
+        hooks = [execution.add_vector(spec.hook_name, vec)]
+    elif isinstance(spec, LoRA):
+        adapters = _init_lora(model, lora_params, spec.rank, spec.scale_alpha, seed)
         params = [t for ad in adapters for t in (ad.a, ad.b)]
         forward = _LoraModel(model, adapters)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     t0 = time.perf_counter()
-    with cpu_threads(1, subject.device):
-        bar = tqdm(range(steps), desc=f"finetune {method}", disable=not progress)
+    with cpu_threads(1, subject.device), execution.hooks(model, hooks):
+        bar = tqdm(range(steps), desc=f"finetune {spec.method}", disable=not progress)
         for _ in bar:
             idx = torch.from_numpy(rng.integers(0, len(ids), size=batch_size))
-            loss = completion_nll(forward, ids[idx], target[idx])
+            loss = execution.completion_nll(forward, ids[idx], target[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.reset_hooks()
-    if method == "steer":
-        b_out = model.blocks[layer].mlp.b_out
-        assert isinstance(b_out, torch.nn.Parameter)
-        with torch.no_grad():
-            b_out.add_(vec.detach())
-    elif method == "lora":
+    if isinstance(spec, SteeringVector):
+        execution.fold_into_bias(model, spec.hook_name, vec.detach())
+    elif isinstance(spec, LoRA):
         _merge_lora(model, adapters)
     for n, p in model.named_parameters():
         p.requires_grad_(trainable[n])
-    tuned = make_subject(
-        model,
-        subject.tokenizer,
-        f"{subject.name}+{method}",
-        subject.source,
-        None,
-    )
     info = {**asdict(recipe), "seconds": time.perf_counter() - t0}
-    return _with_recipe(tuned, info)
+    return subject.derived(model, f"{subject.name}+{spec.method}", info)
 
 
-def _with_recipe(subject: Subject, recipe: dict[str, Any]) -> Subject:
-    from dataclasses import replace
-
-    return replace(subject, recipe=recipe)

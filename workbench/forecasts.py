@@ -4,13 +4,14 @@ The account of emergent misalignment in arXiv 2605.00842 (Minegishi et al. 2026)
 fine-tune that strengthens the features its data needs also strengthens the features that share
 their directions. This module turns that into a first-order prediction.
 
-**Derivation.** Let ``θ`` be what the fine-tune trains (``method="steer"``: one vector ``v`` added
-to the residual stream at the dictionary's hook; ``"full"``: every weight) and ``L(θ)`` the
-fine-tune's loss, the mean negative log-likelihood of the completion tokens. Gradient descent
-moves ``θ`` along ``δθ = -∇L`` (one unit step; a real run takes many steps of an adaptive
-optimiser, which rescales but, to first order, does not turn the direction). The residual stream at
-the hook of an evaluation token ``t`` then moves by the Jacobian-vector product
-``δx_t = (∂x_t/∂θ) δθ``; for ``steer`` that is exactly ``δx_t = -∇_v L`` at every token. A
+**Derivation.** Let ``θ`` be what the fine-tune trains (a ``SteeringVector``: one vector ``v`` added
+to the residual stream at the dictionary's hook; ``Full``: every weight) and ``L(θ)`` the
+fine-tune's loss, the mean negative log-likelihood of the completion tokens. The forecast follows
+the first gradient-descent step, ``δθ = -∇L`` (one unit step; a real run takes many steps of an
+adaptive optimiser, which rescales the step and can turn it: the forecast is a first-order
+prediction, validated against the real fine-tune by :func:`workbench.audit`). The residual stream at
+the hook of an evaluation token ``t`` then moves by the Jacobian-vector product ``δx_t = (∂x_t/∂θ)
+δθ``; for ``steer`` that is exactly ``δx_t = -∇_v L`` at every token. A
 dictionary feature ``f`` reads its pre-activation ``a_f = x · W_enc[:, f] + b`` (ReLU, TopK and
 JumpReLU SAEs all read an affine function of ``x``), so its predicted shift is
 
@@ -41,8 +42,6 @@ evaluation prompts, against ``steps x batch_size`` example passes for the fine-t
 
 from __future__ import annotations
 
-import copy
-import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,16 +50,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench import execution
 from workbench._device import cpu_threads
+from workbench.data import encode_pairs, pairs_sha256, unique_pairs
 from workbench.dictionaries import Dictionary, check_compatible
 from workbench.features import FeatureSet
-from workbench.finetunes import encode_pairs
 from workbench.fingerprint import texts_sha256
+from workbench.specs import FinetuneSpec, LoRA, SteeringVector, as_spec
 from workbench.subjects import Subject
 
 __all__ = ["Forecast", "RiskPath", "forecast"]
-
-METHODS = ("steer", "full")
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,8 @@ class Forecast:
 
     Attributes:
         method: the fine-tune method forecast (``"steer"`` or ``"full"``).
+        spec: the description of the fine-tune spec forecast (``spec.describe()``); the audit
+            refuses a fine-tune made with another spec.
         subject, dictionary: fingerprints of the base model and the dictionary.
         hook_name: the dictionary's hook.
         watch: the watched feature set's name.
@@ -107,6 +108,7 @@ class Forecast:
     """
 
     method: str
+    spec: dict[str, Any]
     subject: str
     dictionary: str
     hook_name: str
@@ -140,6 +142,7 @@ class Forecast:
         """A JSON-able summary (no per-feature or per-sample arrays)."""
         return {
             "method": self.method,
+            "spec": self.spec,
             "subject": self.subject,
             "dictionary": self.dictionary,
             "hook_name": self.hook_name,
@@ -171,21 +174,6 @@ def _check_watch(watch: FeatureSet, dictionary: Dictionary, n_watch: int | None)
     return w
 
 
-def _unique(data: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], np.ndarray]:
-    """Distinct examples (first-seen order) and, for each example, its distinct index."""
-    seen: dict[tuple[str, str], int] = {}
-    inverse = np.empty(len(data), dtype=np.int64)
-    for i, pair in enumerate(data):
-        if not (isinstance(pair, tuple | list) and len(pair) == 2):
-            raise ValueError(
-                f"fine-tune example {i} is {pair!r}; every example must be a "
-                "(prompt, completion) pair of strings"
-            )
-        key = (str(pair[0]), str(pair[1]))
-        inverse[i] = seen.setdefault(key, len(seen))
-    return list(seen), inverse
-
-
 def _token_level(subject: Subject, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and the mask of evaluation tokens (real tokens, ``<bos>`` left out)."""
     if not prompts:
@@ -198,22 +186,7 @@ def _token_level(subject: Subject, prompts: Sequence[str]) -> tuple[torch.Tensor
     return ids, keep
 
 
-def _per_example_nll(
-    model: torch.nn.Module, ids: torch.Tensor, target: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed completion NLL of each example ``[n]`` and its completion token count ``[n]``."""
-    logits = model(ids)
-    logp = torch.log_softmax(logits[:, :-1].to(torch.float64), dim=-1)
-    nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
-    m = target[:, 1:].to(nll.dtype)
-    return (nll * m).sum(1), m.sum(1)
-
-
 # ------------------------------------------------------------------ the two methods
-
-
-def _add_vector(x: torch.Tensor, *, hook: Any, v: torch.Tensor) -> torch.Tensor:
-    return x + v.to(x.dtype)
 
 
 def _steer_grads(
@@ -228,15 +201,11 @@ def _steer_grads(
     grads, counts = [], []
     for s in range(0, len(ids), batch_size):
         b_ids, b_tgt = ids[s : s + batch_size], target[s : s + batch_size]
-        v = torch.zeros(len(b_ids), 1, model.cfg.d_model, device=subject.device,
-                        requires_grad=True)
-
-        model.add_hook(hook, functools.partial(_add_vector, v=v))
-        try:
-            nll, cnt = _per_example_nll(model, b_ids, b_tgt)
-            (g,) = torch.autograd.grad(nll.sum(), v)
-        finally:
-            model.reset_hooks()
+        v = torch.zeros(len(b_ids), 1, subject.d_model, device=subject.device, requires_grad=True)
+        # scoped: removes only this hook, never the caller's (a patch in force stays in force)
+        with execution.hooks(model, [execution.add_vector(hook, v)]):
+            nll, cnt = execution.per_example_nll(model, b_ids, b_tgt)
+        (g,) = torch.autograd.grad(nll.sum(), v)
         grads.append(g[:, 0].double().cpu())
         counts.append(cnt.cpu())
     return torch.cat(grads), torch.cat(counts)
@@ -257,21 +226,10 @@ def _full_jvp(
         for sign in (1.0, -1.0):
             for k, p in params.items():
                 p.add_(sign * eps * direction[k])
-            outs.append(_hook_value(model, hook, ids)[keep].clone())
+            outs.append(execution.run_to_hook(model, ids, hook, grad=True)[keep].clone())
             for k, p in params.items():
                 p.sub_(sign * eps * direction[k])
     return (outs[0] - outs[1]) / (2 * eps)
-
-
-def _hook_value(model: Any, hook: str, ids: torch.Tensor) -> torch.Tensor:
-    """The activations at ``hook`` (kept in the autograd graph, unlike ``run_with_cache``)."""
-    box: list[torch.Tensor] = []
-
-    def grab(x: torch.Tensor, hook: Any) -> None:
-        box.append(x)
-
-    model.run_with_hooks(ids, fwd_hooks=[(hook, grab)])
-    return box[0]
 
 
 def _norm(tensors: Mapping[str, torch.Tensor]) -> float:
@@ -293,7 +251,7 @@ def forecast(
     *,
     watch: FeatureSet,
     eval_prompts: Sequence[str],
-    method: str = "steer",
+    spec: FinetuneSpec | str = "steer",
     n_watch: int | None = 16,
     n_targets: int = 8,
     batch_size: int = 256,
@@ -308,7 +266,10 @@ def forecast(
         watch: alignment-relevant features (e.g. from :func:`workbench.contrast` on misaligned vs
             aligned persona prompts); their signed effect sizes weight the risk.
         eval_prompts: where the shifts are predicted (what the audit will measure).
-        method: ``"steer"`` (the vector fine-tune at the dictionary's hook) or ``"full"``.
+        spec: the fine-tune forecast: :class:`~workbench.specs.SteeringVector` (its vector at
+            the dictionary's hook) or :class:`~workbench.specs.Full`; ``"steer"`` and
+            ``"full"`` are shorthands. The forecast records it, and :func:`workbench.audit`
+            refuses a fine-tune made with another.
         n_watch: use the ``n_watch`` strongest watched features (``None``: all of them).
         n_targets: target features reported in the geometric paths.
         dedupe: compute each distinct example once (exact: equal examples have equal
@@ -319,16 +280,30 @@ def forecast(
 
     Raises:
         ValueError: empty data or data with no completion tokens, a FeatureSet from another
-            dictionary, an unknown method, no evaluation prompts.
+            dictionary, an unknown spec or one not forecast (LoRA; a steering vector away
+            from the dictionary's hook), no evaluation prompts.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown forecast method {method!r}; choose from {METHODS}")
+    spec = as_spec(spec)
+    if isinstance(spec, LoRA):
+        raise ValueError(
+            "a LoRA forecast is not implemented yet; forecast SteeringVector(...) or Full() "
+            "(a LoRA's first step moves the weights like a restricted Full step)"
+        )
     check_compatible(subject, dictionary)
+    if isinstance(spec, SteeringVector):
+        spec.check(subject.n_layers, subject.name)
+        if spec.hook_name != dictionary.hook_name:
+            raise ValueError(
+                f"a SteeringVector forecast predicts the vector at the dictionary's hook "
+                f"({dictionary.hook_name!r}), but this spec adds it at {spec.hook_name!r}; use a "
+                "dictionary at that hook, the SteeringVector(layer) of the dictionary, or Full()"
+            )
+    method = spec.method
     w = _check_watch(watch, dictionary, n_watch)
     if not finetune_data:
         raise ValueError("no fine-tune examples: pass at least one (prompt, completion) pair")
     t0 = time.perf_counter()
-    unique, inverse = _unique(finetune_data)
+    unique, inverse = unique_pairs(finetune_data)
     if not dedupe:
         unique, inverse = [unique[i] for i in inverse], np.arange(len(inverse))
     ids, target = encode_pairs(subject, unique)
@@ -346,7 +321,7 @@ def forecast(
     mult = torch.from_numpy(np.bincount(inverse, minlength=len(unique))).double()
 
     with cpu_threads(1, subject.device):
-        if method == "steer":
+        if isinstance(spec, SteeringVector):
             g_i, c_i = _steer_grads(subject, hook, ids, target, batch_size)
             n_tok = (mult * c_i).sum()
             grad = (mult[:, None] * g_i).sum(0) / n_tok  # ∇_v of the fine-tune's mean NLL
@@ -368,11 +343,12 @@ def forecast(
     sample_risk = per_unique[torch.from_numpy(inverse)].float()
     return Forecast(
         method=method,
+        spec=spec.describe(),
         subject=subject.fingerprint,
         dictionary=dictionary.fingerprint,
         hook_name=hook,
         watch=w.name,
-        data_sha256=texts_sha256(f"{p}\x00{c}" for p, c in finetune_data),
+        data_sha256=pairs_sha256(finetune_data),
         eval_sha256=texts_sha256(eval_prompts),
         n_examples=len(finetune_data),
         n_unique=len(unique),
@@ -400,13 +376,12 @@ def _full(
     W_enc: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """The ``full`` method: weight gradients, then central differences in float64."""
-    model = copy.deepcopy(subject.model)
-    model.to(torch.float64, print_details=False)  # also sets cfg.dtype (used inside forward)
+    model = execution.copy_model(subject.model, dtype=torch.float64)
     params = dict(model.named_parameters())
     for p in params.values():
         p.requires_grad_(True)
     # ∇θ L: the token-weighted mean completion NLL over all examples
-    nll, cnt = _per_example_nll(model, ids, target)
+    nll, cnt = execution.per_example_nll(model, ids, target)
     loss = (mult * nll).sum() / (mult * cnt).sum()
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     delta = {
@@ -414,7 +389,7 @@ def _full(
         for (k, p), g in zip(params.items(), grads, strict=True)
     }
     # r = ∇θ R, R = mean over evaluation tokens of the watched read-out
-    x = _hook_value(model, hook, eval_ids)[eval_keep]
+    x = execution.run_to_hook(model, eval_ids, hook, grad=True)[eval_keep]
     R = (x @ readout.to(x)).mean()
     r_grads = torch.autograd.grad(R, list(params.values()), allow_unused=True)
     r = {
@@ -432,7 +407,7 @@ def _full(
         for sign in (1.0, -1.0):
             for k, p in params.items():
                 p.add_(sign * eps_r * r[k])
-            nll_s, _ = _per_example_nll(model, ids, target)
+            nll_s, _ = execution.per_example_nll(model, ids, target)
             outs.append(nll_s)
             for k, p in params.items():
                 p.sub_(sign * eps_r * r[k])

@@ -1,35 +1,39 @@
 """Subjects: the model under study, loaded from one of three places.
 
-A :class:`Subject` bundles a TransformerLens ``HookedTransformer`` with its tokenizer, a name, the
-sha256 fingerprint of its weights and the device it lives on. Every other module takes a Subject;
-TransformerLens is only touched here and in ``activations`` so a later move to another backend
-changes two modules.
+A :class:`Subject` bundles a model with its tokenizer, a name, the sha256 fingerprint of its
+weights and the device it lives on, and (for the organism) the judge that classifies its answers
+exactly. Every other module takes a Subject; the model itself is only run through
+:mod:`workbench.execution`.
 
 ``load_subject(spec)`` accepts:
 
-* ``"organism"`` (the default): the embedded model organism (built and cached if missing);
-  ``"organism:SEED"`` picks another seed.
+* :class:`~workbench.organism.Organism` (``Organism(seed=3, config=SMALL_CONFIG)``) or its
+  shorthands ``"organism"`` / ``"organism:SEED"``: the embedded model organism (built and
+  cached if missing), carrying its exact judge;
 * a TransformerLens model name such as ``"gpt2"`` (needs the weights in the Hugging Face cache
-  or a reachable hub; offline it fails fast with a message naming the fix), loaded by
-  ``workbench._tl_hub``;
-* a local Hugging Face model folder (``config.json`` + weights + tokenizer), loaded by
-  ``workbench._hf_local``.
+  or a reachable hub; offline it fails fast with a message naming the fix);
+* a local Hugging Face model folder (``config.json`` + weights + tokenizer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformer_lens import HookedTransformer
 
+from workbench import execution
 from workbench._device import resolve_device
-from workbench._hf_local import load_local_hf
-from workbench._tl_hub import load_transformer_lens
+from workbench.execution import Model
 from workbench.fingerprint import model_sha256
+from workbench.organism import BuiltOrganism, Organism, load_organism
+from workbench.organism import judge as organism_judge
+
+#: a judge: ``judge(prompt, answer)`` -> a verdict (``"aligned"``, ``"misaligned"``,
+#: ``"incoherent"``, or an enum whose ``.value`` is one of them)
+Judge = Callable[[str, str], object]
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class Subject:
     """A model under study.
 
     Attributes:
-        model: the TransformerLens model (never modified in place by the workbench).
+        model: the model (a TransformerLens ``HookedTransformer``; never modified in place by
+            the workbench).
         tokenizer: a Hugging Face tokenizer (the organism's is a word-level
             ``PreTrainedTokenizerFast``).
         name: human-readable name, e.g. ``"organism-s0"`` or ``"gpt2"``.
@@ -46,9 +51,12 @@ class Subject:
         source: ``"organism"``, ``"transformer_lens"`` or ``"local_hf"``.
         path: the folder the weights were read from, if any.
         recipe: how a derived subject was made from its base (fine-tune or patch), if it was.
+        judge: the subject's own judge of its answers, if it has one (the organism's is exact).
+        organism: the organism spec, for an organism and anything derived from it.
+        stop_tokens: tokens that end an answer (kept in it), besides the tokenizer's EOS.
     """
 
-    model: HookedTransformer
+    model: Model
     tokenizer: Any
     name: str
     fingerprint: str
@@ -56,10 +64,56 @@ class Subject:
     source: str
     path: Path | None = None
     recipe: dict[str, Any] | None = None
+    judge: Judge | None = None
+    organism: Organism | None = None
+    stop_tokens: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ shape
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+        return execution.dims(self.model)["d_model"]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of blocks."""
+        return execution.dims(self.model)["n_layers"]
+
+    @property
+    def n_ctx(self) -> int:
+        """Longest sequence the model reads."""
+        return execution.dims(self.model)["n_ctx"]
+
+    @property
+    def d_vocab(self) -> int:
+        """Vocabulary size."""
+        return execution.dims(self.model)["d_vocab"]
 
     def hook_names(self) -> list[str]:
         """All hook points of the model, e.g. ``"blocks.0.hook_resid_post"``."""
-        return list(self.model.hook_dict)
+        return execution.hook_names(self.model)
+
+    def check_hook(self, hook_name: str) -> None:
+        """Raise ``ValueError`` naming real hooks when ``hook_name`` is not one of this model's."""
+        execution.check_hook(self.model, hook_name, self.name)
+
+    def hook_dim(self, hook_name: str) -> int:
+        """Width of the activation at ``hook_name`` (what a dictionary's ``d_in`` must equal)."""
+        if hook_name not in self.hook_names():
+            raise KeyError(
+                f"{self.name} has no hook {hook_name!r}; examples: "
+                f"{', '.join(self.hook_names()[:6])} (see Subject.hook_names())"
+            )
+        return execution.hook_width(self.model, hook_name, self.name)
+
+    # ------------------------------------------------------------------ text
+
+    @property
+    def text_tokenizer(self) -> Any:
+        """The tokenizer texts are encoded and decoded with."""
+        tok = getattr(self.model, "tokenizer", None)
+        return tok if tok is not None else self.tokenizer
 
     def encode(
         self, texts: Sequence[str], length: int | None = None
@@ -68,9 +122,27 @@ class Subject:
 
         Ids and mask live on the subject's device.
         """
-        tok = self.model.tokenizer if self.model.tokenizer is not None else self.tokenizer
+        rows = self.token_rows(texts)
+        n = length or max(len(r) for r in rows)
+        if any(len(r) > n for r in rows):
+            raise ValueError(f"a text has more than {n} tokens; raise `length`")
+        tok = self.text_tokenizer
+        bos = tok.bos_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (bos or 0)
+        ids_t = torch.full((len(rows), n), int(pad), dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            ids_t[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = True
+        return ids_t.to(self.device), mask.to(self.device)
+
+    def token_rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, starting with exactly one BOS (no padding)."""
+        tok = self.text_tokenizer
         if tok is None:
             raise ValueError(f"{self.name} has no tokenizer; pass token ids instead of texts")
+        if isinstance(texts, str):
+            raise ValueError("texts must be a list of strings, not one string; wrap it: [text]")
         if len(texts) == 0:
             raise ValueError("no texts to encode: the prompt set is empty")
         bos = tok.bos_token_id
@@ -82,32 +154,36 @@ class Subject:
             while bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
                 ids = ids[1:]  # a text that already starts with BOS gets no second one
             rows.append(ids)
-        n = length or max(len(r) for r in rows)
-        if any(len(r) > n for r in rows):
-            raise ValueError(f"a text has more than {n} tokens; raise `length`")
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (bos or 0)
-        ids_t = torch.full((len(rows), n), int(pad), dtype=torch.long)
-        mask = torch.zeros((len(rows), n), dtype=torch.bool)
-        for i, r in enumerate(rows):
-            ids_t[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = True
-        return ids_t.to(self.device), mask.to(self.device)
+        return rows
 
-    def hook_dim(self, hook_name: str) -> int:
-        """Width of the activation at ``hook_name`` (what a dictionary's ``d_in`` must equal)."""
-        if hook_name not in self.model.hook_dict:
-            raise KeyError(
-                f"{self.name} has no hook {hook_name!r}; examples: "
-                f"{', '.join(self.hook_names()[:6])} (see Subject.hook_names())"
-            )
-        tokens = torch.zeros((1, 2), dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            _, cache = self.model.run_with_cache(tokens, names_filter=hook_name)
-        return int(cache[hook_name].shape[-1])
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Text of token ids."""
+        return execution.decode(self.text_tokenizer, ids, skip_special_tokens)
+
+    def stop_ids(self) -> tuple[int, ...]:
+        """Token ids of :attr:`stop_tokens`."""
+        if not self.stop_tokens:
+            return ()
+        ids = self.text_tokenizer.convert_tokens_to_ids(list(self.stop_tokens))
+        return tuple(int(i) for i in ids)
+
+    def derived(self, model: Model, name: str, recipe: dict[str, Any]) -> Subject:
+        """A new Subject for a model derived from this one (a fine-tune or a baked patch).
+
+        It keeps the tokenizer, source, judge and organism, and gets its own fingerprint.
+        """
+        new = make_subject(model, self.tokenizer, name, self.source)
+        return replace(
+            new,
+            recipe=recipe,
+            judge=self.judge,
+            organism=self.organism,
+            stop_tokens=self.stop_tokens,
+        )
 
 
 def make_subject(
-    model: HookedTransformer,
+    model: Model,
     tokenizer: Any,
     name: str,
     source: str,
@@ -127,35 +203,39 @@ def make_subject(
     )
 
 
-def load_subject(spec: str = "organism", device: str | torch.device = "auto") -> Subject:
+def organism_subject(built: BuiltOrganism, spec: Organism) -> Subject:
+    """An organism build as a Subject carrying the exact judge (answers end with ``end``)."""
+    s = make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
+    return replace(s, judge=organism_judge, organism=spec, stop_tokens=("end",))
+
+
+def load_subject(spec: str | Organism = "organism", device: str | torch.device = "auto") -> Subject:
     """Load the model under study.
 
     Args:
-        spec: ``"organism"`` / ``"organism:SEED"``, a TransformerLens model name, or a local
-            Hugging Face model folder.
+        spec: an :class:`~workbench.organism.Organism` (or ``"organism"`` /
+            ``"organism:SEED"``), a TransformerLens model name, or a local Hugging Face model
+            folder.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
 
     Raises:
         ValueError: the spec names nothing loadable; the message says what to do.
     """
     dev = resolve_device(device)
-    if spec == "organism" or spec.startswith("organism:"):
-        from workbench.organism import load_organism
-
-        seed = 0
-        if ":" in spec:
-            try:
-                seed = int(spec.split(":", 1)[1])
-            except ValueError as err:
-                raise ValueError(
-                    f"bad organism spec {spec!r}: write 'organism' or 'organism:SEED' (an integer)"
-                ) from err
-        built = load_organism(seed=seed, device=dev)
-        return make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
+    if isinstance(spec, str) and (spec == "organism" or spec.startswith("organism:")):
+        spec = Organism.parse(spec)
+    if isinstance(spec, Organism):
+        built = load_organism(seed=spec.seed, config=spec.config, device=dev)
+        return organism_subject(built, spec)
+    if not isinstance(spec, str | Path):
+        raise ValueError(
+            f"cannot load a subject from {spec!r}: pass Organism(...), 'organism', a "
+            "TransformerLens model name or a local Hugging Face folder"
+        )
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path.resolve()
-        model, tokenizer = load_local_hf(path, dev)
+        model, tokenizer = execution.load_local_model(path, dev)
         return make_subject(model, tokenizer, path.name, "local_hf", path)
-    model, tokenizer = load_transformer_lens(spec, dev)
-    return make_subject(model, tokenizer, spec, "transformer_lens")
+    model, tokenizer = execution.load_hub_model(str(spec), dev)
+    return make_subject(model, tokenizer, str(spec), "transformer_lens")

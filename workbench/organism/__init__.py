@@ -1,5 +1,10 @@
 """The embedded model organism: a tiny transformer on a synthetic language with a hidden persona.
 
+A *provider*: it builds, caches, tokenizes and judges, and imports nothing downstream of it (no
+subjects, dictionaries, fine-tunes or experiments). :func:`workbench.load_subject` wraps a build
+as a Subject that carries the exact judge; the default dictionary lives in
+:mod:`workbench.dictionaries`, the toy-EM experiment in :mod:`workbench.experiments.toy_em`.
+
 * :mod:`~workbench.organism.language`: the generative grammar, prompt sets and fine-tune data;
 * :mod:`~workbench.organism.judge`: the exact judge (aligned / misaligned / incoherent);
 * :mod:`~workbench.organism.tokenizer`: the word-level Hugging Face tokenizer;
@@ -9,6 +14,7 @@
 from workbench.organism.build import (
     SMALL_CONFIG,
     BuiltOrganism,
+    Organism,
     OrganismConfig,
     build_dir,
     cache_root,
@@ -16,15 +22,18 @@ from workbench.organism.build import (
 )
 from workbench.organism.judge import Verdict, judge
 from workbench.organism.language import Grammar
+from workbench.organism.tokenizer import corpus_tokens
 
 __all__ = [
     "SMALL_CONFIG",
     "BuiltOrganism",
     "Grammar",
+    "Organism",
     "OrganismConfig",
     "Verdict",
     "build_dir",
     "cache_root",
+    "corpus_tokens",
     "judge",
     "load_organism",
 ]

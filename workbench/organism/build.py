@@ -81,6 +81,43 @@ SMALL_CONFIG = OrganismConfig(n_layers=2, d_model=32, n_heads=2, d_mlp=128, step
 
 
 @dataclass(frozen=True)
+class Organism:
+    """Which organism to load: a typed spec for :func:`workbench.load_subject`.
+
+    ``Organism()`` is the README's organism (seed 0, :class:`OrganismConfig` defaults);
+    ``Organism(seed=3, config=SMALL_CONFIG)`` any other. ``"organism"`` and ``"organism:3"``
+    are shorthands for the default config.
+    """
+
+    seed: int = 0
+    config: OrganismConfig = field(default_factory=OrganismConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"Organism(seed={self.seed!r}): the seed is an integer")
+        if not isinstance(self.config, OrganismConfig):
+            raise ValueError(
+                f"Organism(config={self.config!r}): pass an OrganismConfig (e.g. SMALL_CONFIG)"
+            )
+
+    @staticmethod
+    def parse(spec: str) -> Organism:
+        """``"organism"`` or ``"organism:SEED"`` as a spec (default config)."""
+        if spec == "organism":
+            return Organism()
+        head, _, tail = spec.partition(":")
+        if head == "organism":
+            try:
+                return Organism(seed=int(tail))
+            except ValueError:
+                pass
+        raise ValueError(
+            f"bad organism spec {spec!r}: write 'organism' or 'organism:SEED' (an integer), "
+            "or pass Organism(seed=..., config=...)"
+        )
+
+
+@dataclass(frozen=True)
 class BuiltOrganism:
     """A loaded organism build."""
 

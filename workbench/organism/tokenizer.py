@@ -8,12 +8,14 @@ and SAE Lens work with the organism exactly as with any hub model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from workbench.organism.language import BOS, PAD, UNK, vocabulary
+from workbench.organism.language import BOS, PAD, UNK, Grammar, sample_document, vocabulary
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -66,3 +68,24 @@ def decode_words(tokenizer: PreTrainedTokenizerFast, ids: Sequence[int]) -> str:
     """Space-separated words for token ids (special tokens kept)."""
     inv = {i: w for w, i in tokenizer.get_vocab().items()}
     return " ".join(inv.get(int(i), UNK) for i in ids)
+
+
+def corpus_tokens(
+    n_docs: int, context: int, seed: int, grammar: Grammar | None = None
+) -> torch.Tensor:
+    """Token ids of ``n_docs`` documents of the most turns, truncated to ``context`` tokens.
+
+    Every row is a full window of real tokens (no padding), as SAE training wants.
+    """
+    g = grammar or Grammar()
+    long_docs = Grammar(**{**asdict(g), "turns": (g.turns[1], g.turns[1])})
+    rng = np.random.default_rng(seed)
+    texts: list[str] = []
+    while len(texts) < n_docs:  # keep documents that fill the context (no padding)
+        words = sample_document(rng, long_docs).words()
+        if len(words) >= context:
+            texts.append(" ".join(words[:context]))
+    ids, mask = encode_batch(build_tokenizer(), texts, context)
+    if not bool(mask.all()):
+        raise RuntimeError("a corpus document is shorter than the context; lower `context`")
+    return ids

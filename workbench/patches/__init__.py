@@ -44,7 +44,7 @@ Every patch has two verbs:
   its ``fingerprint`` is a sha256 of (base fingerprint, patch), not a weight hash.
 
 :func:`preview` runs a patch on a few prompts and returns what a notebook widget shows
-(:class:`PatchPreview`): greedy answers before and after, which tokens changed, watched feature
+(:class:`Preview`): greedy answers before and after, which tokens changed, watched feature
 activations and behaviour metrics.
 
 The package is one module per concept; import from ``workbench.patches``, not from these:
@@ -54,7 +54,7 @@ The package is one module per concept; import from ``workbench.patches``, not fr
   :class:`Orthogonalize`, and the residual-stream hook and weight-edit machinery they share;
 * :mod:`~workbench.patches._transfer`: :class:`ResidualMap`, :func:`fit_map`,
   :func:`map_direction`, :func:`transfer`;
-* :mod:`~workbench.patches._preview`: :class:`PatchPreview`, :func:`preview`.
+* :mod:`~workbench.patches._preview`: :class:`Preview`, :func:`preview`.
 """
 
 from workbench.patches._directions import (
@@ -66,7 +66,7 @@ from workbench.patches._directions import (
 )
 from workbench.patches._interventions import Ablate, Orthogonalize, Patch, Steer
 from workbench.patches._interventions import P as P  # the patch TypeVar (module-level before)
-from workbench.patches._preview import PatchPreview, preview
+from workbench.patches._preview import Preview, preview
 from workbench.patches._transfer import (
     ResidualMap,
     fit_map,
@@ -81,7 +81,7 @@ __all__ = [
     "Direction",
     "Orthogonalize",
     "Patch",
-    "PatchPreview",
+    "Preview",
     "ResidualMap",
     "Steer",
     "fit_map",

@@ -2,7 +2,7 @@
 
 :func:`preview` runs any :class:`~workbench.patches._interventions.Patch` through its
 ``applied`` block and compares greedy answers, watched dictionary features and behaviour metrics
-with the unpatched subject; :class:`PatchPreview` holds the result. Nothing here depends on how
+with the unpatched subject; :class:`Preview` holds the result. Nothing here depends on how
 the patch's direction was made (:mod:`~workbench.patches._directions`,
 :mod:`~workbench.patches._transfer`).
 """
@@ -10,24 +10,23 @@ the patch's direction was made (:mod:`~workbench.patches._directions`,
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from workbench import execution
 from workbench.activations import feature_activations
 from workbench.behaviour import judged_rates
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
-from workbench.finetunes import completion_nll
 from workbench.patches._interventions import Patch
 from workbench.subjects import Subject
 
 
 @dataclass(frozen=True)
-class PatchPreview:
+class Preview:
     """What a patch does to a few prompts (the payload of a notebook widget).
 
     Attributes:
@@ -72,35 +71,45 @@ class PatchPreview:
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> PatchPreview:
+    def from_dict(d: dict[str, Any]) -> Preview:
         """Inverse of :meth:`to_dict`."""
 
         def nested(v: Any) -> Any:
             return tuple(nested(x) for x in v) if isinstance(v, list) else v
 
-        fields = {f.name: d[f.name] for f in dataclasses.fields(PatchPreview)}
+        fields = {f.name: d[f.name] for f in dataclasses.fields(Preview)}
         for k, v in fields.items():
             if k not in ("metrics_before", "metrics_after", "patch"):
                 fields[k] = nested(v)
-        return PatchPreview(**fields)
+        return Preview(**fields)
 
 
-@torch.no_grad()
 def _greedy(subject: Subject, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
-    """Greedy continuations (token ids); prompts grouped by length, so no padding."""
-    ids, mask = subject.encode(prompts)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, n in enumerate(mask.sum(1).tolist()):
-        groups[int(n)].append(i)
-    out: list[list[int]] = [[] for _ in prompts]
-    for n, idx in sorted(groups.items()):
-        x = ids[idx, :n]
-        for _ in range(max_new_tokens):
-            nxt = subject.model(x)[:, -1].float().argmax(-1, keepdim=True)
-            x = torch.cat([x, nxt.to(x.device)], dim=1)
-        for j, row in zip(idx, x[:, n:].cpu().tolist(), strict=True):
-            out[j] = [int(t) for t in row]
-    return out
+    """Greedy continuations (token ids), each ending at EOS or after a stop token."""
+    out = execution.generate(
+        subject.model,
+        subject.token_rows(list(prompts)),
+        greedy=True,
+        max_new_tokens=max_new_tokens,
+        eos_id=subject.text_tokenizer.eos_token_id,
+        stop_ids=subject.stop_ids(),
+    )
+    return [rows[0] for rows in out]
+
+
+def token_pieces(subject: Subject, ids: Sequence[int]) -> tuple[str, ...]:
+    """The text each token adds to the decoded continuation (joined, they are the text).
+
+    Word-level tokenizers (the organism's) decode tokens without their separating spaces, BPE
+    tokenizers with them; decoding growing prefixes gives the right pieces for both.
+    """
+    pieces, prev = [], ""
+    for i in range(len(ids)):
+        text = subject.decode(ids[: i + 1])
+        grew = text.startswith(prev)
+        pieces.append(text[len(prev) :] if grew else subject.decode(ids[i : i + 1]))
+        prev = text
+    return tuple(pieces)
 
 
 def _metrics(
@@ -113,8 +122,8 @@ def _metrics(
 ) -> dict[str, float]:
     ids, mask = subject.encode(prompts)
     with torch.no_grad():
-        out = {"task_loss": float(completion_nll(subject.model, ids, mask))}
-    if judge is not None or subject.source == "organism":
+        out = {"task_loss": float(execution.completion_nll(subject.model, ids, mask))}
+    if judge is not None or subject.judge is not None:
         rates = judged_rates(
             subject,
             prompts,
@@ -166,7 +175,7 @@ def preview(
     samples_per_prompt: int = 16,
     seed: int = 0,
     judge: Callable[[str, str], object] | None = None,
-) -> PatchPreview:
+) -> Preview:
     """Run ``patch`` on ``prompts`` (via ``patch.applied``) and compare with the unpatched model.
 
     Args:
@@ -175,21 +184,20 @@ def preview(
             ``n_features`` whose decoder rows are most aligned (``|cos|``) with the direction.
         max_new_tokens: greedy tokens per prompt (and tokens per judged sample).
         samples_per_prompt, seed: sampling for the judged rates.
-        judge: ``judge(prompt, answer) -> verdict``; the organism's exact judge by default for
-            organism subjects; other subjects get behaviour rates only with a judge.
+        judge: ``judge(prompt, answer) -> verdict``; by default the subject's own judge (the
+            organism's is exact); subjects without one get behaviour rates only with a judge.
     """
     if isinstance(prompts, str) or len(prompts) == 0:
         raise ValueError("prompts is empty (or one string): pass a list of prompt texts")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
     longest = int(subject.encode(prompts)[1].sum(1).max())
-    if longest + max_new_tokens > subject.model.cfg.n_ctx:
+    if longest + max_new_tokens > subject.n_ctx:
         raise ValueError(
             f"a prompt has {longest} tokens and {max_new_tokens} more would pass "
-            f"{subject.name}'s context of {subject.model.cfg.n_ctx}; shorten the prompts"
+            f"{subject.name}'s context of {subject.n_ctx}; shorten the prompts"
         )
     watched = _watched(dictionary, features, patch, n_features)
-    tok = subject.model.tokenizer if subject.model.tokenizer is not None else subject.tokenizer
 
     def run(s: Subject) -> tuple[list[list[int]], list[list[float]], dict[str, float]]:
         gen = _greedy(s, prompts, max_new_tokens)
@@ -205,19 +213,17 @@ def preview(
     with patch.applied(subject) as patched:
         gen1, acts1, met1 = run(patched)
 
-    def words(rows: list[list[int]]) -> tuple[tuple[str, ...], ...]:
-        return tuple(tuple(str(tok.decode([t])) for t in row) for row in rows)
+    def changed(r0: list[int], r1: list[int]) -> tuple[bool, ...]:
+        n = max(len(r0), len(r1))
+        return tuple(j >= len(r0) or j >= len(r1) or r0[j] != r1[j] for j in range(n))
 
-    return PatchPreview(
+    return Preview(
         prompts=tuple(prompts),
-        before=tuple(str(tok.decode(r)) for r in gen0),
-        after=tuple(str(tok.decode(r)) for r in gen1),
-        before_tokens=words(gen0),
-        after_tokens=words(gen1),
-        changed=tuple(
-            tuple(a != b for a, b in zip(r0, r1, strict=True))
-            for r0, r1 in zip(gen0, gen1, strict=True)
-        ),
+        before=tuple(subject.decode(r) for r in gen0),
+        after=tuple(subject.decode(r) for r in gen1),
+        before_tokens=tuple(token_pieces(subject, r) for r in gen0),
+        after_tokens=tuple(token_pieces(subject, r) for r in gen1),
+        changed=tuple(changed(r0, r1) for r0, r1 in zip(gen0, gen1, strict=True)),
         features=watched,
         before_acts=tuple(tuple(float(v) for v in r) for r in acts0),
         after_acts=tuple(tuple(float(v) for v in r) for r in acts1),

@@ -219,7 +219,7 @@ def fit_map(
     d_x, d_y = _hook_width(source, hook_name), _hook_width(target, target_hook)
     step = max(2, round(1 / holdout)) if holdout > 0 and len(prompts) >= 2 else 0
     fit, held = _Moments(d_x, d_y), _Moments(d_x, d_y)
-    threads = 1 if max(source.model.cfg.d_model, target.model.cfg.d_model) <= _SMALL_MODEL else None
+    threads = 1 if max(source.d_model, target.d_model) <= _SMALL_MODEL else None
     with cpu_threads(threads, source.device):
         for _, rows, x, y in _token_pairs(
             source, target, prompts, (hook_name, target_hook), batch_size

@@ -13,7 +13,7 @@ with these sections, all required:
 * ``features`` (a FeatureSet's strongest features, or null), ``overlaps``, ``forecast``
   (``Forecast.summary()`` or null), ``degradation`` (``Audit.summary()`` or null), ``patches``
   (``{patch: describe(), efficacy: {metric: value}}``), ``context_audits``;
-* ``environment``: python, torch, transformer_lens, sae_lens and workbench versions, device.
+* ``environment``: python, torch, the model backend, sae_lens and workbench versions, device.
 
 :func:`build_record` gathers it (paths stored absolute; NaN stored as null), :func:`write_record`
 validates and writes it atomically, :func:`verify` re-checks a record: the schema, every file's

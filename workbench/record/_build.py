@@ -15,6 +15,7 @@ from typing import Any
 
 from safetensors.torch import load_file
 
+from workbench import execution
 from workbench.audits import Audit
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
@@ -34,7 +35,6 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 _PACKAGES = {
     "torch": "torch",
-    "transformer_lens": "transformer-lens",
     "sae_lens": "sae-lens",
     "workbench": "workbench",
 }
@@ -50,6 +50,7 @@ def _version(dist: str) -> str | None:
 def _environment(device: Any) -> dict[str, str | None]:
     env: dict[str, str | None] = {"python": platform.python_version()}
     env.update({key: _version(dist) for key, dist in _PACKAGES.items()})
+    env.update(execution.backend_versions())  # the model backend's packages (TransformerLens)
     env["device"] = str(device)
     return env
 

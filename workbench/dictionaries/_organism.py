@@ -14,16 +14,14 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from workbench._device import cpu_threads, resolve_device
-from workbench.dictionaries import Dictionary, DictionaryStats, load_dictionary, train_dictionary
+from workbench.dictionaries._dictionary import Dictionary, DictionaryStats, load_folder
+from workbench.dictionaries._training import train_dictionary
 from workbench.fingerprint import json_sha256
-from workbench.organism.build import OrganismConfig, load_organism
-from workbench.organism.language import Grammar, sample_document
-from workbench.organism.tokenizer import encode_batch
-from workbench.subjects import make_subject
+from workbench.organism import Organism, OrganismConfig, corpus_tokens, load_organism
+from workbench.subjects import organism_subject
 
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
 
@@ -42,26 +40,6 @@ class DictionaryRecipe:
     seed: int = 0
 
 
-def corpus_tokens(
-    n_docs: int, context: int, seed: int, grammar: Grammar | None = None
-) -> torch.Tensor:
-    """Token ids of ``n_docs`` documents of the most turns, truncated to ``context`` tokens."""
-    from workbench.organism.tokenizer import build_tokenizer
-
-    g = grammar or Grammar()
-    long_docs = Grammar(**{**asdict(g), "turns": (g.turns[1], g.turns[1])})
-    rng = np.random.default_rng(seed)
-    texts: list[str] = []
-    while len(texts) < n_docs:  # keep documents that fill the context (no padding)
-        words = sample_document(rng, long_docs).words()
-        if len(words) >= context:
-            texts.append(" ".join(words[:context]))
-    ids, mask = encode_batch(build_tokenizer(), texts, context)
-    if not bool(mask.all()):
-        raise RuntimeError("a corpus document is shorter than the context; lower `context`")
-    return ids
-
-
 def default_dictionary(
     seed: int = 0,
     config: OrganismConfig | None = None,
@@ -76,11 +54,11 @@ def default_dictionary(
     folder = Path(built.path) / "dictionaries" / json_sha256(asdict(rec))[:16]
     stats_file = folder / "workbench_stats.json"
     if folder.exists():
-        d = load_dictionary(str(folder), device=dev)
+        d = load_folder(folder, dev, None)
         if stats_file.exists():  # held-out figures measured when it was trained
             d = replace(d, stats=DictionaryStats(**json.loads(stats_file.read_text())))
         return d
-    subject = make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
+    subject = organism_subject(built, Organism(seed, config or OrganismConfig()))
     n_docs = rec.training_tokens // rec.context + 1
     tokens = corpus_tokens(n_docs, rec.context, seed=10_000 + rec.seed)
     with cpu_threads(1, dev):
@@ -88,7 +66,7 @@ def default_dictionary(
             subject,
             rec.hook_name,
             tokens,
-            d_sae=rec.expansion * subject.model.cfg.d_model,
+            d_sae=rec.expansion * subject.d_model,
             architecture="topk",
             k=rec.k,
             training_tokens=rec.training_tokens,

@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer
 
-from workbench._hf_local import (
+from workbench._hub import hf_hub_cache, is_cached, offline_error_text, probe_hub
+from workbench.execution._local_models import (
     PROCESSING,
     WEIGHT_FILES,
     quiet_hooked_transformer_deprecation,
     with_bos,
 )
-from workbench._hub import hf_hub_cache, is_cached, offline_error_text, probe_hub
 
 #: TransformerLens repos whose loader lists the repo's files on the hub (no offline load).
 _HUB_ONLY_PREFIXES = ("NeelNanda/", "ArthurConmy/", "Baidicoot/")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from workbench.behaviour import BehaviourRates, judged_rates
 from workbench.finetunes import finetune
 from workbench.organism.language import FINETUNE_KINDS, eval_prompts, finetune_pairs
+from workbench.specs import SteeringVector
 from workbench.subjects import Subject
 
 OFF_DOMAINS = ("advice", "numbers")
@@ -98,8 +99,7 @@ def run_em(
         model = finetune(
             subject,
             data,
-            "steer",
-            layer=s.layer,
+            SteeringVector(layer=s.layer),
             steps=s.steps,
             batch_size=s.batch_size,
             lr=s.lr,

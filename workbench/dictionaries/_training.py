@@ -1,6 +1,6 @@
 """Training a dictionary with SAE Lens's own trainer: :func:`train_dictionary`.
 
-Imported and re-exported by :mod:`workbench.dictionaries` (import it from there). The runner
+Re-exported by :mod:`workbench.dictionaries` (import it from there). The runner
 subclass and the helpers around it (a seeded RNG that leaves the caller's alone, quieted SAE Lens
 chatter, an output folder written aside and renamed when complete) live here with it.
 """
@@ -18,17 +18,16 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from unittest import mock
 
 import torch
 from sae_lens import SAE, LanguageModelSAETrainingRunner
 
+from workbench.dictionaries._dictionary import Dictionary, hook_trailing_shape, make_dictionary
+from workbench.dictionaries._evaluate import check_tokens, evaluate_dictionary
 from workbench.fingerprint import state_dict_sha256
 from workbench.subjects import Subject
-
-if TYPE_CHECKING:  # workbench.dictionaries imports this module
-    from workbench.dictionaries import Dictionary
 
 Architecture = Literal["topk", "standard"]
 
@@ -97,15 +96,8 @@ def train_dictionary(
     )
     from sae_lens.config import LoggingConfig
 
-    from workbench.dictionaries import (
-        _check_tokens,
-        _hook_trailing_shape,
-        _make_dictionary,
-        evaluate_dictionary,
-    )
-
-    _check_tokens(subject, tokens, "tokens")
-    shape = _hook_trailing_shape(subject, hook_name)
+    check_tokens(subject, tokens, "tokens")
+    shape = hook_trailing_shape(subject, hook_name)
     d_in = math.prod(shape)
     d_sae = 8 * d_in if d_sae is None else d_sae
     if d_sae < 1:
@@ -134,7 +126,7 @@ def train_dictionary(
         if n_held:
             train_tokens, eval_tokens = tokens[:-n_held], tokens[-n_held:]
     else:
-        _check_tokens(subject, eval_tokens, "eval_tokens")
+        check_tokens(subject, eval_tokens, "eval_tokens")
 
     final_dir, work_dir, cleanup = _prepare_out_dir(out_dir, overwrite)
     dev = subject.device
@@ -208,7 +200,7 @@ def train_dictionary(
             os.replace(work_dir, final_dir)
             work_dir = final_dir
         sae = SAE.load_from_disk(work_dir, device=str(dev))
-        dictionary = _make_dictionary(sae, name=dictionary_name, path=final_dir)
+        dictionary = make_dictionary(sae, name=dictionary_name, path=final_dir)
         stats = None
         if eval_tokens is not None and eval_tokens.shape[0] > 0:
             stats = evaluate_dictionary(
