@@ -6,10 +6,13 @@
     info = runs.run("alignment_audit", {"seed": 1, "organism": "small"})
     infos = runs.sweep("alignment_audit", {"seed": [0, 1, 2]}, executor="local", workers=2)
 
-**Notebooks.** ``run("name")`` runs ``analyses_dir()/name.ipynb`` (the repo's ``notebooks/``,
-or ``$WORKBENCH_ANALYSES``); names with path separators or ``..`` are refused. A notebook
-elsewhere runs only when passed as a path (``pathlib.Path``; on the CLI a path ending in
-``.ipynb`` with a separator, ``./mine.ipynb``), and must exist. See :func:`resolve_notebook`.
+**Notebooks.** ``run("name")`` runs ``name.ipynb`` from the first of :func:`analyses_dirs`
+that has it: a user's own folders (``$WORKBENCH_ANALYSES``, ``os.pathsep``-separated; the CLI's
+``workbench --analyses DIR``), then the analyses shipped with the package (the checkout's
+``notebooks/``, which a wheel carries as ``workbench/analyses/``); names with path separators or
+``..`` are refused. A notebook elsewhere runs only when passed as a path (``pathlib.Path``; on
+the CLI a path ending in ``.ipynb`` with a separator, ``./mine.ipynb``), and must exist. See
+:func:`resolve_notebook`.
 
 **Parameters** are checked before any kernel starts (:func:`validate_parameters`): the notebook
 must have a cell tagged ``parameters``; every name must be one of its parameters; values are
@@ -63,6 +66,7 @@ from workbench.runs._params import (
     OUT_DIR,
     ParamSpec,
     analyses_dir,
+    analyses_dirs,
     available_notebooks,
     check_name_length,
     check_value,
@@ -70,6 +74,7 @@ from workbench.runs._params import (
     notebook_argument,
     notebook_parameters,
     resolve_notebook,
+    shipped_analyses_dir,
     validate_parameters,
 )
 from workbench.runs._prepared import PreparedRun, compute_run_id, prepare
@@ -95,6 +100,7 @@ __all__ = [
     "PreparedRun",
     "RunInfo",
     "analyses_dir",
+    "analyses_dirs",
     "available_notebooks",
     "check_name_length",
     "check_value",
@@ -116,6 +122,7 @@ __all__ = [
     "resolve_notebook",
     "run",
     "run_prepared",
+    "shipped_analyses_dir",
     "sweep",
     "validate_parameters",
 ]

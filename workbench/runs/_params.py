@@ -19,6 +19,8 @@ from typing import Any
 OUT_DIR = "out_dir"
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: a user's own analyses folders (``os.pathsep``-separated), searched before the shipped ones
+ANALYSES_ENV = "WORKBENCH_ANALYSES"
 #: the longest notebook file name accepted (``.ipynb`` included): the usual file-system limit
 MAX_NAME = 255
 _TRUE = {"true", "1", "yes", "on"}
@@ -82,30 +84,64 @@ class ParamSpec:
         return " and ".join(parts)
 
 
+def shipped_analyses_dir() -> Path:
+    """The analyses that ship with workbench: ``workbench/analyses/`` in an installed wheel (the
+    build copies the checkout's ``notebooks/*.ipynb`` there), else the checkout's ``notebooks/``
+    beside the package (a checkout, or an editable install of one)."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "analyses"
+    if packaged.is_dir():
+        return packaged
+    return (package.parent / "notebooks").resolve()
+
+
+def analyses_dirs() -> list[Path]:
+    """The folders notebook *names* are looked up in, in order: a user's own folders
+    (``$WORKBENCH_ANALYSES``, several joined by ``os.pathsep``; the CLI's ``--analyses DIR``
+    adds to it), then the shipped analyses (:func:`shipped_analyses_dir`). A name in an earlier
+    folder shadows the same name in a later one."""
+    dirs: list[Path] = []
+    for part in os.environ.get(ANALYSES_ENV, "").split(os.pathsep):
+        if part.strip():
+            dirs.append(Path(part.strip()).expanduser().resolve())
+    dirs.append(shipped_analyses_dir())
+    return list(dict.fromkeys(dirs))
+
+
 def analyses_dir() -> Path:
-    """The directory notebooks are run from by name: ``$WORKBENCH_ANALYSES``, else the repo's
-    ``notebooks/`` (next to the ``workbench`` package)."""
-    env = os.environ.get("WORKBENCH_ANALYSES")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).resolve().parents[2] / "notebooks").resolve()
+    """The first folder of :func:`analyses_dirs`: the user's own (``$WORKBENCH_ANALYSES``) when
+    one is set, else the shipped analyses."""
+    return analyses_dirs()[0]
+
+
+def _by_name() -> dict[str, Path]:
+    """Every notebook runnable by name -> its file, in lookup order (each folder of
+    :func:`analyses_dirs` in turn, its notebooks sorted by name); a shadowed name appears once,
+    with the file that runs."""
+    found: dict[str, Path] = {}
+    for root in analyses_dirs():
+        if not root.is_dir():
+            continue
+        for path in sorted(root.glob("*.ipynb")):
+            if not path.name.startswith("."):
+                found.setdefault(path.stem, path)
+    return found
 
 
 def available_notebooks() -> list[str]:
-    """Names of the notebooks in :func:`analyses_dir` (without ``.ipynb``)."""
-    root = analyses_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.stem for p in root.glob("*.ipynb") if not p.name.startswith("."))
+    """Names of the notebooks runnable by name (without ``.ipynb``), in lookup order (see
+    :func:`analyses_dirs`; a shadowed name once)."""
+    return list(_by_name())
 
 
 def resolve_notebook(name_or_path: str | os.PathLike[str]) -> Path:
     """The notebook file to run.
 
     * A ``str`` is a *name*: ``"alignment_audit"`` or ``"alignment_audit.ipynb"``, looked up in
-      :func:`analyses_dir` only. Names with path separators, ``..``, a leading dot or a leading
-      ``~`` are refused, and so is anything that resolves (symlinks followed) outside that
-      directory: running by name never reaches a notebook elsewhere.
+      the folders of :func:`analyses_dirs` only, in order. Names with path separators, ``..``, a
+      leading dot or a leading ``~`` are refused, and so is a name whose file in a folder
+      resolves (symlinks followed) outside that folder: running by name never reaches a
+      notebook elsewhere.
     * A :class:`pathlib.Path` (any ``os.PathLike``) is an explicit path: allowed anywhere, but it
       must be an existing ``.ipynb`` file. The CLI passes its argument as a path when it ends in
       ``.ipynb`` and contains a path separator (``./mine.ipynb``, ``/abs/x.ipynb``); see
@@ -122,22 +158,24 @@ def resolve_notebook(name_or_path: str | os.PathLike[str]) -> Path:
             raise ValueError(f"{str(path)!r} is not a notebook (.ipynb)")
         return path.resolve()
     name = name_or_path
-    root = analyses_dir()
+    roots = analyses_dirs()
+    where = ", ".join(str(r) for r in roots)
     known = ", ".join(available_notebooks()) or "none"
     if not _NAME.match(name) or ".." in name:
         raise ValueError(
-            f"refused notebook name {name!r}: a name is a file of {root} (no path separators, "
-            f"no '..'); available: {known}. To run a notebook elsewhere pass its path "
-            "explicitly (Python: pathlib.Path(...); CLI: a path ending in .ipynb such as "
-            "./mine.ipynb)"
+            f"refused notebook name {name!r}: a name is a file of the analyses folders ({where}; "
+            f"no path separators, no '..'); available: {known}. To run a notebook elsewhere "
+            "pass its path explicitly (Python: pathlib.Path(...); CLI: a path ending in .ipynb "
+            f"such as ./mine.ipynb), or add its folder (${ANALYSES_ENV}, workbench --analyses)"
         )
     file = name if name.endswith(".ipynb") else name + ".ipynb"
-    path = (root / file).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"refused notebook name {name!r}: it resolves outside {root}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no notebook {file!r} in {root}; available: {known}")
-    return path
+    for root in roots:
+        path = (root / file).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"refused notebook name {name!r}: it resolves outside {root}")
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no notebook {file!r} in {where}; available: {known}")
 
 
 def notebook_argument(arg: str) -> Path:
