@@ -208,7 +208,7 @@ export interface NeighborhoodState {
 // ---------------------------------------------------------------------------------------------
 // PatchPreview (`workbench.widgets.PatchPreview`, module `patch_preview.js`)
 
-/** `workbench.patches.PatchPreview.to_dict()` */
+/** `workbench.patches.preview(...).to_dict()` */
 export interface PatchPreviewPayload {
   prompts: string[];
   before: string[];
