@@ -1,17 +1,20 @@
 """The Workbench panel (the prebuilt JupyterLab extension of ``extension/src/lab``) end to end.
 
 A real ``jupyter lab`` (private Jupyter dirs) with the workbench server extension enabled, its
-analyses folder a temp folder holding a toy notebook (``x = 1``, ``out_dir = "."``, a cell
+analyses folder a temp folder holding a toy notebook (``x = 1`` declared ``[range: 1..10]``,
+``mode = "double"`` declared ``[choices: "double", "triple"]``, ``out_dir = "."``, a cell
 writing ``out.txt``), and the built lab extension (``workbench/labextension``, from
 ``npm run build``) linked into its private ``JUPYTER_PATH``. In headless Chromium: open the panel
-from the command palette and the left sidebar, select the toy, set ``x`` to 3, Launch, wait for
-the run to complete, open its report (a Lab tab whose sandboxed iframe shows the report header)
-and its record (the toy writes none: the view shows the server's 404 message). Then a sweep:
-the form's Sweep mode, ``x`` given the values ``4, 5`` (the grid size shown live, a bad value
-refused in place), Launch sweep, both runs complete with their ``out.txt``. Then Cancel: a second
-notebook (``slow``) sleeps 60 s; launched, cancelled from its run's Cancel button, it shows as
-cancelled and the server says so. No request leaves localhost. ``WB_SCREENSHOT=1`` saves the
-panel with the completed run to ``docs/panel.png``.
+from the command palette and the left sidebar, select the toy; ``mode`` is a drop-down of its
+two choices; ``x = 0`` is refused in place and at Launch, naming the range, and nothing is
+launched; set ``x`` to 3 and ``mode`` to ``triple``, Launch, wait for the run to complete, open
+its report (a Lab tab whose sandboxed iframe shows the report header) and its record (the toy
+writes none: the view shows the server's 404 message). Then a sweep: the form's Sweep mode,
+``x`` given the values ``4, 5`` (the grid size shown live, a bad value and one outside the
+range refused in place), Launch sweep, both runs complete with their ``out.txt``. Then
+Cancel: a second notebook (``slow``) sleeps 60 s; launched, cancelled from its run's Cancel
+button, it shows as cancelled and the server says so. No request leaves localhost.
+``WB_SCREENSHOT=1`` saves the panel with the completed run to ``docs/panel.png``.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ EXT_NAME = "@workbench/extension"
 SCREENSHOT = REPO / "docs" / "panel.png"
 RUN_TIMEOUT_MS = 120_000
 
-TOY_PARAMS = 'x = 1  # how many things to count\nout_dir = "."'
-TOY_WORK = 'import pathlib\npathlib.Path(out_dir, "out.txt").write_text(str(x * 2))'
+TOY_PARAMS = ('x = 1  # how many things to count [range: 1..10]\n'
+              'mode = "double"  # how to count them [choices: "double", "triple"]\n'
+              'out_dir = "."')
+TOY_WORK = ('import pathlib\n'
+            'pathlib.Path(out_dir, "out.txt").write_text(str(x * (2 if mode == "double" else 3)))')
 SLOW_PARAMS = 'seconds = 60  # how long to sleep\nout_dir = "."'
 SLOW_WORK = "import time\ntime.sleep(seconds)"
 #: how long a cancelled run may take to show as cancelled (the server gives SIGTERM 5 s)
@@ -136,7 +142,11 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     # the shell has started: retry it until the palette shows)
     palette = _open_palette(page)
     palette.fill("Workbench panel")
-    page.locator(".lm-CommandPalette-item", has_text="Open the Workbench panel").first.click()
+    item = page.locator(".lm-CommandPalette-item.lm-mod-active",
+                        has_text="Open the Workbench panel")
+    item.wait_for()
+    # Enter runs the active item: a click can miss it when the palette re-renders under load
+    palette.press("Enter")
     panel = page.locator("#workbench-panel")
     panel.wait_for(state="visible")
     tab.click()  # the sidebar tab toggles: the panel collapses ...
@@ -149,17 +159,39 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     x = panel.locator("#jp-wb-param-toy-x")
     assert x.input_value() == "1"
     assert x.get_attribute("type") == "number"
+    assert (x.get_attribute("min"), x.get_attribute("max")) == ("1", "10")
+    x_field = panel.locator('.jp-wb-field[data-param="x"]')
+    help_text = x_field.locator(".jp-wb-help").inner_text()
+    assert help_text == "how many things to count (>= 1 and <= 10)"
+    # declared choices: a drop-down of them, the default selected
+    mode = panel.locator("#jp-wb-param-toy-mode")
+    assert mode.evaluate("el => el.tagName") == "SELECT"
+    assert mode.locator("option").all_inner_texts() == ["double", "triple"]
+    assert mode.input_value() == "double"
+    # a value outside the declared range: named as typed, and Launch sends nothing
+    x.fill("0")
+    problem = x_field.locator('[data-wb="field-error"]')
+    expect(problem).to_have_text("x: must be >= 1 and <= 10, got 0")
+    panel.locator('[data-wb="launch"]').click()
+    message = panel.locator('[data-wb="launch-message"]')
+    expect(message).to_have_text("x: must be >= 1 and <= 10, got 0")
+    assert lab.api("/workbench/runs") == []
+    x = panel.locator("#jp-wb-param-toy-x")
     x.fill("3")
+    assert not panel.locator('.jp-wb-field[data-param="x"] [data-wb="field-error"]').is_visible()
+    panel.locator("#jp-wb-param-toy-mode").select_option("triple")
     panel.locator('[data-wb="launch"]').click()
 
     run = panel.locator('.jp-wb-run[data-status="complete"]').first
     run.wait_for(timeout=RUN_TIMEOUT_MS)
-    assert "x=3" in run.inner_text()
+    assert 'mode="triple" x=3' in run.inner_text()
     assert x.input_value() == "3"  # the form keeps what was typed across re-renders
+    assert panel.locator("#jp-wb-param-toy-mode").input_value() == "triple"
     assert run.locator('[data-wb="status"]').inner_text().startswith("complete")
     (listed,) = [r for r in lab.api("/workbench/runs") if r["parameters"].get("x") == 3]
-    assert listed["status"] == "complete" and listed["parameters"]["x"] == 3
-    assert Path(listed["run_dir"], "out.txt").read_text() == "6"
+    assert listed["status"] == "complete"
+    assert listed["parameters"] == {"x": 3, "mode": "triple"}
+    assert Path(listed["run_dir"], "out.txt").read_text() == "9"
     assert Path(listed["run_dir"]).resolve().is_relative_to(runs_root.resolve())
 
     if os.environ.get("WB_SCREENSHOT") == "1":
@@ -224,6 +256,9 @@ def test_panel_sweeps_a_grid_of_two_values(
 
     values.fill("4, 4.5")  # checked as typed, naming the field and the value
     assert size.inner_text() == 'x[1]: expected int, got "4.5"'
+    assert button.is_disabled()
+    values.fill("4, 11")  # outside the declared range
+    assert size.inner_text() == "x[1]: must be >= 1 and <= 10, got 11"
     assert button.is_disabled()
     values.fill("4, 5")
     assert size.inner_text() == "2 runs (x: 2)"

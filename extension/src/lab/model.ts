@@ -1,6 +1,7 @@
 // Pure logic of the Workbench panel (no DOM, no JupyterLab): unit-tested with vitest.
 //  * parameter specs (GET /workbench/analyses) -> form field descriptors, and the inverse:
-//    raw form values -> typed parameters (only those that differ from the defaults);
+//    raw form values -> typed parameters (only those that differ from the defaults), each
+//    checked against the choices and range its notebook declares, with the server's words;
 //  * the run list: a reducer merging polled runs, newest first, with status labels;
 //  * a deployment record (GET /workbench/runs/<id>/record) -> readable sections.
 
@@ -9,6 +10,13 @@ export interface ParameterSpec {
   type: string; // int | float | bool | str | list | dict | any
   default: unknown;
   help?: string | null;
+  /** the declared `[choices: ...]`, null when any value of the type goes */
+  choices?: unknown[] | null;
+  /** the declared `[range: ...]` bounds, null when unbounded on that side */
+  minimum?: number | null;
+  maximum?: number | null;
+  exclusive_minimum?: boolean;
+  exclusive_maximum?: boolean;
 }
 
 export interface Analysis {
@@ -21,6 +29,21 @@ export interface Analysis {
 
 export type FieldKind = "number" | "checkbox" | "text" | "json";
 
+/** One option of a parameter with declared choices (a drop-down). */
+export interface Choice {
+  value: unknown;
+  /** the option's form text: what `coerceValue` reads back */
+  text: string;
+  label: string;
+}
+
+export interface Bounds {
+  minimum: number | null;
+  maximum: number | null;
+  exclusiveMinimum: boolean;
+  exclusiveMaximum: boolean;
+}
+
 export interface FieldDescriptor {
   name: string;
   type: string;
@@ -31,10 +54,85 @@ export interface FieldDescriptor {
   step?: string;
   help: string;
   default: unknown;
+  /** declared choices: the field is a drop-down of these */
+  choices: Choice[] | null;
+  /** a declared range (int and float parameters) */
+  bounds: Bounds | null;
+}
+
+/** A value as the panel's form text for a field of `kind`. */
+export function formText(kind: FieldKind, value: unknown): string {
+  if (kind === "checkbox") return value === true ? "true" : "false";
+  if (kind === "number") return typeof value === "number" ? String(value) : "";
+  if (kind === "text") return typeof value === "string" ? value : "";
+  return value === undefined ? "" : JSON.stringify(value);
+}
+
+/** A value as the server's messages show it (Python's repr): `'full'`, `0.0` for a float. */
+export function showValue(value: unknown, type?: string): string {
+  if (typeof value === "string") {
+    const escaped = value.replace(/\\/g, "\\\\");
+    return escaped.includes("'") && !escaped.includes('"') ? `"${escaped}"` : `'${escaped.replace(/'/g, "\\'")}'`;
+  }
+  if (typeof value === "number") {
+    if (Number.isNaN(value)) return "nan";
+    return type === "float" && Number.isInteger(value) ? `${value}.0` : String(value);
+  }
+  if (typeof value === "boolean") return value ? "True" : "False";
+  if (value === null || value === undefined) return "None";
+  return JSON.stringify(value);
+}
+
+/** The declared constraint in words, as the server says it: `one of 'full', 'small'`,
+ *  `>= 0 and <= 1`; "" when there is none. */
+export function allowedText(field: Pick<FieldDescriptor, "type" | "choices" | "bounds">): string {
+  const parts: string[] = [];
+  if (field.choices) parts.push(`one of ${field.choices.map((c) => showValue(c.value, field.type)).join(", ")}`);
+  const b = field.bounds;
+  if (b && b.minimum !== null) parts.push(`${b.exclusiveMinimum ? ">" : ">="} ${showValue(b.minimum)}`);
+  if (b && b.maximum !== null) parts.push(`${b.exclusiveMaximum ? "<" : "<="} ${showValue(b.maximum)}`);
+  return parts.join(" and ");
+}
+
+/** Why a typed value is outside the field's declared choices or range (`must be >= 1, got
+ *  -5`), else null. */
+export function outsideAllowed(field: FieldDescriptor, value: unknown): string | null {
+  if (value === null && field.choices === null) return null;
+  const got = `got ${showValue(value, field.type)}`;
+  if (field.choices && !field.choices.some((c) => JSON.stringify(c.value) === JSON.stringify(value))) {
+    return `must be ${allowedText({ type: field.type, choices: field.choices, bounds: null })}, ${got}`;
+  }
+  const b = field.bounds;
+  if (!b || typeof value !== "number") return null;
+  let ok = !Number.isNaN(value);
+  if (ok && b.minimum !== null) ok = b.exclusiveMinimum ? value > b.minimum : value >= b.minimum;
+  if (ok && b.maximum !== null) ok = b.exclusiveMaximum ? value < b.maximum : value <= b.maximum;
+  return ok ? null : `must be ${allowedText({ type: field.type, choices: null, bounds: b })}, ${got}`;
+}
+
+function kindOf(type: string): FieldKind {
+  if (type === "int" || type === "float") return "number";
+  if (type === "bool") return "checkbox";
+  if (type === "str") return "text";
+  return "json"; // list, dict, any: JSON text
 }
 
 export function fieldFor(spec: ParameterSpec): FieldDescriptor {
-  const base = { name: spec.name, type: spec.type, help: spec.help ?? "", default: spec.default };
+  const kind = kindOf(spec.type);
+  const choices = Array.isArray(spec.choices)
+    ? spec.choices.map((value) => ({
+        value,
+        text: formText(kind, value),
+        label: typeof value === "string" ? value : JSON.stringify(value),
+      }))
+    : null;
+  const minimum = typeof spec.minimum === "number" ? spec.minimum : null;
+  const maximum = typeof spec.maximum === "number" ? spec.maximum : null;
+  const bounds =
+    minimum === null && maximum === null
+      ? null
+      : { minimum, maximum, exclusiveMinimum: spec.exclusive_minimum === true, exclusiveMaximum: spec.exclusive_maximum === true };
+  const base = { name: spec.name, type: spec.type, help: spec.help ?? "", default: spec.default, choices, bounds };
   switch (spec.type) {
     case "int":
     case "float":
@@ -63,8 +161,16 @@ export function fieldsFor(specs: readonly ParameterSpec[]): FieldDescriptor[] {
 
 export type Coerced = { ok: true; value: unknown } | { ok: false; error: string };
 
-/** A raw form value -> the parameter's typed value, or an error naming the parameter. */
+/** A raw form value -> the parameter's typed value, or an error naming the parameter: of the
+ *  wrong type, or outside the declared choices or range (`steps: must be >= 1, got -5`). */
 export function coerceValue(field: FieldDescriptor, raw: string | boolean): Coerced {
+  const c = coerceType(field, raw);
+  if (!c.ok) return c;
+  const why = outsideAllowed(field, c.value);
+  return why === null ? c : { ok: false, error: `${field.name}: ${why}` };
+}
+
+function coerceType(field: FieldDescriptor, raw: string | boolean): Coerced {
   const bad = (why: string): Coerced => ({ ok: false, error: `${field.name}: ${why}` });
   if (field.kind === "checkbox") return { ok: true, value: raw === true || raw === "true" };
   const text = typeof raw === "string" ? raw : String(raw);

@@ -1,5 +1,6 @@
 // The left-side Workbench panel: analyses, a parameter form (one run, or a sweep over several
-// values per parameter), Launch, and the run list (Cancel, report, record).
+// values per parameter; a parameter with declared choices is a drop-down, one with a declared
+// range is checked as typed), Launch, and the run list (Cancel, report, record).
 import type { Message } from "@lumino/messaging";
 import { Panel, Widget } from "@lumino/widgets";
 
@@ -11,6 +12,8 @@ import {
   type RunAction,
   type RunListState,
   type RunSummary,
+  allowedText,
+  coerceValue,
   collectParameters,
   failureLine,
   fieldsFor,
@@ -150,6 +153,7 @@ export class WorkbenchPanel extends Panel {
       return;
     }
     const form = h("form", { class: "jp-wb-params", "data-analysis": a.name });
+    form.noValidate = true; // the panel checks values itself, naming what the notebook allows
     const toggle = h("input", { type: "checkbox", id: `jp-wb-sweep-toggle-${a.name}`, "data-wb": "sweep-toggle" });
     toggle.checked = this.sweeping;
     toggle.onchange = () => this.setSweeping(toggle.checked);
@@ -167,35 +171,7 @@ export class WorkbenchPanel extends Panel {
       this.renderSweepFields(a, form, message);
       return;
     }
-    for (const f of this.fields) {
-      const id = `jp-wb-param-${a.name}-${f.name}`;
-      const current = this.values[f.name] ?? f.initial;
-      let input: HTMLInputElement | HTMLTextAreaElement;
-      if (f.kind === "checkbox") {
-        const box = h("input", { type: "checkbox", id, name: f.name });
-        box.checked = current === true;
-        box.onchange = () => (this.values[f.name] = box.checked);
-        input = box;
-      } else {
-        input =
-          f.kind === "json"
-            ? h("textarea", { id, name: f.name, rows: "2", spellcheck: "false", class: "jp-wb-mono" })
-            : h("input", { type: f.kind === "number" ? "number" : "text", id, name: f.name, step: f.step });
-        input.value = String(current);
-        const el = input;
-        el.oninput = () => (this.values[f.name] = el.value);
-      }
-      input.classList.add("jp-wb-input");
-      form.append(
-        h(
-          "div",
-          { class: `jp-wb-field jp-wb-field-${f.kind}`, "data-param": f.name },
-          h("label", { for: id }, f.name, h("span", { class: "jp-wb-type" }, ` ${f.type}`)),
-          input,
-          f.help ? h("div", { class: "jp-wb-help" }, f.help) : null,
-        ),
-      );
-    }
+    for (const f of this.fields) form.append(this.renderField(a, f));
     if (this.fields.length === 0) form.append(h("p", { class: "jp-wb-muted" }, "No parameters."));
     const launch = h("button", { type: "submit", class: "jp-wb-button jp-mod-accept", "data-wb": "launch" }, "Launch");
     form.append(h("div", { class: "jp-wb-actions" }, launch));
@@ -211,6 +187,63 @@ export class WorkbenchPanel extends Panel {
     setChildren(this.formBox.node, 
       h("h2", { class: "jp-wb-heading" }, a.title || a.name),
       a.error ? h("p", { class: "jp-wb-error" }, a.error) : form,
+    );
+  }
+
+  /** One parameter's field: a drop-down for declared choices, a checkbox, a number / text
+   *  input or JSON text; a value outside the declared range is named under it as typed. */
+  private renderField(a: Analysis, f: FieldDescriptor): HTMLElement {
+    const id = `jp-wb-param-${a.name}-${f.name}`;
+    const current = this.values[f.name] ?? f.initial;
+    const problem = h("div", { class: "jp-wb-error jp-wb-field-error", "data-wb": "field-error" });
+    const check = (raw: string | boolean) => {
+      const c = coerceValue(f, raw);
+      problem.textContent = c.ok ? "" : c.error;
+      problem.hidden = c.ok;
+    };
+    let input: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
+    if (f.choices) {
+      const select = h("select", { id, name: f.name });
+      for (const c of f.choices) select.append(h("option", { value: c.text }, c.label));
+      select.value = String(current);
+      select.onchange = () => (this.values[f.name] = select.value);
+      input = select;
+    } else if (f.kind === "checkbox") {
+      const box = h("input", { type: "checkbox", id, name: f.name });
+      box.checked = current === true;
+      box.onchange = () => (this.values[f.name] = box.checked);
+      input = box;
+    } else {
+      const b = f.bounds;
+      input =
+        f.kind === "json"
+          ? h("textarea", { id, name: f.name, rows: "2", spellcheck: "false", class: "jp-wb-mono" })
+          : h("input", {
+              type: f.kind === "number" ? "number" : "text",
+              id,
+              name: f.name,
+              step: f.step,
+              min: b && b.minimum !== null && !b.exclusiveMinimum ? String(b.minimum) : undefined,
+              max: b && b.maximum !== null && !b.exclusiveMaximum ? String(b.maximum) : undefined,
+            });
+      input.value = String(current);
+      const el = input;
+      el.oninput = () => {
+        this.values[f.name] = el.value;
+        check(el.value);
+      };
+    }
+    input.classList.add("jp-wb-input");
+    check(current);
+    const allowed = f.bounds ? allowedText(f) : "";
+    const help = [f.help, allowed ? `(${allowed})` : ""].filter(Boolean).join(" ");
+    return h(
+      "div",
+      { class: `jp-wb-field jp-wb-field-${f.choices ? "select" : f.kind}`, "data-param": f.name },
+      h("label", { for: id }, f.name, h("span", { class: "jp-wb-type" }, ` ${f.type}`)),
+      input,
+      help ? h("div", { class: "jp-wb-help" }, help) : null,
+      problem,
     );
   }
 
@@ -305,9 +338,9 @@ export class WorkbenchPanel extends Panel {
   private async launch(a: Analysis, form: HTMLFormElement, button: HTMLButtonElement): Promise<void> {
     const raws: Record<string, string | boolean> = {};
     for (const f of this.fields) {
-      const el = form.elements.namedItem(f.name) as HTMLInputElement | HTMLTextAreaElement | null;
+      const el = form.elements.namedItem(f.name) as HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement | null;
       if (!el) continue;
-      raws[f.name] = f.kind === "checkbox" ? (el as HTMLInputElement).checked : el.value;
+      raws[f.name] = f.kind === "checkbox" && !f.choices ? (el as HTMLInputElement).checked : el.value;
       this.values[f.name] = raws[f.name]!;
     }
     const collected = collectParameters(this.fields, raws);

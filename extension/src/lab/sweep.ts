@@ -1,11 +1,12 @@
 // Sweeps in the Workbench panel (pure logic, no DOM): unit-tested with vitest.
 //  * a parameter's "values" field (sweep mode) -> its list of typed values, or an error naming
 //    the field and the value: comma-separated for int / float / bool / str (a double-quoted
-//    item may hold commas: `"a, b", c`), a JSON list for list / dict / any parameters;
+//    item may hold commas: `"a, b", c`), a JSON list for list / dict / any parameters; each
+//    value within the parameter's declared choices and range;
 //  * all the fields -> the grid (parameters given two or more values), the fixed parameters
 //    (one value, differing from the default), the number of runs, and the request body of
 //    POST /workbench/sweeps.
-import type { FieldDescriptor } from "./model";
+import { type FieldDescriptor, allowedText, outsideAllowed } from "./model";
 
 export type ParsedValues = { ok: true; values: unknown[] } | { ok: false; error: string };
 
@@ -117,6 +118,10 @@ export function parseValues(field: FieldDescriptor, text: string): ParsedValues 
       }
     }
   }
+  for (const [i, v] of values.entries()) {
+    const why = outsideAllowed(field, v);
+    if (why !== null) return bad(`${name}[${i}]: ${why}`);
+  }
   const seen = new Map<string, number>();
   for (const [i, v] of values.entries()) {
     const key = JSON.stringify(v);
@@ -138,8 +143,14 @@ export function valuesText(field: FieldDescriptor, raw: string | boolean): strin
   return text;
 }
 
-/** How to write a parameter's values (a placeholder / hint for its field). */
+/** How to write a parameter's values (a placeholder / hint for its field), with what its
+ *  notebook allows: `comma-separated integers, e.g. 1, 2, 3; >= 1`. */
 export function valuesHint(field: FieldDescriptor): string {
+  const allowed = allowedText(field);
+  return allowed ? `${formatHint(field)}; ${allowed}` : formatHint(field);
+}
+
+function formatHint(field: FieldDescriptor): string {
   switch (field.kind) {
     case "number":
       return field.type === "int" ? "comma-separated integers, e.g. 1, 2, 3" : "comma-separated numbers, e.g. 0.1, 0.5";
