@@ -10,6 +10,7 @@ notebook, same parameters) complete on a re-run.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -345,6 +346,28 @@ def test_parameters_cell_that_is_not_python_names_the_line(tmp_path: Path) -> No
         runs.notebook_parameters(nb)
     assert str(e.value) == ("bad.ipynb, parameters cell line 3: not valid Python ('(' was never "
                             "closed); the parameters cell must run as written")
+
+
+def test_papermill_misreadings_of_a_declared_cell_are_silenced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """papermill reads the cell with a regex that gives up on a second '=' ([range: >= 1]) and
+    then calls the parameter unknown; around its execution those two warnings are dropped."""
+    import papermill
+
+    from workbench.runs._params import papermill_inspection_quiet
+
+    nb = str(_declared(tmp_path / "declared.ipynb"))
+    with caplog.at_level("WARNING", logger="papermill"):
+        papermill.inspect_notebook(nb)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Unable to parse line 2 'steps = 600  # fine-tune optimiser steps [range: >= 1]'."]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="papermill"), papermill_inspection_quiet():
+        papermill.inspect_notebook(nb)
+        logging.getLogger("papermill").warning("Passed unknown parameter: steps")
+        logging.getLogger("papermill").warning("a warning of its own")
+    assert [r.getMessage() for r in caplog.records] == ["a warning of its own"]
 
 
 def test_cli_refuses_values_outside_the_declaration(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
+import logging
 import math
 import os
 import re
 import tokenize
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -296,6 +298,32 @@ def _cell_assignments(source: str, where: str) -> list[_Assignment]:
             text=lines[node.lineno - 1].strip(),
         ))
     return out
+
+
+class _PapermillInspection(logging.Filter):
+    """Drops the warnings of papermill's own regex reading of the parameters cell (a line with
+    a second ``=``, e.g. ``# [range: >= 1]``, is "unable to parse", so its parameter "unknown"):
+    the cell is read by :func:`notebook_parameters`, and the values checked, before papermill
+    runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("Unable to parse line", "Passed unknown parameter"))
+
+
+@contextlib.contextmanager
+def papermill_inspection_quiet() -> Iterator[None]:
+    """Around ``papermill.execute_notebook``: without papermill's misreadings of the
+    parameters cell (see :class:`_PapermillInspection`); its other warnings pass."""
+    quiet = _PapermillInspection()
+    loggers = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def _number(text: str) -> int | float:
