@@ -54,7 +54,10 @@ The package is one module per concept; import from ``workbench.patches``, not fr
   :class:`Orthogonalize`, and the residual-stream hook and weight-edit machinery they share;
 * :mod:`~workbench.patches._transfer`: :class:`ResidualMap`, :func:`fit_map`,
   :func:`map_direction`, :func:`transfer`;
-* :mod:`~workbench.patches._preview`: :class:`Preview`, :func:`preview`.
+* :mod:`~workbench.patches._preview`: :class:`Preview`, :func:`preview`;
+* :mod:`~workbench.patches._efficacy`: :class:`PatchEfficacy`, :func:`patch_efficacy` (EM cut,
+  random-direction controls, weight edit vs hooks, task loss) and :class:`TransferEfficacy`,
+  :func:`transfer_efficacy` (kept fraction of a transferred patch, with its controls).
 """
 
 from workbench.patches._directions import (
@@ -63,6 +66,14 @@ from workbench.patches._directions import (
     from_features,
     mean_difference,
     random_direction,
+)
+from workbench.patches._efficacy import (
+    PatchEfficacy,
+    TransferEfficacy,
+    misaligned_rate,
+    patch_efficacy,
+    task_loss,
+    transfer_efficacy,
 )
 from workbench.patches._interventions import Ablate, Orthogonalize, Patch, Steer
 from workbench.patches._interventions import P as P  # the patch TypeVar (module-level before)
@@ -81,14 +92,20 @@ __all__ = [
     "Direction",
     "Orthogonalize",
     "Patch",
+    "PatchEfficacy",
     "Preview",
     "ResidualMap",
     "Steer",
+    "TransferEfficacy",
     "fit_map",
     "from_features",
     "map_direction",
     "mean_difference",
+    "misaligned_rate",
+    "patch_efficacy",
     "preview",
     "random_direction",
+    "task_loss",
     "transfer",
+    "transfer_efficacy",
 ]
