@@ -60,28 +60,43 @@ _EXPORTS = {
     "fit_map": "workbench.patches",
     "transfer": "workbench.patches",
     "preview": "workbench.patches",
+    "PatchEfficacy": "workbench.patches",
+    "TransferEfficacy": "workbench.patches",
+    "patch_efficacy": "workbench.patches",
+    "transfer_efficacy": "workbench.patches",
+    "ContextAudit": "workbench.context",
+    "Framing": "workbench.context",
+    "context_audit": "workbench.context",
+    "Setup": "workbench.analysis",
+    "setup": "workbench.analysis",
 }
 
 __all__ = [
     "Ablate",
     "Audit",
     "BehaviourRates",
+    "ContextAudit",
     "Dictionary",
     "DictionaryStats",
     "Direction",
     "FeatureSet",
     "FeatureStats",
     "Forecast",
+    "Framing",
     "Neighborhood",
     "Neighbors",
     "Orthogonalize",
+    "PatchEfficacy",
     "Preview",
     "ResidualMap",
+    "Setup",
     "Steer",
     "Subject",
+    "TransferEfficacy",
     "alignment_margin",
     "audit",
     "collect",
+    "context_audit",
     "contrast",
     "evaluate_dictionary",
     "feature_activations",
@@ -98,11 +113,14 @@ __all__ = [
     "mean_difference",
     "neighborhood",
     "neighbors",
+    "patch_efficacy",
     "preview",
     "project",
     "random_direction",
+    "setup",
     "train_dictionary",
     "transfer",
+    "transfer_efficacy",
 ]
 
 if TYPE_CHECKING:
@@ -112,8 +130,10 @@ if TYPE_CHECKING:
         feature_activations,
         hook_activations,
     )
+    from workbench.analysis import Setup, setup
     from workbench.audits import Audit, audit
     from workbench.behaviour import BehaviourRates, alignment_margin, judged_rates
+    from workbench.context import ContextAudit, Framing, context_audit
     from workbench.dictionaries import (
         Dictionary,
         DictionaryStats,
@@ -136,15 +156,19 @@ if TYPE_CHECKING:
         Ablate,
         Direction,
         Orthogonalize,
+        PatchEfficacy,
         Preview,
         ResidualMap,
         Steer,
+        TransferEfficacy,
         fit_map,
         from_features,
         mean_difference,
+        patch_efficacy,
         preview,
         random_direction,
         transfer,
+        transfer_efficacy,
     )
     from workbench.subjects import Subject, load_subject
 
