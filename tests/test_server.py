@@ -327,6 +327,9 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
         ("out_dir given", None, {"notebook": "toy", "parameters": {"out_dir": "/etc"}}),
         ("notebook w/o parameters cell", None, {"notebook": "untagged"}),
         ("missing notebook file", None, {"notebook": "nope"}),
+        ("notebook name of 5000 characters", None, {"notebook": "a" * 5000}),
+        ("steps=-5 (declared [range: >= 1])", None,
+         {"notebook": "tune", "parameters": {"steps": -5}}),
     ]
     for label, raw_body, body in payloads:
         code, data, _ = await api("POST", "runs", body=body, raw_body=raw_body)
@@ -375,6 +378,10 @@ async def test_refusals_table(api: Any, raw: Any, capsys: pytest.CaptureFixture[
     assert code == 404 and "no notebook 'nope.ipynb'" in data["message"]
     code, data, _ = await api("POST", "sweeps", raw_body="grid=x")
     assert code == 400 and "not JSON" in data["message"]
+    big = json.dumps({"notebook": "toy", "parameters": {"x": "1" * (20 * 1024 * 1024)}})
+    code, data, _ = await api("POST", "runs", raw_body=big)
+    row("payload", "20 MB body", code, data)
+    assert code == 413 and "request body too large" in data["message"]
 
     by_label = {r[1]: r for r in rows}
     assert "'x'" in by_label["wrong type x='abc'"][3] and "int" in by_label["wrong type x='abc'"][3]
