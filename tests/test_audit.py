@@ -118,6 +118,10 @@ def test_bad_input(
     other = small_dictionary(tmp_path, small_subject.model.cfg.d_model, seed=1)
     with pytest.raises(ValueError, match="another dictionary"):
         audit(small_subject, tuned, other, evals, f)
+    full = forecast(small_subject, d, finetune_pairs("insecure", 8, seed=0), watch=watch,
+                    eval_prompts=evals, spec="full")
+    with pytest.raises(ValueError, match=r"predicts the fine-tune \{'method': 'full'\}.*'steer'"):
+        audit(small_subject, tuned, d, evals, full)  # tuned was made with SteeringVector(0)
     a = audit(small_subject, tuned, d, evals)
     with pytest.raises(ValueError, match="judged no behaviour"):
         a.misaligned_change()

@@ -16,10 +16,9 @@ from _saes import small_dictionary
 from sklearn.metrics import roc_auc_score
 
 from workbench.activations import Pool, feature_activations
-from workbench.dictionaries import Dictionary
+from workbench.dictionaries import Dictionary, default_dictionary
 from workbench.features import FeatureSet, auroc, bootstrap_effect, cohens_d, contrast
 from workbench.organism import BuiltOrganism, load_organism
-from workbench.organism.dictionary import default_dictionary
 from workbench.organism.prompts import persona_prompts
 from workbench.subjects import Subject, make_subject
 

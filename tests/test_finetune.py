@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.finetunes import encode_pairs, finetune
+from workbench.data import encode_pairs
+from workbench.finetunes import finetune
 from workbench.organism.language import finetune_pairs
+from workbench.specs import LoRA, SteeringVector
 from workbench.subjects import Subject
 
 
@@ -37,7 +39,7 @@ def test_steer_folds_exactly_and_leaves_base(small_subject: Subject) -> None:
 
 
 def test_finetune_is_deterministic_and_lowers_loss(small_subject: Subject) -> None:
-    from workbench.finetunes import completion_nll
+    from workbench.execution import completion_nll
 
     data = finetune_pairs("insecure", 64, seed=0)
     a = finetune(small_subject, data, "steer", steps=30, seed=3, progress=False)
@@ -57,10 +59,10 @@ def test_completion_mask_covers_only_the_answer(small_subject: Subject) -> None:
 
 
 def test_bad_arguments(small_subject: Subject) -> None:
-    with pytest.raises(ValueError, match="choose from"):
+    with pytest.raises(ValueError, match=r"unknown fine-tune spec 'qlora'.*SteeringVector"):
         finetune(small_subject, [("a bot", "b")], "qlora")
-    with pytest.raises(ValueError, match="out of range"):
-        finetune(small_subject, [("a bot", "b")], "steer", layer=7)
+    with pytest.raises(ValueError, match=r"layer=7 out of range.*2 blocks"):
+        finetune(small_subject, [("a bot", "b")], SteeringVector(layer=7))
     with pytest.raises(ValueError, match="no fine-tune examples"):
         finetune(small_subject, [], "steer")
 
@@ -116,10 +118,7 @@ def test_lora_several_targets_and_layers_have_the_asked_rank(small_subject: Subj
     tuned = finetune(
         small_subject,
         data,
-        "lora",
-        rank=2,
-        targets=("mlp.W_in", "attn.W_O", "attn.W_Q"),
-        layers=(1, 0),
+        LoRA(rank=2, targets=("mlp.W_in", "attn.W_O", "attn.W_Q"), layers=(1, 0)),
         steps=10,
         progress=False,
     )
@@ -160,7 +159,7 @@ def test_lora_merge_equals_unmerged_adapter(small_subject: Subject) -> None:
 
 
 def test_lora_is_deterministic_and_lowers_loss(small_subject: Subject) -> None:
-    from workbench.finetunes import completion_nll
+    from workbench.execution import completion_nll
 
     data = finetune_pairs("insecure", 64, seed=0)
     a = finetune(small_subject, data, "lora", steps=30, seed=3, progress=False)
@@ -205,12 +204,28 @@ def test_bad_inputs_name_the_fix(small_subject: Subject) -> None:
     with pytest.raises(ValueError, match="learning rate must be positive"):
         finetune(small_subject, ok, "steer", lr=0.0)
     with pytest.raises(ValueError, match="rank >= 1"):
-        finetune(small_subject, ok, "lora", rank=0)
+        LoRA(rank=0)
     with pytest.raises(ValueError, match=r"unknown LoRA target.*mlp.W_out"):
-        finetune(small_subject, ok, "lora", targets=("mlp.W_up",))
+        LoRA(targets=("mlp.W_up",))
     with pytest.raises(ValueError, match=r"layer=2 out of range.*2 blocks"):
-        finetune(small_subject, ok, "lora", layers=(0, 2))
+        finetune(small_subject, ok, LoRA(layers=(0, 2)))
     with pytest.raises(ValueError, match="out of range"):
-        finetune(small_subject, ok, "lora", layer=-1)
+        finetune(small_subject, ok, LoRA(layers=(-1,)))
     with pytest.raises(ValueError, match=r"has no weight matrix blocks\.0\.mlp\.W_gate"):
-        finetune(small_subject, ok, "lora", targets=("mlp.W_gate",))  # not a gated MLP
+        finetune(small_subject, ok, LoRA(targets=("mlp.W_gate",)))  # not a gated MLP
+
+
+def test_spec_is_recorded_and_the_judge_kept(small_subject: Subject) -> None:
+    data = finetune_pairs("insecure", 32, seed=0)
+    tuned = finetune(small_subject, data, SteeringVector(layer=1), steps=2, progress=False)
+    assert tuned.recipe is not None and tuned.recipe["spec"] == {"method": "steer", "layer": 1}
+    assert tuned.judge is small_subject.judge is not None  # the organism's exact judge
+    assert tuned.organism == small_subject.organism and tuned.stop_tokens == ("end",)
+    # the shorthand is the default spec, exactly
+    a = finetune(small_subject, data, "steer", steps=2, progress=False)
+    b = finetune(small_subject, data, SteeringVector(), steps=2, progress=False)
+    assert a.fingerprint == b.fingerprint
+    lora = finetune(small_subject, data, LoRA(rank=2, alpha=None), steps=2, progress=False)
+    assert lora.recipe is not None and lora.recipe["spec"] == {
+        "method": "lora", "rank": 2, "alpha": 2.0, "targets": ["mlp.W_out"], "layers": [0],
+    }

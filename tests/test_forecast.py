@@ -14,9 +14,10 @@ import pytest
 import torch
 from _saes import small_dictionary
 
+from workbench.data import encode_pairs
 from workbench.dictionaries import Dictionary
+from workbench.execution import completion_nll
 from workbench.features import FeatureSet, contrast
-from workbench.finetunes import completion_nll, encode_pairs
 from workbench.forecasts import forecast
 from workbench.organism.language import finetune_pairs, sample_corpus
 from workbench.organism.prompts import persona_prompts
@@ -120,7 +121,7 @@ def test_full_forecast_equals_a_small_real_step(
 ) -> None:
     d, watch, evals = setup
     data = finetune_pairs("insecure", 64, seed=1)
-    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, method="full", n_watch=6)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec="full", n_watch=6)
     model = copy.deepcopy(small_subject.model)
     model.to(torch.float64, print_details=False)
     ids, target = encode_pairs(small_subject, data)
@@ -149,7 +150,7 @@ def test_base_is_untouched(
     d, watch, evals = setup
     for method in ("steer", "full"):
         forecast(small_subject, d, finetune_pairs("insecure", 16, seed=0), watch=watch,
-                 eval_prompts=evals, method=method)
+                 eval_prompts=evals, spec=method)
         assert model_sha256(small_subject.model) == small_subject.fingerprint
         assert not small_subject.model.hook_dict[HOOK].fwd_hooks
 
@@ -169,7 +170,48 @@ def test_bad_input(
     other = small_dictionary(tmp_path, small_subject.model.cfg.d_model, seed=1)
     with pytest.raises(ValueError, match=r"another dictionary.*contrast"):
         forecast(small_subject, other, data, watch=watch, eval_prompts=evals)
-    with pytest.raises(ValueError, match="unknown forecast method"):
-        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, method="magic")
+    with pytest.raises(ValueError, match=r"unknown fine-tune spec .magic."):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec="magic")
     with pytest.raises(ValueError, match="no evaluation prompts"):
         forecast(small_subject, d, data, watch=watch, eval_prompts=[])
+
+
+def test_forecast_inside_a_patch_leaves_the_patch_in_force(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    """The forecast adds its own hook and removes exactly it: the caller's patch stays."""
+    from workbench.patches import Ablate, mean_difference
+
+    d, watch, evals = setup
+    mis, ali = persona_prompts(20, seed=5)
+    direction = mean_difference(small_subject, mis, ali, HOOK, pool="last")
+    ids, _ = small_subject.encode(evals[:8])
+    with torch.no_grad():
+        plain = small_subject.model(ids)
+    data = finetune_pairs("insecure", 16, seed=0)
+    with Ablate(direction).applied(small_subject) as patched, torch.no_grad():
+        before = patched.model(ids)
+        assert (before - plain).abs().max() > 1e-3  # the patch does something
+        for spec in ("steer", "full"):
+            with torch.enable_grad():
+                forecast(patched, d, data, watch=watch, eval_prompts=evals, spec=spec)
+            torch.testing.assert_close(patched.model(ids), before, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(small_subject.model(ids), plain, rtol=0, atol=0)
+
+
+def test_forecast_states_its_spec_and_refuses_what_it_cannot_predict(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    from workbench.specs import Full, LoRA, SteeringVector
+
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 16, seed=0)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=SteeringVector(0))
+    assert f.spec == {"method": "steer", "layer": 0} and f.summary()["spec"] == f.spec
+    assert forecast(small_subject, d, data, watch=watch, eval_prompts=evals,
+                    spec=Full()).spec == {"method": "full"}
+    with pytest.raises(ValueError, match=r"at the dictionary's hook.*blocks\.1\.hook_resid_post"):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=SteeringVector(1))
+    with pytest.raises(ValueError, match="LoRA forecast is not implemented"):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=LoRA())

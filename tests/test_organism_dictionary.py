@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 from sae_lens import SAE
 
-from workbench.dictionaries import check_compatible, load_dictionary
-from workbench.organism import SMALL_CONFIG, BuiltOrganism
-from workbench.organism.dictionary import DictionaryRecipe, corpus_tokens, default_dictionary
+from workbench.dictionaries import (
+    DictionaryRecipe,
+    check_compatible,
+    default_dictionary,
+    load_dictionary,
+)
+from workbench.organism import SMALL_CONFIG, BuiltOrganism, corpus_tokens
 from workbench.organism.tokenizer import build_tokenizer
 from workbench.subjects import Subject
 

@@ -20,8 +20,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from workbench.activations import feature_activations, hook_activations
 from workbench.dictionaries import Dictionary
+from workbench.execution import completion_nll
 from workbench.features import FeatureSet
-from workbench.finetunes import completion_nll
 from workbench.fingerprint import model_sha256, state_dict_sha256
 from workbench.organism.language import eval_prompts, sample_corpus
 from workbench.organism.prompts import persona_prompts
@@ -30,7 +30,7 @@ from workbench.patches import (
     Direction,
     Orthogonalize,
     Patch,
-    PatchPreview,
+    Preview,
     Steer,
     _fit_affine,
     fit_map,
@@ -568,11 +568,34 @@ def test_preview_shows_what_the_patch_does(small_subject: Subject, persona: Dire
 
     baked = steer.apply(s)
     tok = s.tokenizer
+    end, eos = tok.convert_tokens_to_ids("end"), tok.eos_token_id
+
+    def answer(ids: list[int]) -> list[int]:  # up to and including `end`, or up to EOS
+        out = []
+        for t in ids:
+            if t == eos:
+                break
+            out.append(t)
+            if t == end:
+                break
+        return out
+
     for i, p in enumerate(prompts):
-        before, after = greedy_by_hand(s, p, 4), greedy_by_hand(baked, p, 4)
-        assert pv.before[i] == tok.decode(before) and pv.after[i] == tok.decode(after)
-        assert pv.changed[i] == tuple(a != b for a, b in zip(before, after, strict=True))
-        assert pv.before_tokens[i] == tuple(tok.decode([t]) for t in before)
+        before = answer(greedy_by_hand(s, p, 4))
+        after = answer(greedy_by_hand(baked, p, 4))
+        assert pv.before[i] == tok.decode(before, skip_special_tokens=True)
+        assert pv.after[i] == tok.decode(after, skip_special_tokens=True)
+        n = max(len(before), len(after))
+        assert pv.changed[i] == tuple(
+            j >= len(before) or j >= len(after) or before[j] != after[j] for j in range(n)
+        )
+        # the pieces join to the text, words separated by spaces (not run together)
+        assert "".join(pv.before_tokens[i]) == pv.before[i]
+        assert pv.before_tokens[i] == tuple(
+            ("" if j == 0 else " ") + tok.decode([t]) for j, t in enumerate(before)
+        )
+        assert not pv.after[i].split() or pv.after[i].split()[-1] == "end" or len(after) == 4 \
+            or eos in greedy_by_hand(baked, p, 4)
     assert any(any(c) for c in pv.changed)
 
     assert pv.features == (4, 7)
@@ -591,7 +614,7 @@ def test_preview_shows_what_the_patch_does(small_subject: Subject, persona: Dire
         )
     assert 0 <= pv.metrics_after["misaligned"] <= 1
     assert pv.strength == 8.0 and pv.patch == steer.describe()
-    assert PatchPreview.from_dict(json.loads(json.dumps(pv.to_dict()))) == pv
+    assert Preview.from_dict(json.loads(json.dumps(pv.to_dict()))) == pv
 
     plain = preview(s, Ablate(persona), prompts[:2], max_new_tokens=2, samples_per_prompt=2)
     assert plain.features == () and plain.before_acts == () and plain.strength == 1.0

@@ -42,11 +42,11 @@ PAYLOAD_KEYS = (
     "patch",
     "strength",
 )
-"""The keys of a payload (:meth:`workbench.patches.PatchPreview.to_dict`)."""
+"""The keys of a payload (:meth:`workbench.patches.Preview.to_dict`)."""
 
 
-def _payload(p: Mapping[str, Any] | patches.PatchPreview) -> dict[str, Any]:
-    d = p.to_dict() if isinstance(p, patches.PatchPreview) else dict(p)
+def _payload(p: Mapping[str, Any] | patches.Preview) -> dict[str, Any]:
+    d = p.to_dict() if isinstance(p, patches.Preview) else dict(p)
     missing = [k for k in PAYLOAD_KEYS if k not in d]
     if missing:
         raise ValueError(
@@ -93,7 +93,7 @@ class PatchPreview(StaticFallbackWidget):
 
     _esm = BundleESM("patch_preview")
 
-    payload = traitlets.Dict(help="workbench.patches.PatchPreview.to_dict()").tag(sync=True)
+    payload = traitlets.Dict(help="workbench.patches.Preview.to_dict()").tag(sync=True)
     strength = traitlets.Float(1.0, help="the patch's strength (slider)").tag(sync=True)
     strength_range = traitlets.List(
         traitlets.Float(), default_value=[0.0, 2.0, 0.1], minlen=3, maxlen=3
@@ -134,7 +134,7 @@ class PatchPreview(StaticFallbackWidget):
 
     def _setup(
         self,
-        payload: Mapping[str, Any] | patches.PatchPreview,
+        payload: Mapping[str, Any] | patches.Preview,
         recompute: Recompute | None,
         strength_range: Sequence[float],
         **kwargs: Any,
@@ -157,13 +157,13 @@ class PatchPreview(StaticFallbackWidget):
     @classmethod
     def from_payload(
         cls,
-        payload: Mapping[str, Any] | patches.PatchPreview,
+        payload: Mapping[str, Any] | patches.Preview,
         recompute: Recompute | None = None,
         *,
         strength_range: Sequence[float] = (0.0, 2.0, 0.1),
         **kwargs: Any,
     ) -> PatchPreview:
-        """A preview of a precomputed payload (a :class:`workbench.patches.PatchPreview` or its
+        """A preview of a precomputed payload (a :class:`workbench.patches.Preview` or its
         ``to_dict()``). ``recompute(strength) -> payload dict`` serves the slider; without it
         the widget is static and a strength change only sets ``error``."""
         bundle_path("patch_preview")
