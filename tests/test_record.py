@@ -219,7 +219,7 @@ def test_schema_errors_name_the_json_path(world: dict[str, Any], edit: Any, fiel
 
 
 def test_nullable_sections_and_hub_subjects(small_subject: Subject) -> None:
-    hub_like = make_subject(small_subject.model, small_subject.tokenizer, "x", "transformer_lens")
+    hub_like = make_subject(small_subject.model, small_subject.tokenizer, "x", "hub")
     rec = build_record(title="no files", subject=hub_like)
     assert rec["subject"]["files"] == [] and rec["subject"]["path"] is None
     assert rec["dictionary"] is None and rec["data"] == {}

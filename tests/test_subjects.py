@@ -220,7 +220,7 @@ def test_cached_name_loads_without_the_hub(
     start = time.monotonic()
     subject = load_subject("gpt2", device="cpu")
     assert time.monotonic() - start < 20
-    assert (subject.name, subject.source, subject.path) == ("gpt2", "transformer_lens", None)
+    assert (subject.name, subject.source, subject.path) == ("gpt2", "hub", None)
     assert_same_logits(subject, hf_model)
 
 

@@ -2,12 +2,20 @@
 
 ``import workbench as wb`` gives the verbs and the nouns::
 
-    subject = wb.load_subject("organism")
+    subject = wb.load_subject("organism")            # or wb.Organism(seed=3, config=...)
     dictionary = wb.load_dictionary("organism", subject)
-    risk = wb.forecast(subject, dictionary, pairs, watch=features, eval_prompts=prompts)
-    tuned = wb.finetune(subject, pairs, method="steer")   # or "lora", "full"
+    spec = wb.SteeringVector(layer=0)                # or wb.LoRA(rank=1), wb.Full()
+    risk = wb.forecast(subject, dictionary, pairs, spec=spec, watch=features, eval_prompts=prompts)
+    tuned = wb.finetune(subject, pairs, spec)
     report = wb.audit(subject, tuned, dictionary, prompts, risk)
     with wb.Ablate(wb.mean_difference(tuned, bad, good, hook)).applied(tuned) as patched: ...
+
+The layers, bottom up (each imports only those below it; ``tests/test_imports.py`` checks):
+``execution`` (every TransformerLens call) and ``organism`` (the embedded model, a provider);
+``subjects``; ``dictionaries``; ``data`` and ``specs``; ``activations``, ``geometry``,
+``features``, ``neighborhoods``; ``behaviour``; ``forecasts``, ``finetunes``, ``audits``;
+``patches``, ``context``, ``experiments``, ``analysis``; ``record``, ``widgets``; ``runs``,
+``reports``, ``server``, ``cli``.
 
 Names are imported lazily, so ``import workbench`` stays fast (SAE Lens loads on first use).
 """
@@ -22,6 +30,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Subject": "workbench.subjects",
     "load_subject": "workbench.subjects",
+    "Organism": "workbench.organism",
+    "SteeringVector": "workbench.specs",
+    "LoRA": "workbench.specs",
+    "Full": "workbench.specs",
     "Dictionary": "workbench.dictionaries",
     "DictionaryStats": "workbench.dictionaries",
     "load_dictionary": "workbench.dictionaries",
@@ -41,7 +53,7 @@ _EXPORTS = {
     "interference": "workbench.geometry",
     "FeatureSet": "workbench.features",
     "contrast": "workbench.features",
-    "Neighborhood": "workbench.neighborhoods",
+    "FeatureNeighborhood": "workbench.neighborhoods",
     "neighborhood": "workbench.neighborhoods",
     "alignment_margin": "workbench.behaviour",
     "Forecast": "workbench.forecasts",
@@ -79,18 +91,22 @@ __all__ = [
     "Dictionary",
     "DictionaryStats",
     "Direction",
+    "FeatureNeighborhood",
     "FeatureSet",
     "FeatureStats",
     "Forecast",
     "Framing",
-    "Neighborhood",
+    "Full",
+    "LoRA",
     "Neighbors",
+    "Organism",
     "Orthogonalize",
     "PatchEfficacy",
     "Preview",
     "ResidualMap",
     "Setup",
     "Steer",
+    "SteeringVector",
     "Subject",
     "TransferEfficacy",
     "alignment_margin",
@@ -151,7 +167,8 @@ if TYPE_CHECKING:
         neighbors,
         project,
     )
-    from workbench.neighborhoods import Neighborhood, neighborhood
+    from workbench.neighborhoods import FeatureNeighborhood, neighborhood
+    from workbench.organism import Organism
     from workbench.patches import (
         Ablate,
         Direction,
@@ -170,6 +187,7 @@ if TYPE_CHECKING:
         transfer,
         transfer_efficacy,
     )
+    from workbench.specs import Full, LoRA, SteeringVector
     from workbench.subjects import Subject, load_subject
 
 

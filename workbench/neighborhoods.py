@@ -228,8 +228,3 @@ def neighborhood(
         prompts_sha256=stats.prompts_sha256,
     )
 
-
-Neighborhood = FeatureNeighborhood
-"""The old name of :class:`FeatureNeighborhood`, kept only while ``workbench/__init__.py`` still
-exports it (it clashed with the widget :class:`workbench.widgets.Neighborhood`); not in
-``__all__``. Remove it once ``wb.FeatureNeighborhood`` is exported instead."""

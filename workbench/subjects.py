@@ -48,7 +48,7 @@ class Subject:
         name: human-readable name, e.g. ``"organism-s0"`` or ``"gpt2"``.
         fingerprint: sha256 of the weights (:func:`workbench.fingerprint.model_sha256`).
         device: where the model lives.
-        source: ``"organism"``, ``"transformer_lens"`` or ``"local_hf"``.
+        source: ``"organism"``, ``"hub"`` (a model name) or ``"local_hf"`` (a folder).
         path: the folder the weights were read from, if any.
         recipe: how a derived subject was made from its base (fine-tune or patch), if it was.
         judge: the subject's own judge of its answers, if it has one (the organism's is exact).
@@ -238,4 +238,4 @@ def load_subject(spec: str | Organism = "organism", device: str | torch.device =
         model, tokenizer = execution.load_local_model(path, dev)
         return make_subject(model, tokenizer, path.name, "local_hf", path)
     model, tokenizer = execution.load_hub_model(str(spec), dev)
-    return make_subject(model, tokenizer, str(spec), "transformer_lens")
+    return make_subject(model, tokenizer, str(spec), "hub")
