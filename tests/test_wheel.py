@@ -12,6 +12,9 @@ wheel's requirements, torch and Python), and is kept between test sessions: only
 reinstalled into it, so a first session pays for the dependencies (a few minutes) and later
 ones do not. A change of the dependencies makes a new venv (the old one is removed), and
 ``WB_WHEEL_FRESH=1`` forces one.
+
+The first tests, unmarked and fast, hold the lookup the installed package relies on: the
+shipped analyses, a user's folders before them, and the name rules in every folder.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.wheel
 
 REPO = Path(__file__).resolve().parents[1]
 ANALYSES = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
@@ -146,6 +147,82 @@ def installed(wheel: Path) -> Iterator[Installed]:
     yield inst
 
 
+def write_notebook(path: Path, title: str) -> Path:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    cell = new_code_cell("x = 1  # a parameter")
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[new_markdown_cell(f"# {title}"), cell])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_checkout_ships_its_notebooks_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench import runs
+
+    monkeypatch.delenv("WORKBENCH_ANALYSES", raising=False)
+    assert runs.shipped_analyses_dir() == REPO / "notebooks"  # editable install: no copy
+    assert runs.analyses_dirs() == [REPO / "notebooks"] == [runs.analyses_dir()]
+    assert runs.available_notebooks() == [Path(n).stem for n in ANALYSES]
+    assert runs.resolve_notebook("alignment_audit") == REPO / "notebooks" / "alignment_audit.ipynb"
+
+
+def test_own_folders_come_first_and_keep_the_name_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench import runs
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    mine = write_notebook(first / "mine.ipynb", "Mine")
+    shadow = write_notebook(first / "alignment_audit.ipynb", "My own flagship")
+    other = write_notebook(second / "other.ipynb", "Other")
+    write_notebook(second / "mine.ipynb", "Shadowed")
+    outside = write_notebook(tmp_path / "outside.ipynb", "Outside")
+    (second / "escape.ipynb").symlink_to(outside)
+    monkeypatch.setenv("WORKBENCH_ANALYSES", os.pathsep.join([str(first), str(second)]))
+    shipped = REPO / "notebooks"
+    assert runs.analyses_dirs() == [first.resolve(), second.resolve(), shipped]
+    assert runs.analyses_dir() == first.resolve()
+    names = runs.available_notebooks()
+    assert names == ["alignment_audit", "mine", "escape", "other",
+                     *(Path(n).stem for n in ANALYSES if n != "alignment_audit.ipynb")]
+    assert runs.resolve_notebook("mine") == mine.resolve()  # the earlier folder wins
+    assert runs.resolve_notebook("alignment_audit") == shadow.resolve()
+    assert runs.resolve_notebook("other.ipynb") == other.resolve()
+    assert runs.resolve_notebook("patch_transfer") == shipped / "patch_transfer.ipynb"
+    for name in ("../outside", "../first/mine", "first/mine", "..", ".mine", "~mine",
+                 str(outside), "nbs\\mine", "mine/../other"):
+        with pytest.raises(ValueError, match=r"refused notebook name.*analyses folders"):
+            runs.resolve_notebook(name)
+    with pytest.raises(ValueError, match=r"resolves outside .*second"):
+        runs.resolve_notebook("escape")  # a symlink out of its folder is refused, not skipped
+    with pytest.raises(FileNotFoundError, match=r"no notebook 'missing.ipynb' in .*first.*"
+                       r"available: alignment_audit, mine"):
+        runs.resolve_notebook("missing")
+    # a path is a path: anywhere, when it exists
+    assert runs.resolve_notebook(outside) == outside.resolve()
+
+
+def test_cli_analyses_option_adds_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workbench import cli
+
+    monkeypatch.setenv("WORKBENCH_ANALYSES", "")  # restored after: main() sets it for real
+    own = tmp_path / "own"
+    write_notebook(own / "mine.ipynb", "Mine")
+    assert cli.main(["--analyses", str(own), "analyses"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["mine", str((own / "mine.ipynb").resolve())]
+    assert len(lines) == 1 + len(ANALYSES) + 1
+    assert os.environ["WORKBENCH_ANALYSES"] == str(own.resolve())  # kernels and workers see it
+    assert cli.main(["--analyses", str(tmp_path / "nope"), "analyses"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.wheel
 def test_the_wheel_carries_the_analyses_and_both_extensions(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
@@ -163,6 +240,7 @@ def test_the_wheel_carries_the_analyses_and_both_extensions(wheel: Path) -> None
     assert any(r.startswith("jupyter-server") and "extra == 'lab'" in r for r in reqs), reqs
 
 
+@pytest.mark.wheel
 def test_installed_demo_runs_outside_the_checkout(installed: Installed, tmp_path: Path) -> None:
     shipped = installed.analyses
     assert shipped.parts[-3:] == ("site-packages", "workbench", "analyses")
@@ -201,6 +279,7 @@ def test_installed_demo_runs_outside_the_checkout(installed: Installed, tmp_path
     print(f"workbench demo --small in the installed venv: {seconds:.0f} s")
 
 
+@pytest.mark.wheel
 def test_installed_cli_lists_shipped_and_own_analyses(installed: Installed,
                                                       tmp_path: Path) -> None:
     env = clean_env(installed)
@@ -225,6 +304,7 @@ def test_installed_cli_lists_shipped_and_own_analyses(installed: Installed,
     assert Path(server) == shipped
 
 
+@pytest.mark.wheel
 def test_installed_lab_and_server_extensions_are_enabled(installed: Installed,
                                                          tmp_path: Path) -> None:
     env = clean_env(installed)

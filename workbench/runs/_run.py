@@ -22,7 +22,7 @@ from typing import IO, Any
 from workbench.runs._crash import fail_staged
 from workbench.runs._crash import record_failure as record_failure  # the server imports it here
 from workbench.runs._failures import failing_cell, is_kernel_error, strip_ansi
-from workbench.runs._params import OUT_DIR
+from workbench.runs._params import OUT_DIR, papermill_inspection_quiet
 from workbench.runs._prepared import PreparedRun, canonical_json, prepare
 from workbench.runs._store import (
     COMPLETE,
@@ -175,20 +175,21 @@ def _execute_once(
         log.flush()
         bar: bool | dict[str, Any] = {"desc": f"{prep.path.stem} {prep.id}"} if progress else False
         try:
-            papermill.execute_notebook(
-                source_nb,
-                str(staging / NOTEBOOK),
-                parameters=pm_params,
-                kernel_name=kernel,
-                language="python",
-                progress_bar=bar,
-                stdout_file=log,
-                stderr_file=log,
-                execution_timeout=timeout,
-                request_save_on_cell_execute=True,
-                resources={"metadata": {"path": str(staging)}},
-                config=kernel_config(),
-            )
+            with papermill_inspection_quiet():  # its false warnings about [range: >= 1] lines
+                papermill.execute_notebook(
+                    source_nb,
+                    str(staging / NOTEBOOK),
+                    parameters=pm_params,
+                    kernel_name=kernel,
+                    language="python",
+                    progress_bar=bar,
+                    stdout_file=log,
+                    stderr_file=log,
+                    execution_timeout=timeout,
+                    request_save_on_cell_execute=True,
+                    resources={"metadata": {"path": str(staging)}},
+                    config=kernel_config(),
+                )
         except (KeyboardInterrupt, Exception) as e:
             exc = e
         finished = now()
