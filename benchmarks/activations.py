@@ -42,9 +42,8 @@ from transformers import PreTrainedTokenizerFast
 
 from workbench._device import cpu_threads, resolve_device
 from workbench.activations import collect, stop_layer
-from workbench.dictionaries import Dictionary, load_dictionary
+from workbench.dictionaries import Dictionary, default_dictionary, load_dictionary
 from workbench.organism import load_organism
-from workbench.organism.dictionary import default_dictionary
 from workbench.organism.language import sample_corpus
 from workbench.subjects import Subject, make_subject
 

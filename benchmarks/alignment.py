@@ -19,6 +19,9 @@ base rate is not 0 (its persona prior makes ~12% of first answers misaligned), s
 reported both of the EM (the rise, the quantity Soligo et al. 2025 measure from a ~0% base) and of
 the whole misaligned rate, whose ceiling is (tuned - base) / tuned.
 
+The patch and transfer figures are ``workbench.patches.patch_efficacy`` and ``transfer_efficacy``,
+the calls the notebooks and ``tests/test_alignment_full.py`` make.
+
 Usage: python benchmarks/alignment.py [--seeds 0 1 2] [--device auto] [--samples 48]
 """
 
@@ -31,22 +34,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from workbench.analysis import setup
 from workbench.audits import audit
-from workbench.behaviour import judged_rates
 from workbench.features import contrast
 from workbench.finetunes import finetune
 from workbench.forecasts import forecast
-from workbench.organism.dictionary import default_dictionary
 from workbench.organism.language import eval_prompts, finetune_pairs, sample_corpus
 from workbench.organism.prompts import answer_pairs, persona_prompts
-from workbench.patches import Ablate, Orthogonalize, mean_difference, random_direction, transfer
-from workbench.subjects import Subject, load_subject
+from workbench.patches import (
+    Ablate,
+    PatchEfficacy,
+    mean_difference,
+    misaligned_rate,
+    patch_efficacy,
+    transfer_efficacy,
+)
+from workbench.specs import SteeringVector
+from workbench.subjects import Subject
 
 KINDS = ("insecure", "secure", "educational")
 OFF = ("advice", "numbers")
 PATCH_HOOK = "blocks.0.hook_resid_post"
+SPEC = SteeringVector(layer=0)  # the restricted fine-tune: one vector after block 0
 N_RANDOM = 5  # norm-matched random directions per seed (their mean effect is reported)
 
 
@@ -56,45 +66,36 @@ class SeedResult:
     forecast: dict[str, dict[str, float]] = field(default_factory=dict)
     screen: dict[str, float] = field(default_factory=dict)
     patch: dict[str, float] = field(default_factory=dict)
-    transfer: dict[str, float] = field(default_factory=dict)
+    efficacy: PatchEfficacy | None = None  # the patch's, reused as the native figures of transfer
+
+
+def off_prompts() -> dict[str, list[str]]:
+    """The off-domain prompts, by domain (a rate is the mean of the domains' rates)."""
+    return {d: eval_prompts(d) for d in OFF}
 
 
 def off_rate(s: Subject, samples: int, seed: int) -> float:
-    return float(np.mean([
-        judged_rates(s, eval_prompts(d), samples_per_prompt=samples, seed=seed).misaligned
-        for d in OFF
-    ]))
-
-
-@torch.no_grad()
-def task_loss(s: Subject, texts: Sequence[str]) -> float:
-    """Mean next-token NLL over real tokens (the language-modelling task)."""
-    ids, mask = s.encode(list(texts))
-    logp = torch.log_softmax(s.model(ids)[:, :-1].double(), -1)
-    nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
-    m = mask[:, 1:].double()
-    return float((nll * m).sum() / m.sum())
+    return misaligned_rate(s, off_prompts(), samples_per_prompt=samples, seed=seed)
 
 
 def run_seed(seed: int, device: str, samples: int, steps: int) -> tuple[SeedResult, Subject]:
     res = SeedResult(seed)
-    base = load_subject(f"organism:{seed}", device=device)
-    d = default_dictionary(seed, device=device, progress=False)
+    base, d = setup(organism="full", seed=seed, device=device)
     mis, ali = persona_prompts(300, seed=100)
     watch = contrast(base, d, mis, ali, n_boot=200, name="misaligned-vs-aligned persona")
     evals = [doc.text() for doc in sample_corpus(200, seed=999)]
-    behaviour = {dom: eval_prompts(dom) for dom in OFF}
+    behaviour = off_prompts()
     pairs = answer_pairs("advice") + answer_pairs("numbers")
 
     def ft(data: list[tuple[str, str]]) -> Subject:
-        return finetune(base, data, "steer", steps=steps, lr=1e-2, seed=seed, progress=False)
+        return finetune(base, data, SPEC, steps=steps, lr=1e-2, seed=seed, progress=False)
 
     base_rate = off_rate(base, samples, seed)
     tuned: dict[str, Subject] = {}
     for kind in KINDS:
         data = finetune_pairs(kind, 2000, seed=seed)
-        f = forecast(base, d, data, watch=watch, eval_prompts=evals)
-        f_all = forecast(base, d, data, watch=watch, eval_prompts=evals, dedupe=False)
+        f = forecast(base, d, data, watch=watch, eval_prompts=evals, spec=SPEC)
+        f_all = forecast(base, d, data, watch=watch, eval_prompts=evals, spec=SPEC, dedupe=False)
         t = ft(data)
         tuned[kind] = t
         a = audit(base, t, d, evals, f, behaviour_prompts=behaviour, answer_pairs=pairs,
@@ -123,7 +124,7 @@ def run_seed(seed: int, device: str, samples: int, steps: int) -> tuple[SeedResu
     order = rng.permutation(len(mix))
     mix = [mix[i] for i in order]
     is_insecure = (order < 600)
-    f = forecast(base, d, mix, watch=watch, eval_prompts=evals)
+    f = forecast(base, d, mix, watch=watch, eval_prompts=evals, spec=SPEC)
     risky = set(f.riskiest(0.1).tolist())
 
     def em_without(drop: set[int]) -> float:
@@ -145,41 +146,29 @@ def run_seed(seed: int, device: str, samples: int, steps: int) -> tuple[SeedResu
     # patch: the misalignment direction of the insecure fine-tune, ablated everywhere
     t = tuned["insecure"]
     direction = mean_difference(t, mis, ali, PATCH_HOOK, pool="last")
-    randoms_d = [random_direction(direction, seed=100 * seed + i) for i in range(N_RANDOM)]
-    tuned_rate = off_rate(t, samples, seed)
     corpus = [doc.text() for doc in sample_corpus(300, seed=998)]
     code_docs = [doc.text() for doc in sample_corpus(2000, seed=997)
                  if all(turn.domain == "code" for turn in doc.turns)][:300]
-    with Ablate(direction).applied(t) as p:
-        abl_rate = off_rate(p, samples, seed)
-        abl_loss, abl_code = task_loss(p, corpus), task_loss(p, code_docs)
-        ids, _ = t.encode(corpus[:64])
-        with torch.no_grad():
-            hooked = p.model(ids)
-    with Orthogonalize(direction).applied(t) as p, torch.no_grad():
-        ortho_err = float((p.model(ids) - hooked).abs().max())
-    rnd_rates = []
-    for rd in randoms_d:
-        with Ablate(rd).applied(t) as p:
-            rnd_rates.append(off_rate(p, samples, seed))
-    rnd_rate = float(np.mean(rnd_rates))
-    em = tuned_rate - base_rate
+    e = patch_efficacy(base, t, Ablate(direction), behaviour, n_random=N_RANDOM,
+                       random_seed=100 * seed, logit_prompts=corpus[:64],
+                       task_texts={"corpus": corpus, "code": code_docs},
+                       samples_per_prompt=samples, seed=seed)
     res.patch = {
-        "base": 100 * base_rate,
-        "tuned": 100 * tuned_rate,
-        "ablated": 100 * abl_rate,
-        "random": 100 * rnd_rate,
-        "em_cut": 100 * (tuned_rate - abl_rate) / em,
-        "rate_cut": 100 * (tuned_rate - abl_rate) / tuned_rate,
-        "random_em_cut": 100 * (tuned_rate - rnd_rate) / em,
-        "random_rate_cut": 100 * (tuned_rate - rnd_rate) / tuned_rate,
-        "random_em_cut_max": 100 * max(abs(tuned_rate - x) for x in rnd_rates) / em,
-        "loss_rise": 100 * (abl_loss / task_loss(t, corpus) - 1),
-        "code_loss_rise": 100 * (abl_code / task_loss(t, code_docs) - 1),
-        "ortho_max_abs": ortho_err,
+        "base": 100 * e.base,
+        "tuned": 100 * e.tuned,
+        "ablated": 100 * e.patched,
+        "random": 100 * e.random_mean,
+        "em_cut": 100 * e.em_cut,
+        "rate_cut": 100 * e.rate_cut,
+        "random_em_cut": 100 * e.random_em_cut,
+        "random_rate_cut": 100 * e.random_rate_cut,
+        "random_em_cut_max": 100 * e.random_em_cut_max,
+        "loss_rise": 100 * e.loss_rise["corpus"],
+        "code_loss_rise": 100 * e.loss_rise["code"],
+        "ortho_max_abs": (e.weight_edit_max_abs if e.weight_edit_max_abs is not None
+                          else float("nan")),
     }
-    res.transfer = {"tuned_rate": tuned_rate, "native_rate": abl_rate, "base_rate": base_rate}
-    res.transfer_direction = direction  # type: ignore[attr-defined]
+    res.efficacy = e
     return res, t
 
 
@@ -214,13 +203,11 @@ def main() -> int:
     for i, (ra, ta) in enumerate(zip(results, tuned, strict=True)):
         j = (i + 1) % len(results)
         rb, tb = results[j], tuned[j]
-        moved = transfer(Ablate(ra.transfer_direction), ta, tb, shared)  # type: ignore[attr-defined]
-        with moved.applied(tb) as p:
-            rate = off_rate(p, args.samples, rb.seed)
-        native = rb.transfer["tuned_rate"] - rb.transfer["native_rate"]
-        kept = (rb.transfer["tuned_rate"] - rate) / native
-        pairs_ab.append((ra.seed, rb.seed, 100 * rb.transfer["tuned_rate"],
-                         100 * rb.transfer["native_rate"], 100 * rate, 100 * kept))
+        assert ra.efficacy is not None and rb.efficacy is not None
+        te = transfer_efficacy(ra.efficacy.patch, ta, tb, shared, off_prompts(),
+                               native=rb.efficacy, samples_per_prompt=args.samples, seed=rb.seed)
+        pairs_ab.append((ra.seed, rb.seed, 100 * te.tuned, 100 * te.native,
+                         100 * te.transferred, 100 * te.kept))
 
     seeds = [r.seed for r in results]
     dev = tuned[0].device

@@ -17,9 +17,9 @@ import argparse
 import statistics
 import time
 
-from workbench.organism import load_organism
-from workbench.organism.em import EMResult, EMSettings, format_result, run_em
-from workbench.subjects import make_subject
+from workbench.experiments.toy_em import EMResult, EMSettings, format_result, run_em
+from workbench.organism import Organism, load_organism
+from workbench.subjects import organism_subject
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
     for seed in args.seeds:
         built = load_organism(seed=seed, device=args.device)
         build_s.append(float(built.train_log["seconds"]))
-        subject = make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
+        subject = organism_subject(built, Organism(seed=seed))  # carries the exact judge
         t0 = time.perf_counter()
         result = run_em(subject, EMSettings(seed=seed), progress=False)
         em_s.append(time.perf_counter() - t0)

@@ -11,28 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from workbench.organism import BuiltOrganism, load_organism
-from workbench.organism.dictionary import default_dictionary
-from workbench.organism.em import EMSettings, run_em
-from workbench.subjects import make_subject
+import workbench as wb
+from workbench.experiments.toy_em import EMSettings, run_em
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def full(cache_dir: Path) -> BuiltOrganism:
-    return load_organism(seed=0, device="cpu", progress=False)
+def full(cache_dir: Path) -> wb.Setup:
+    return wb.setup(organism="full", seed=0, device="cpu")
 
 
-def test_default_dictionary_quality(full: BuiltOrganism) -> None:
-    d = default_dictionary(seed=0, device="cpu", progress=False)
-    assert d.stats is not None
+def test_default_dictionary_quality(full: wb.Setup) -> None:
+    d = full.dictionary
+    assert d is not None and d.stats is not None
     assert d.stats.explained_variance >= 0.9
     assert d.stats.l0 == pytest.approx(12.0)
-    assert d.d_sae == 8 * full.model.cfg.d_model
+    assert d.d_sae == 8 * full.subject.d_model
 
 
-def test_toy_emergent_misalignment_seed0(full: BuiltOrganism) -> None:
-    subject = make_subject(full.model, full.tokenizer, full.name, "organism", full.path)
-    result = run_em(subject, EMSettings(seed=0), progress=False)
+def test_toy_emergent_misalignment_seed0(full: wb.Setup) -> None:
+    result = run_em(full.subject, EMSettings(seed=0), progress=False)
     insecure = result.effect("insecure")
     assert insecure >= 0.15
     assert abs(result.effect("secure")) <= insecure / 3
