@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from workbench._device import cpu_threads
-from workbench.activations import _stream
+from workbench.activations import stream
 from workbench.fingerprint import texts_sha256
 from workbench.patches._directions import Direction
 from workbench.patches._interventions import P, Steer, _hook_width
@@ -156,7 +156,7 @@ def _token_pairs(
         chunk = list(prompts[start : start + batch_size])
         got = []
         for subject, hook in zip((source, target), hooks, strict=True):
-            (batch,) = _stream(
+            (batch,) = stream(
                 subject,
                 hook,
                 chunk,

@@ -1,56 +1,23 @@
-"""Activations: stream a prompt set through a subject to one hook, and summarise the features.
-
-Every function here runs the model **only as far as the hook it needs**
-(:func:`workbench.execution.run_to_hook`: blocks ``0..L`` for a hook inside block ``L``), in
-batches of right-padded prompts, so memory is bounded by the batch and not by the prompt set.
-
-* :func:`collect` encodes every real token with a dictionary and accumulates per-feature
-  statistics (:class:`FeatureStats`: mean, firing frequency, max, and a running top-k of the most
-  activating contexts per feature), with the dense token x feature matrix only on request.
-* :func:`hook_activations` and :func:`feature_activations` pool each prompt to one vector (mean
-  over its tokens, or its last token): the raw hook activation or the dictionary's features. These
-  feed :mod:`workbench.features` (contrasts between prompt sets).
-
-Conventions:
-
-* **Position 0 is skipped** by default (``skip_bos=True``): prompts start with ``<bos>``, whose
-  residual activation is an attention-sink outlier, and the dictionaries are trained without it
-  (see :mod:`workbench.dictionaries`). Padding is never counted.
-* A feature **fires** on a token when its activation is ``> 0``.
-* Positions count tokens of the encoded prompt, ``<bos>`` included (so the first word is 1).
-* The model runs on the subject's device (CUDA when the subject lives there); results come back
-  on the CPU. Organism-sized models run with one CPU thread (faster than two on small CPUs).
-"""
+"""Per-feature statistics of a dictionary over prompts: :func:`collect`, :class:`FeatureStats`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
-from workbench import execution
 from workbench._device import cpu_threads
+from workbench.activations._stream import (
+    check_prompts,
+    dictionary_input,
+    stream,
+    threads,
+)
 from workbench.dictionaries import Dictionary, check_compatible
 from workbench.fingerprint import texts_sha256
 from workbench.subjects import Subject
-
-__all__ = [
-    "FeatureStats",
-    "Pool",
-    "TopContext",
-    "collect",
-    "feature_activations",
-    "hook_activations",
-    "stop_layer",
-]
-
-Pool = Literal["mean", "last"]
-
-_SMALL_MODEL = 256  # d_model up to which the model runs on one CPU thread
 
 
 @dataclass(frozen=True)
@@ -159,87 +126,6 @@ class FeatureStats:
         return self.dense[:, col]
 
 
-# ------------------------------------------------------------------ running to a hook
-
-
-def stop_layer(subject: Subject, hook_name: str) -> int | None:
-    """The ``stop_at_layer`` that still runs ``hook_name`` (:func:`execution.stop_layer`)."""
-    return execution.stop_layer(subject.model, hook_name)
-
-
-def _check_hook(subject: Subject, hook_name: str) -> None:
-    subject.check_hook(hook_name)
-
-
-def _check_prompts(prompts: Sequence[str], what: str = "prompts") -> None:
-    if isinstance(prompts, str):
-        raise ValueError(f"{what} must be a list of texts, not one string; wrap it: [{what}]")
-    if len(prompts) == 0:
-        raise ValueError(f"{what} is empty: pass at least one prompt text")
-
-
-def _threads(subject: Subject) -> int | None:
-    return 1 if subject.d_model <= _SMALL_MODEL else None
-
-
-@dataclass(frozen=True)
-class _Batch:
-    start: int  # index of the batch's first prompt
-    ids: torch.Tensor  # [B, T] on the subject's device
-    mask: torch.Tensor  # [B, T] bool: real tokens
-    keep: torch.Tensor  # [B, T] bool: real tokens (minus <bos> when skipped)
-    acts: torch.Tensor  # [B, T, ...] activations at the hook
-
-
-def _stream(
-    subject: Subject,
-    hook_name: str,
-    prompts: Sequence[str],
-    *,
-    batch_size: int,
-    skip_bos: bool,
-    progress: bool,
-    desc: str,
-) -> Iterator[_Batch]:
-    """Batches of activations at ``hook_name``, running the model only as far as the hook."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-    n_ctx = subject.n_ctx
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
-    try:
-        for start in range(0, len(prompts), batch_size):
-            chunk = list(prompts[start : start + batch_size])
-            ids, mask = subject.encode(chunk)
-            if ids.shape[1] > n_ctx:
-                lengths = mask.sum(1)
-                i = int(torch.argmax(lengths))
-                raise ValueError(
-                    f"prompt {start + i} has {int(lengths[i])} tokens but {subject.name} reads "
-                    f"at most {n_ctx}; shorten or split the prompts"
-                )
-            keep = mask.clone()
-            if skip_bos:
-                keep[:, 0] = False
-            acts = execution.run_to_hook(subject.model, ids, hook_name)
-            yield _Batch(start, ids, mask, keep, acts)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-
-
-def _dictionary_input(acts: torch.Tensor, dictionary: Dictionary) -> torch.Tensor:
-    """Hook activations ``[..., *hook_shape]`` as the dictionary reads them ``[..., d_in]``.
-
-    ``acts`` holds one token per row (``[N, d]`` or ``[N, n_heads, d_head]``).
-    """
-    head = dictionary.sae.cfg.metadata.hook_head_index
-    if head is not None and acts.ndim > 2:
-        acts = acts[:, head]
-    if acts.ndim > 2 and not getattr(dictionary.sae, "hook_z_reshaping_mode", False):
-        acts = acts.flatten(1)
-    return acts
-
-
 # ------------------------------------------------------------------ collect
 
 
@@ -321,7 +207,7 @@ def collect(
         ValueError: empty prompt set, a prompt longer than the model's context, or a dictionary
             that does not read this subject's hook; the message names the fix.
     """
-    _check_prompts(prompts)
+    check_prompts(prompts)
     if top_k_contexts < 0:
         raise ValueError(f"top_k_contexts must be >= 0 (got {top_k_contexts})")
     check_compatible(subject, dictionary)
@@ -351,8 +237,8 @@ def collect(
     n_tokens = 0
     id_batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # (ids int32, lengths), CPU
 
-    with cpu_threads(_threads(subject), subject.device):
-        for batch in _stream(
+    with cpu_threads(threads(subject), subject.device):
+        for batch in stream(
             subject,
             dictionary.hook_name,
             prompts,
@@ -365,7 +251,7 @@ def collect(
             where = batch.keep.nonzero()  # [N, 2]: (row in batch, position)
             if where.shape[0] == 0:
                 continue
-            x = _dictionary_input(batch.acts[batch.keep], dictionary)
+            x = dictionary_input(batch.acts[batch.keep], dictionary)
             feats = dictionary.encode(x).float()  # [N, d_sae]
             # float32 sums within a batch (a float64 reduction is ~10x slower on CPU),
             # accumulated across batches in float64
@@ -446,130 +332,3 @@ def _windows(
             lo, hi = max(0, pos - before), min(len(ids), pos + after + 1)
             out[(p, pos)] = (str(tok.decode([ids[pos]])), str(tok.decode(ids[lo:hi])), lo)
     return out
-
-
-# ------------------------------------------------------------------ pooled activations
-
-
-def _pool(x: torch.Tensor, keep: torch.Tensor, pool: Pool) -> torch.Tensor:
-    """Pool ``x`` ``[B, T, d]`` over the kept tokens of each row: ``[B, d]`` (float64 sums)."""
-    if pool == "mean":
-        w = keep.to(torch.float64)
-        return torch.einsum("bt,btd->bd", w, x.double()) / w.sum(1, keepdim=True)
-    last = keep.shape[1] - 1 - keep.flip(1).int().argmax(1)
-    return x[torch.arange(x.shape[0], device=x.device), last].double()
-
-
-def _check_pool(pool: str) -> None:
-    if pool not in ("mean", "last"):
-        raise ValueError(f"unknown pool {pool!r}: use 'mean' or 'last'")
-
-
-def _check_rows(keep: torch.Tensor, start: int) -> None:
-    empty = (~keep.any(1)).nonzero()
-    if empty.numel():
-        raise ValueError(
-            f"prompt {start + int(empty[0, 0])} has no tokens to pool (only <bos>); "
-            "pass non-empty texts or skip_bos=False"
-        )
-
-
-@torch.no_grad()
-def hook_activations(
-    subject: Subject,
-    hook_name: str,
-    prompts: Sequence[str],
-    *,
-    pool: Pool = "mean",
-    batch_size: int = 64,
-    skip_bos: bool = True,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Raw activations at ``hook_name``, one pooled vector per prompt: ``[n_prompts, d]``.
-
-    Args:
-        pool: ``"mean"`` over the prompt's real tokens, or its ``"last"`` token.
-        skip_bos: leave position 0 out of the mean.
-
-    Per-head hooks (``[..., n_heads, d_head]``) are flattened to ``n_heads * d_head``.
-    Returns float32 on the CPU (sums in float64).
-    """
-    _check_prompts(prompts)
-    _check_pool(pool)
-    _check_hook(subject, hook_name)
-    out = [
-        _pool(batch.acts.flatten(2), batch.keep, pool).float().cpu()
-        for batch in _checked_batches(
-            subject, hook_name, prompts, batch_size, skip_bos, progress, f"pool {hook_name}"
-        )
-    ]
-    return torch.cat(out)
-
-
-def _checked_batches(
-    subject: Subject,
-    hook_name: str,
-    prompts: Sequence[str],
-    batch_size: int,
-    skip_bos: bool,
-    progress: bool,
-    desc: str,
-) -> Iterator[_Batch]:
-    """:func:`_stream` on the subject's thread setting, refusing prompts with no kept token."""
-    with cpu_threads(_threads(subject), subject.device):
-        for batch in _stream(
-            subject,
-            hook_name,
-            prompts,
-            batch_size=batch_size,
-            skip_bos=skip_bos,
-            progress=progress,
-            desc=desc,
-        ):
-            _check_rows(batch.keep, batch.start)
-            yield batch
-
-
-@torch.no_grad()
-def feature_activations(
-    subject: Subject,
-    dictionary: Dictionary,
-    prompts: Sequence[str],
-    *,
-    pool: Pool = "mean",
-    batch_size: int = 64,
-    skip_bos: bool = True,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Dictionary features, one pooled vector per prompt: ``[n_prompts, d_sae]``.
-
-    Every token is encoded on its own and the feature activations are then pooled (``"mean"``
-    over the real tokens or the ``"last"`` token), so a feature's pooled value is the average of
-    what it reads at each token, not its reading of an averaged activation.
-    Returns float32 on the CPU.
-    """
-    _check_prompts(prompts)
-    _check_pool(pool)
-    check_compatible(subject, dictionary)
-    out = []
-    hook = dictionary.hook_name
-    for batch in _checked_batches(
-        subject, hook, prompts, batch_size, skip_bos, progress, f"features {hook}"
-    ):
-        if pool == "last":
-            keep = batch.keep
-            last = keep.shape[1] - 1 - keep.flip(1).int().argmax(1)
-            rows = batch.acts[torch.arange(keep.shape[0], device=keep.device), last]
-            feats = dictionary.encode(_dictionary_input(rows, dictionary)).float()
-            out.append(feats.cpu())
-            continue
-        x = _dictionary_input(batch.acts[batch.keep], dictionary)
-        feats = dictionary.encode(x).double()  # [N, d_sae]
-        row = batch.keep.nonzero()[:, 0].to(feats.device)
-        sums = torch.zeros(
-            batch.keep.shape[0], feats.shape[1], dtype=torch.float64, device=feats.device
-        )
-        sums.index_add_(0, row, feats)
-        counts = batch.keep.sum(1, keepdim=True).to(device=feats.device, dtype=torch.float64)
-        out.append((sums / counts).float().cpu())
-    return torch.cat(out)
