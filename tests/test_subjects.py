@@ -306,3 +306,21 @@ def test_local_folder_without_weights(tmp_path: Path) -> None:
     tiny_tokenizer().save_pretrained(folder)
     with pytest.raises(ValueError, match="no weights"):
         load_subject(str(folder), device="cpu")
+
+
+def test_an_organism_spec_loads_any_organism_with_its_judge(small_subject: Subject) -> None:
+    from workbench.organism import SMALL_CONFIG, Organism, judge
+
+    s = load_subject(Organism(seed=0, config=SMALL_CONFIG), device="cpu")
+    assert s.fingerprint == small_subject.fingerprint and s.source == "organism"
+    assert s.organism == Organism(seed=0, config=SMALL_CONFIG) and s.judge is judge
+    assert s.stop_tokens == ("end",) and s.d_model == SMALL_CONFIG.d_model
+    assert Organism.parse("organism:7") == Organism(seed=7)
+    assert Organism.parse("organism") == Organism()
+    for bad in ("organism:x", "organism:", "organism:1.5"):
+        with pytest.raises(ValueError, match=r"'organism' or 'organism:SEED'.*Organism\(seed="):
+            load_subject(bad)
+    with pytest.raises(ValueError, match=r"Organism\(config=.*pass an OrganismConfig"):
+        Organism(seed=1, config="small")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot load a subject from 3"):
+        load_subject(3)  # type: ignore[arg-type]
