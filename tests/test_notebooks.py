@@ -34,7 +34,7 @@ SMALL: dict[str, dict[str, Any]] = {
         "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
     },
     "patch_transfer": {"steps": 30, "n_examples": 200, "n_prompts": 40, "n_shared": 60,
-                       "samples": 4},
+                       "samples": 4, "n_random": 1},
     "alignment_audit": {
         "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
         "n_random": 2,
@@ -84,18 +84,27 @@ def test_there_are_notebooks_and_each_says_how_it_runs_small() -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
 def test_one_parameters_cell_with_the_shared_parameters(path: Path) -> None:
-    import papermill
+    from workbench.runs import check_value, notebook_parameters
 
     nb = nbformat.read(path, as_version=4)
     cells = _parameters_cells(nb)
     assert len(cells) == 1, f"{path.name}: {len(cells)} cells tagged 'parameters' (need one)"
     assert cells[0].cell_type == "code"
-    params = papermill.inspect_notebook(str(path))
+    # the workbench's own reader (papermill's line regex drops lines like "# [range: >= 1]")
+    params = notebook_parameters(path)
     for name, default in REQUIRED_DEFAULTS.items():
         assert name in params, f"{path.name} lacks the parameter {name}"
-        assert params[name]["default"] == default, (name, params[name]["default"])
-    for name in SMALL[path.stem]:
+        assert params[name].source == default, (name, params[name].source)
+    assert params["organism"].choices == ("full", "small")
+    assert params["device"].choices == ("auto", "cpu", "cuda")
+    for name, spec in params.items():  # every size, count and seed declares what it allows
+        if spec.type == "int":
+            assert spec.minimum is not None, f"{path.name}: {name} declares no [range: ...]"
+        elif spec.type == "str" and name != "out_dir":
+            assert spec.choices is not None, f"{path.name}: {name} declares no [choices: ...]"
+    for name, value in SMALL[path.stem].items():
         assert name in params, f"SMALL[{path.stem!r}] sets {name!r}, which is no parameter"
+        check_value(params[name], value)  # the small sizes are allowed values
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
