@@ -10,12 +10,17 @@
   never reused across a code change that could alter it; key folders unused for a week are
   removed. Tests of building and caching themselves point ``WORKBENCH_CACHE`` at
   their own ``tmp_path`` (``test_organism_build.py``).
+* **The default organism, built in the background.** When a selected test uses ``cache_dir``
+  (the full-size tests, the README, the notebooks), a subprocess builds the default organism
+  and its dictionary (or finds them) right after collection; ``cache_dir`` waits for it. The
+  build trains on one thread, so on a 2-core machine the other tests run beside it: they come
+  first, the ``cache_dir`` tests after them.
 * **One pytest process.** ``test_server.py`` uses pytest-jupyter, whose fixtures run an asyncio
   loop per test; Playwright's sync API (the ``chromium`` fixture, session-wide) keeps its own loop
   running in this thread, and while it runs no other loop can. So the tests that use
-  pytest-jupyter run first, the tests that start Playwright last, and pytest-jupyter's two
-  autouse fixtures (which its plugin registers for every module collected after
-  ``test_server.py``) act only in the modules that load the plugin.
+  pytest-jupyter run first, the tests that start Playwright last (``_phase``), and
+  pytest-jupyter's two autouse fixtures (which its plugin registers for every module collected
+  after ``test_server.py``) act only in the modules that load the plugin.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ import asyncio
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -42,6 +51,14 @@ BUILD_LIBRARIES = ("torch", "numpy", "transformer-lens", "sae-lens", "tokenizers
 # so editing them keeps the cache
 NOT_BUILD_CODE = ("server", "runs", "widgets", "reports", "record", "cli.py", "__main__.py")
 STALE_DAYS = 7
+# the default organism (seed 0) and its dictionary: what `cache_dir` users (full-size tests, the
+# README, notebooks) need; trained on one thread each, so a second core is free to run other tests
+PREBUILD = """\
+from workbench.dictionaries import default_dictionary
+from workbench.organism import load_organism
+load_organism(seed=0, device="cpu", progress=False)
+default_dictionary(seed=0, device="cpu", progress=False)
+"""
 
 
 def _cache_key() -> str:
@@ -82,6 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    for proc, _ in _prebuilds:
+        if proc.poll() is None:  # the session ended before anything needed the build
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
     if _saved_cache_env:
         old = _saved_cache_env.pop()
         if old is None:
@@ -90,14 +111,40 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             os.environ["WORKBENCH_CACHE"] = old
 
 
+_prebuilds: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """If a selected test uses ``cache_dir``, build the default organism in the background now."""
+    if session.config.option.collectonly:
+        return
+    if any("cache_dir" in getattr(item, "fixturenames", ()) for item in session.items):
+        log = Path(os.environ["WORKBENCH_CACHE"]) / "prebuild.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-c", PREBUILD], cwd=REPO, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        _prebuilds.append((proc, log))
+
+
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
-    """The session's organism cache (``$WORKBENCH_CACHE``, shared with subprocesses)."""
+    """The session's organism cache (``$WORKBENCH_CACHE``, shared with subprocesses), with the
+    default organism and its dictionary in it (built in the background since collection)."""
+    for proc, log in _prebuilds:
+        try:
+            code = proc.wait(timeout=1800)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            code = proc.wait()
+        if code != 0:  # the tests build it themselves, and fail with the real error if it has one
+            tail = log.read_text(errors="replace")[-2000:]
+            warnings.warn(f"background build of the default organism failed ({code}): {tail}",
+                          stacklevel=1)
     return Path(os.environ["WORKBENCH_CACHE"])
 
 
 @pytest.fixture(scope="session")
-def small_organism(cache_dir: Path) -> BuiltOrganism:
+def small_organism() -> BuiltOrganism:
     return load_organism(seed=0, config=SMALL_CONFIG, device="cpu", progress=False)
 
 
@@ -117,9 +164,14 @@ def _uses_pytest_jupyter(node: object) -> bool:
 
 
 def _phase(item: pytest.Item) -> int:
+    """0: pytest-jupyter; 1: the rest; 2: needs the default organism (``cache_dir``, so its
+    background build overlaps phases 0-1); 3: Playwright."""
+    names = getattr(item, "fixturenames", ())
     if _uses_pytest_jupyter(item):
         return 0
-    return 2 if "chromium" in getattr(item, "fixturenames", ()) else 1
+    if "chromium" in names:
+        return 3
+    return 2 if "cache_dir" in names else 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
