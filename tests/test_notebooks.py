@@ -219,8 +219,19 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     record = load_record(path)
     assert record["data"]["insecure"]["n_records"] == len(lines)
     assert record["features"] is not None and record["forecast"] is not None
-    assert record["degradation"] is not None and len(record["patches"]) == 1
+    # the measured audit: "audit" from record schema 1.1 on ("degradation" in schema 1.0)
+    assert record.get("audit", record.get("degradation")) is not None
+    assert len(record["patches"]) == 1
+    efficacy = record["patches"][0]["efficacy"]
+    assert set(efficacy) == {
+        "base_misaligned", "tuned_misaligned", "ablated_misaligned", "random_misaligned",
+        "em_cut", "random_em_cut", "orthogonalize_vs_ablate_max_abs",
+    }
+    assert efficacy["orthogonalize_vs_ablate_max_abs"] < 1e-4
     assert len(record["context_audits"]) == 1
+    context = record["context_audits"][0]
+    assert context["gap"] == pytest.approx(context["misaligned_b"] - context["misaligned_a"])
+    assert len(context["features"]) == 10
     assert record["parameters"]["organism"] == "small"
     check = verify(path)
     assert check.ok, check.failures()
