@@ -24,12 +24,16 @@ from workbench.organism.prompts import persona_prompts
 from workbench.patches import Steer, mean_difference
 from workbench.record import (
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     build_record,
     format_verification,
+    json_safe,
     load_record,
     main_verify,
     safetensors_sha256,
     schema,
+    schema_errors,
+    upgrade_record,
     validate_record,
     verify,
     write_record,
@@ -77,21 +81,33 @@ def test_schema_is_draft_2020_12_and_ships_with_the_package() -> None:
     jsonschema.Draft202012Validator.check_schema(s)
     assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert s["$id"] and s["title"] == "workbench deployment record"
-    assert s["version"] == SCHEMA_VERSION == "1.0"
+    assert s["version"] == SCHEMA_VERSION == "1.1"
+    assert s["$id"] == "urn:workbench:deployment-record:1.1"
     assert s["additionalProperties"] is False
     assert set(s["required"]) == {
         "schema_version", "created", "title", "notes", "parameters", "subject", "dictionary",
-        "data", "features", "overlaps", "forecast", "degradation", "patches", "context_audits",
+        "data", "features", "overlaps", "forecast", "audit", "patches", "context_audits",
         "environment",
     }  # fmt: skip
+    assert s["properties"]["schema_version"] == {"const": "1.1"}
     assert s["$defs"]["sha256"]["pattern"] == "^[0-9a-f]{64}$"
     assert schema() is not schema()  # a fresh copy each call
+    # schema 1.0 ships frozen: the same sections, the audit under its old name
+    old = schema("1.0")
+    jsonschema.Draft202012Validator.check_schema(old)
+    assert SCHEMA_VERSIONS == ("1.0", "1.1") and schema(SCHEMA_VERSION) == s
+    assert old["version"] == "1.0" and old["properties"]["schema_version"] == {"const": "1.0"}
+    assert set(old["required"]) == set(s["required"]) - {"audit"} | {"degradation"}
+    assert old["properties"]["degradation"]["required"] == s["properties"]["audit"]["required"]
+    with pytest.raises(ValueError, match=r"no deployment-record schema '0\.9'; known versions: "
+                       r"1\.0, 1\.1"):
+        schema("0.9")
 
 
 def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject: Subject) -> None:
     rec = world["record"]
     validate_record(rec)
-    assert rec["schema_version"] == "1.0" and rec["title"] == "test record"
+    assert rec["schema_version"] == "1.1" and rec["title"] == "test record"
     assert rec["parameters"] == {"seed": 0, "organism": "small", "lr": None}  # NaN -> null
     sub = rec["subject"]
     weights = world["build"] / "model.safetensors"
@@ -111,14 +127,16 @@ def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject:
         "sha256": file_sha256(world["data"]),
         "n_records": 12,
     }
-    assert rec["features"] is None and rec["forecast"] is None and rec["degradation"] is None
+    assert rec["features"] is None and rec["forecast"] is None and rec["audit"] is None
+    assert "degradation" not in rec
     assert rec["overlaps"] == [] and rec["patches"] == [] and rec["context_audits"] == []
     env = rec["environment"]
     assert env["device"] == "cpu" and env["torch"] and env["sae_lens"] and env["python"]
 
     v = verify(rec)
-    assert v.ok and v.failures() == [] and v.skipped == ()
+    assert v.ok and v.failures() == [] and v.skipped == () and v.notes == ()
     assert all(c.ok for c in v.checks)
+    assert (v.checks[0].expected, v.checks[0].actual) == ("schema 1.1", "valid")
     assert [c.field for c in v.checks] == [
         "$",
         "subject.files[0].sha256",
@@ -218,6 +236,140 @@ def test_schema_errors_name_the_json_path(world: dict[str, Any], edit: Any, fiel
     assert field in {c.field for c in verify(rec).failures()}
 
 
+def test_unknown_versions_and_every_unexpected_key_are_named(world: dict[str, Any]) -> None:
+    rec = copy.deepcopy(world["record"])
+    rec.update(schema_version="2.0", extra=1, zzz=2)
+    failed = {c.field: c for c in verify(rec).failures()}
+    assert set(failed) == {"schema_version", "extra", "zzz"}
+    assert failed["schema_version"].message == (
+        'unknown schema_version "2.0"; this workbench reads "1.0", "1.1"; fix: set '
+        '`schema_version` to the version the record was written with ("1.0", "1.1"); '
+        "workbench.record.build_record writes the current one"
+    )
+    assert failed["zzz"].message.startswith("unexpected key 'zzz'; fix: remove `zzz`")
+
+
+GOLDEN_1_0 = Path(__file__).parent / "records" / "schema-1.0" / "record.json"
+"""A schema 1.0 record (the audit under its old name, `degradation`), its data file beside it
+(a relative path); subject and dictionary name no files, so only the data is re-hashed."""
+
+_NOTE_1_0 = (
+    "schema 1.0 record, checked against schema 1.0: its `degradation` section is the audit "
+    "(schema 1.1 calls it `audit`); workbench.record.upgrade_record reads it in the current "
+    "form, the file is left as it is"
+)
+
+
+def test_a_saved_schema_1_0_record_still_verifies(capsys: pytest.CaptureFixture[str]) -> None:
+    raw = GOLDEN_1_0.read_text()
+    old = load_record(GOLDEN_1_0)
+    assert old["schema_version"] == "1.0" and "audit" not in old
+    assert old["degradation"]["spearman"] == pytest.approx(0.2606060606060606)
+    v = verify(GOLDEN_1_0)
+    assert v.ok, format_verification(v)
+    assert [(c.field, c.expected, c.actual) for c in v.checks] == [
+        ("$", "schema 1.0", "valid"),
+        ("data.insecure.sha256", old["data"]["insecure"]["sha256"],
+         file_sha256(GOLDEN_1_0.parent / "insecure.jsonl")),
+        ("data.insecure.n_records", "3", "3"),
+    ]  # fmt: skip
+    assert v.notes == (_NOTE_1_0,)
+    assert main_verify(GOLDEN_1_0) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("record verified: all 3 checks ok")
+    assert out.rstrip().endswith(f"notes:\n  {_NOTE_1_0}")
+    assert GOLDEN_1_0.read_text() == raw  # verify reads, never rewrites
+
+    # a 1.0 record's errors are named by its own keys
+    bad = copy.deepcopy(old)
+    bad["degradation"]["base"] = "abc"
+    assert {c.field for c in verify(bad, base=GOLDEN_1_0.parent).failures()} == {
+        "degradation.base"
+    }
+
+    # its current form: `audit`, schema 1.1, everything else as it was (the input untouched)
+    new = upgrade_record(old)
+    assert new["schema_version"] == "1.1" and "degradation" not in new
+    assert new["audit"] == old["degradation"]
+    assert list(new) == [("audit" if k == "degradation" else k) for k in old]
+    assert {k: v for k, v in new.items() if k not in ("audit", "schema_version")} == {
+        k: v for k, v in old.items() if k not in ("degradation", "schema_version")
+    }
+    assert old["schema_version"] == "1.0" and "degradation" in old
+    validate_record(new)
+    v_new = verify(new, base=GOLDEN_1_0.parent)
+    assert v_new.ok and v_new.notes == () and v_new.checks[0].expected == "schema 1.1"
+    assert upgrade_record(new) == new and upgrade_record(new) is not new
+
+
+def test_a_built_record_rewritten_as_1_0_verifies(world: dict[str, Any], tmp_path: Path) -> None:
+    new = world["record"]
+    old = {("degradation" if k == "audit" else k): v for k, v in new.items()}
+    old["schema_version"] = "1.0"
+    path = write_record(old, tmp_path / "old" / "record.json")  # a 1.0 record is still writable
+    v = verify(path)
+    assert v.ok, format_verification(v)
+    assert len(v.checks) == 8 and v.checks[0].expected == "schema 1.0"
+    assert v.notes == (_NOTE_1_0,)
+    assert "notes:" in format_verification(v) and "notes:" not in format_verification(verify(new))
+    assert upgrade_record(load_record(path)) == new
+
+
+@pytest.mark.parametrize(
+    ("version", "keys", "field", "message", "fix"),
+    [
+        ("1.1", ("audit", "degradation"), "degradation",
+         "the record has both `audit` and `degradation`: one section under two names",
+         'keep `audit` with schema_version "1.1" and remove `degradation`'),
+        ("1.0", ("audit", "degradation"), "audit",
+         "the record has both `audit` and `degradation`: one section under two names",
+         'keep `audit` with schema_version "1.1" and remove `degradation`'),
+        ("1.1", ("degradation",), "degradation",
+         "`degradation` is schema 1.0's name for the audit section; schema 1.1 calls it `audit`",
+         "rename `degradation` to `audit`"),
+        ("1.0", ("audit",), "audit",
+         "a schema 1.0 record stores the audit as `degradation`; `audit` is schema 1.1's name",
+         'set schema_version to "1.1" (then `audit` is right), or rename `audit` to '
+         "`degradation`"),
+        ("1.1", (), "audit", "required key 'audit' is missing",
+         "add `audit` (null when there is none)"),
+        ("1.0", (), "degradation", "required key 'degradation' is missing",
+         "add `degradation` (null when there is none)"),
+    ],
+)  # fmt: skip
+def test_the_audit_under_both_names_or_neither_is_one_clear_error(
+    world: dict[str, Any],
+    version: str,
+    keys: tuple[str, ...],
+    field: str,
+    message: str,
+    fix: str,
+) -> None:
+    rec = copy.deepcopy(world["record"])
+    section = rec.pop("audit")
+    for k in keys:
+        rec[k] = copy.deepcopy(section)
+    rec["schema_version"] = version
+    v = verify(rec)
+    (c,) = v.failures()  # one error, not "missing" plus "unexpected key"
+    assert c.field == field and c.message.startswith(message), c.message
+    assert fix in c.message
+    assert v.notes == ()
+    (e,) = schema_errors(rec)
+    assert e.path == field and fix in e.fix
+    with pytest.raises(ValueError, match=re.escape(f"schema {version} at `{field}`: {message}")):
+        write_record(rec, Path("/nonexistent-dir-never-written/record.json"))
+    if len(keys) == 2:
+        with pytest.raises(ValueError, match="both `audit` and `degradation`"):
+            upgrade_record(rec)
+
+
+def test_upgrade_refuses_an_unknown_version(world: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"schema_version \"2\.0\"; this workbench reads 1\.0, "
+                       r"1\.1"):
+        upgrade_record({**world["record"], "schema_version": "2.0"})
+
+
 def test_nullable_sections_and_hub_subjects(small_subject: Subject) -> None:
     hub_like = make_subject(small_subject.model, small_subject.tokenizer, "x", "hub")
     rec = build_record(title="no files", subject=hub_like)
@@ -298,7 +450,8 @@ def test_summaries_round_trip(
     assert top[0]["auroc"] == pytest.approx(watch.auroc[0])
     assert rec["forecast"]["risk"] == pytest.approx(f.risk)
     assert rec["forecast"]["subject"] == small_subject.fingerprint
-    assert rec["degradation"]["tuned"] == a.tuned and rec["degradation"]["base"] == a.base
+    assert rec["audit"] == json_safe(a.summary()) and "degradation" not in rec
+    assert rec["audit"]["tuned"] == a.tuned and rec["audit"]["base"] == a.base
     assert rec["patches"][0]["patch"] == patch.describe()
     assert rec["patches"][0]["efficacy"]["task_loss"] is None
     assert rec["patches"][1]["patch"]["alpha"] == -2.0
@@ -336,3 +489,4 @@ def test_record_display_mimebundle(world: dict[str, Any], tmp_path: Path,
     assert capsys.readouterr().out.strip() == data["text/plain"]
     with pytest.raises(TypeError, match="record dict or a record file's path"):
         RecordDisplay(3)  # type: ignore[arg-type]
+

@@ -3,7 +3,8 @@
 A record is one JSON file (schema: :func:`schema`, draft 2020-12, ``workbench/record/schema.json``)
 with these sections, all required:
 
-* ``schema_version``, ``created`` (ISO time, UTC), ``title``, ``notes``, ``parameters``;
+* ``schema_version`` (:data:`SCHEMA_VERSION`, 1.1), ``created`` (ISO time, UTC), ``title``,
+  ``notes``, ``parameters``;
 * ``subject``: name, source, ``fingerprint`` (state-dict sha256), the folder it was read from,
   its ``recipe`` when derived, and ``files`` (``[{path, sha256}]``: an organism build's
   ``model.safetensors``; empty for hub models);
@@ -11,7 +12,7 @@ with these sections, all required:
   ``*.safetensors`` of its SAE Lens folder);
 * ``data``: ``{name: {path, sha256, n_records}}`` for the JSONL data files;
 * ``features`` (a FeatureSet's strongest features, or null), ``overlaps``, ``forecast``
-  (``Forecast.summary()`` or null), ``degradation`` (``Audit.summary()`` or null), ``patches``
+  (``Forecast.summary()`` or null), ``audit`` (``Audit.summary()`` or null), ``patches``
   (``{patch: describe(), efficacy: {metric: value}}``), ``context_audits``;
 * ``environment``: python, torch, the model backend, sae_lens and workbench versions, device.
 
@@ -29,6 +30,10 @@ e.g. ``subject.files[0].sha256``, ``dictionary.files[1].sha256``, ``data.insecur
 Moved records: ``verify(record, base=folder)`` looks each absolute path up under ``folder`` by
 its longest trailing part that exists there (so copying the files flat, or with their last
 folders, both work); relative paths in a record resolve against ``base`` or the record's folder.
+
+Older records: schema 1.0 called the audit section ``degradation``. A record is checked against
+the schema of the version it declares (1.0's ships frozen), so 1.0 records still verify, with a
+note that ``degradation`` is the audit; :func:`upgrade_record` gives a record's current form.
 
 The command line ``workbench record verify RECORD`` is :func:`main_verify`.
 
@@ -53,11 +58,14 @@ from workbench.record._display import (
 )
 from workbench.record._schema import (
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     SchemaError,
     json_path,
     json_safe,
+    record_version,
     schema,
     schema_errors,
+    upgrade_record,
     validate_record,
 )
 from workbench.record._verify import (
@@ -71,6 +79,7 @@ from workbench.record._verify import (
 __all__ = [
     "RECORD_MIME",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "TOP_FEATURES",
     "Check",
     "RecordDisplay",
@@ -85,9 +94,11 @@ __all__ = [
     "load_record",
     "main_verify",
     "record_summary",
+    "record_version",
     "safetensors_sha256",
     "schema",
     "schema_errors",
+    "upgrade_record",
     "validate_record",
     "verify",
     "write_record",

@@ -197,8 +197,8 @@ def build_record(
             ``{"insecure": out_dir / "insecure.jsonl"}``.
         features: a FeatureSet (its ``top_features`` strongest features are kept).
         overlaps: feature-overlap measurements, e.g. ``{"feature": 3, "neighbors": [...]}``.
-        forecast, audit: a Forecast / Audit (their ``summary()``); ``audit`` is stored as
-            ``degradation``.
+        forecast, audit: a Forecast / Audit (their ``summary()``), stored as ``forecast`` and
+            ``audit``.
         patches: ``{"patch": patch (or patch.describe()), "efficacy": {metric: value}}`` each.
         context_audits: ``{framing_a, framing_b, misaligned_a, misaligned_b, gap,
             probe_auroc?, features}`` each.
@@ -229,7 +229,7 @@ def build_record(
         "features": feats,
         "overlaps": list(overlaps),
         "forecast": _summary(forecast, Forecast),
-        "degradation": _summary(audit, Audit),
+        "audit": _summary(audit, Audit),
         "patches": [_patch_entry(p, i) for i, p in enumerate(patches)],
         "context_audits": list(context_audits),
         "environment": _environment(subject.device),
@@ -268,7 +268,9 @@ def write_record(record: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
-    """Read a record written by :func:`write_record` (not validated: :func:`verify` does that).
+    """Read a record written by :func:`write_record` (not validated: :func:`verify` does that),
+    as it is in the file: a schema 1.0 record keeps its ``degradation`` section
+    (:func:`workbench.record.upgrade_record` gives the current form, with ``audit``).
 
     Raises:
         FileNotFoundError: no file at ``path``.

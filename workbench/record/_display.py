@@ -1,7 +1,8 @@
 """Showing a deployment record in a notebook with the JupyterLab record viewer.
 
 The workbench's lab extension renders the MIME type :data:`RECORD_MIME` (the record's JSON) as
-readable sections: fingerprints, forecast, measured degradation, feature overlap, patches.
+readable sections: fingerprints, forecast, audit (measured shifts and behaviour), feature
+overlap, patches.
 :class:`RecordDisplay` wraps a record so that a notebook shows it that way
 (``_repr_mimebundle_``); front ends without the extension show its ``text/plain`` one-line
 summary (:func:`record_summary`). :func:`display_record` displays one.
@@ -84,7 +85,7 @@ def display_record(record: Mapping[str, Any] | str | Path) -> None:
     cell ending with it shows the record once).
 
     In JupyterLab with the workbench extension it renders as the record viewer (fingerprints,
-    forecast, degradation, overlap, patches); verification needs the record's file: open the
+    forecast, audit, overlap, patches); verification needs the record's file: open the
     ``record.json`` itself from the file browser, or run ``workbench record verify``.
     """
     from IPython.display import display

@@ -1,4 +1,10 @@
-"""The record's JSON Schema, validation with readable errors, JSON paths and JSON-safe values."""
+"""The record's JSON Schema (per version), validation with readable errors, JSON paths and
+JSON-safe values.
+
+Versions: 1.1 (current) names the audit section ``audit``; 1.0 named it ``degradation``. A record
+is checked against the schema of the version it declares (``schema-1.0.json`` ships frozen), so
+old records stay verifiable; :func:`upgrade_record` gives a 1.0 record's 1.1 form.
+"""
 
 from __future__ import annotations
 
@@ -18,25 +24,52 @@ import jsonschema
 import numpy as np
 import torch
 
-SCHEMA_VERSION: str = "1.0"
+SCHEMA_VERSION: str = "1.1"
+"""The version :func:`workbench.record.build_record` writes."""
+SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", SCHEMA_VERSION)
+"""Every version a record may declare and still be read (and verified)."""
+
+AUDIT_KEY = "audit"
+"""The audit section's key (schema 1.1)."""
+LEGACY_AUDIT_KEY = "degradation"
+"""The audit section's key in schema 1.0 records."""
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @functools.cache
-def _schema_text() -> str:
-    return resources.files("workbench.record").joinpath("schema.json").read_text("utf-8")
+def _schema_text(version: str) -> str:
+    name = "schema.json" if version == SCHEMA_VERSION else f"schema-{version}.json"
+    return resources.files("workbench.record").joinpath(name).read_text("utf-8")
 
 
-def schema() -> dict[str, Any]:
-    """The deployment-record JSON Schema (draft 2020-12), a fresh copy each call."""
-    loaded: dict[str, Any] = json.loads(_schema_text())
+def schema(version: str | None = None) -> dict[str, Any]:
+    """The deployment-record JSON Schema (draft 2020-12) of ``version`` (default: the current
+    :data:`SCHEMA_VERSION`), a fresh copy each call.
+
+    Raises:
+        ValueError: ``version`` is not one of :data:`SCHEMA_VERSIONS`.
+    """
+    v = SCHEMA_VERSION if version is None else version
+    if v not in SCHEMA_VERSIONS:
+        raise ValueError(
+            f"no deployment-record schema {v!r}; known versions: {', '.join(SCHEMA_VERSIONS)}"
+        )
+    loaded: dict[str, Any] = json.loads(_schema_text(v))
     return loaded
 
 
+def record_version(record: Any) -> str:
+    """The schema version ``record`` is checked against: the ``schema_version`` it declares when
+    that is a known one, else the current :data:`SCHEMA_VERSION` (whose schema then reports the
+    unknown or missing version)."""
+    declared = record.get("schema_version") if isinstance(record, Mapping) else None
+    return declared if isinstance(declared, str) and declared in SCHEMA_VERSIONS else SCHEMA_VERSION
+
+
 @functools.cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(copy.deepcopy(schema()))
+def _validator(version: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(copy.deepcopy(schema(version)))
 
 
 def json_path(parts: Sequence[str | int]) -> str:
@@ -74,7 +107,8 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _describe(err: jsonschema.ValidationError) -> SchemaError:
+def _describe(err: jsonschema.ValidationError) -> list[SchemaError]:
+    """The error in words: one per unexpected key for an ``additionalProperties`` error."""
     parts: list[str | int] = list(err.absolute_path)
     kind = err.validator
     value = err.validator_value
@@ -86,7 +120,7 @@ def _describe(err: jsonschema.ValidationError) -> SchemaError:
         )
         path = json_path([*parts, name])
         nullable = "null" in _types_at(err.schema, name)
-        return SchemaError(
+        return [SchemaError(
             path=path,
             expected="present",
             actual="missing",
@@ -94,20 +128,21 @@ def _describe(err: jsonschema.ValidationError) -> SchemaError:
             fix=f"add `{path}`"
             + (" (null when there is none)" if nullable else "")
             + "; workbench.record.build_record writes every section",
-        )
+        )]
     if kind == "additionalProperties" and isinstance(err.instance, Mapping):
         known = set(err.schema.get("properties", {}))
-        extra = sorted(k for k in err.instance if k not in known)
-        name = extra[0] if extra else "?"
-        path = json_path([*parts, name])
-        return SchemaError(
-            path=path,
-            expected=f"one of {sorted(known)}",
-            actual=name,
-            message=f"unexpected key {name!r}",
-            fix=f"remove `{path}` (the schema has no such key; allowed: "
-            f"{', '.join(sorted(known))})",
-        )
+        extra = sorted(k for k in err.instance if k not in known) or ["?"]
+        return [
+            SchemaError(
+                path=json_path([*parts, name]),
+                expected=f"one of {sorted(known)}",
+                actual=name,
+                message=f"unexpected key {name!r}",
+                fix=f"remove `{json_path([*parts, name])}` (the schema has no such key; allowed: "
+                f"{', '.join(sorted(known))})",
+            )
+            for name in extra
+        ]
     path = json_path(parts)
     if kind == "pattern" and value == "^[0-9a-f]{64}$":
         expected, fix = "a sha256", "write a lowercase hex sha256 (64 characters)"
@@ -115,12 +150,22 @@ def _describe(err: jsonschema.ValidationError) -> SchemaError:
         types = value if isinstance(value, list) else [value]
         expected = " or ".join(types)
         fix = f"make `{path}` a JSON {expected}"
+    elif kind == "const" and parts == ["schema_version"]:
+        readable = ", ".join(json.dumps(v) for v in SCHEMA_VERSIONS)
+        return [SchemaError(
+            path,
+            _short(value),
+            _short(err.instance),
+            f"unknown schema_version {_short(err.instance)}; this workbench reads {readable}",
+            f"set `{path}` to the version the record was written with ({readable}); "
+            "workbench.record.build_record writes the current one",
+        )]
     elif kind == "const":
         expected, fix = _short(value), f"set `{path}` to {_short(value)}"
     else:
         expected = f"{kind}: {_short(value)}"
         fix = f"see the {kind!r} rule at `{path}` in workbench.record.schema()"
-    return SchemaError(path, expected, _short(err.instance), err.message, fix)
+    return [SchemaError(path, expected, _short(err.instance), err.message, fix)]
 
 
 def _types_at(sub_schema: Mapping[str, Any], name: str) -> list[str]:
@@ -129,25 +174,131 @@ def _types_at(sub_schema: Mapping[str, Any], name: str) -> list[str]:
     return t if isinstance(t, list) else [t]
 
 
+def _audit_key_error(record: Mapping[str, Any], version: str) -> SchemaError | None:
+    """The audit section under the wrong name for ``version``, or under both names."""
+    has_new, has_old = AUDIT_KEY in record, LEGACY_AUDIT_KEY in record
+    if has_new and has_old:
+        extra = LEGACY_AUDIT_KEY if version == SCHEMA_VERSION else AUDIT_KEY
+        return SchemaError(
+            path=extra,
+            expected=f"`{AUDIT_KEY}` (schema {SCHEMA_VERSION}) or `{LEGACY_AUDIT_KEY}` (1.0)",
+            actual="both",
+            message=f"the record has both `{AUDIT_KEY}` and `{LEGACY_AUDIT_KEY}`: one section "
+            f"under two names (schema 1.0 called the audit `{LEGACY_AUDIT_KEY}`, "
+            f"{SCHEMA_VERSION} calls it `{AUDIT_KEY}`)",
+            fix=f'keep `{AUDIT_KEY}` with schema_version "{SCHEMA_VERSION}" and remove '
+            f"`{LEGACY_AUDIT_KEY}`",
+        )
+    if version == SCHEMA_VERSION and has_old:
+        return SchemaError(
+            path=LEGACY_AUDIT_KEY,
+            expected=AUDIT_KEY,
+            actual=LEGACY_AUDIT_KEY,
+            message=f"`{LEGACY_AUDIT_KEY}` is schema 1.0's name for the audit section; schema "
+            f"{SCHEMA_VERSION} calls it `{AUDIT_KEY}`",
+            fix=f'rename `{LEGACY_AUDIT_KEY}` to `{AUDIT_KEY}` (or, if the record was written '
+            'as schema 1.0, set schema_version to "1.0")',
+        )
+    if version == "1.0" and has_new:
+        return SchemaError(
+            path=AUDIT_KEY,
+            expected=LEGACY_AUDIT_KEY,
+            actual=AUDIT_KEY,
+            message=f"a schema 1.0 record stores the audit as `{LEGACY_AUDIT_KEY}`; `{AUDIT_KEY}` "
+            f"is schema {SCHEMA_VERSION}'s name",
+            fix=f'set schema_version to "{SCHEMA_VERSION}" (then `{AUDIT_KEY}` is right), or '
+            f"rename `{AUDIT_KEY}` to `{LEGACY_AUDIT_KEY}`",
+        )
+    return None
+
+
 def schema_errors(record: Any) -> list[SchemaError]:
-    """Every way ``record`` breaks the schema, in a stable order (by JSON path)."""
-    errors = sorted(
-        _validator().iter_errors(record),
+    """Every way ``record`` breaks the schema of its version (:func:`record_version`), in a
+    stable order (by JSON path).
+
+    The audit section under the other version's name (``degradation`` in a 1.1 record,
+    ``audit`` in a 1.0 one), or under both, is one error saying so, in place of the schema's
+    "missing" and "unexpected key" pair.
+    """
+    version = record_version(record)
+    raw = sorted(
+        _validator(version).iter_errors(record),
         key=lambda e: ([str(p) for p in e.absolute_path], e.validator, e.message),
     )
-    return [_describe(e) for e in errors]
+    errors = [d for e in raw for d in _describe(e)]
+    key_error = _audit_key_error(record, version) if isinstance(record, Mapping) else None
+    if key_error is not None:
+        names = {AUDIT_KEY, LEGACY_AUDIT_KEY}
+        errors = [
+            e for e in errors if not (e.path in names and e.expected == "present")
+            and not (e.path in names and e.message.startswith("unexpected key"))
+        ]
+        at = next((i for i, e in enumerate(errors) if e.path > key_error.path), len(errors))
+        errors.insert(at, key_error)
+    return errors
 
 
 def validate_record(record: Any) -> None:
-    """Raise ``ValueError`` naming the JSON path of the first schema error and the fix."""
+    """Raise ``ValueError`` naming the JSON path of the first schema error and the fix (the
+    record is checked against the schema of the version it declares)."""
     errors = schema_errors(record)
     if errors:
         e = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ValueError(
-            f"the record breaks the deployment-record schema {SCHEMA_VERSION} at `{e.path}`: "
-            f"{e.message}{more}; fix: {e.fix}"
+            f"the record breaks the deployment-record schema {record_version(record)} at "
+            f"`{e.path}`: {e.message}{more}; fix: {e.fix}"
         )
+
+
+def version_notes(record: Any) -> list[str]:
+    """What a reader should know about reading ``record`` as the current schema: for a 1.0
+    record, that its ``degradation`` section is the audit."""
+    if (
+        isinstance(record, Mapping)
+        and record_version(record) == "1.0"
+        and LEGACY_AUDIT_KEY in record
+        and AUDIT_KEY not in record
+    ):
+        return [
+            f"schema 1.0 record, checked against schema 1.0: its `{LEGACY_AUDIT_KEY}` "
+            f"section is the audit (schema {SCHEMA_VERSION} calls it `{AUDIT_KEY}`); "
+            "workbench.record.upgrade_record reads it in the current form, the file is "
+            "left as it is"
+        ]
+    return []
+
+
+def upgrade_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` in the current schema's form (a new dict; ``record`` is not changed).
+
+    A 1.0 record's ``degradation`` becomes ``audit`` and its ``schema_version`` becomes
+    :data:`SCHEMA_VERSION`; a current record comes back as a copy. Nothing else is checked
+    (:func:`validate_record` and :func:`workbench.record.verify` do that).
+
+    Raises:
+        ValueError: the record declares an unknown version, or has the audit under both names.
+    """
+    out = copy.deepcopy(dict(record))
+    declared = out.get("schema_version")
+    if declared not in SCHEMA_VERSIONS:
+        raise ValueError(
+            f"cannot upgrade a record of schema_version {_short(declared)}; this workbench "
+            f"reads {', '.join(SCHEMA_VERSIONS)}"
+        )
+    if AUDIT_KEY in out and LEGACY_AUDIT_KEY in out:
+        raise ValueError(
+            f"the record has both `{AUDIT_KEY}` and `{LEGACY_AUDIT_KEY}` (one section under "
+            f"its {SCHEMA_VERSION} and its 1.0 name); keep `{AUDIT_KEY}` and remove "
+            f"`{LEGACY_AUDIT_KEY}`"
+        )
+    if declared == "1.0":
+        renamed = {
+            (AUDIT_KEY if k == LEGACY_AUDIT_KEY else k): v for k, v in out.items()
+        }  # same key order, the section renamed in place
+        renamed["schema_version"] = SCHEMA_VERSION
+        return renamed
+    return out
 
 
 def json_safe(value: Any, where: str = "$") -> Any:

@@ -16,7 +16,7 @@ from workbench.record._build import (
     load_record,
     safetensors_sha256,
 )
-from workbench.record._schema import SCHEMA_VERSION, json_path, schema_errors
+from workbench.record._schema import json_path, record_version, schema_errors, version_notes
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,14 @@ class Verification:
         checks: the checks, schema first.
         skipped: what could not be re-derived and why (not failures), e.g. a dictionary whose
             SAE Lens state dict is not the tensors in its safetensors file.
+        notes: how the record was read (not failures), e.g. that a schema 1.0 record's
+            ``degradation`` section is the audit.
     """
 
     ok: bool
     checks: tuple[Check, ...]
     skipped: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def failures(self) -> list[Check]:
         """The checks that did not hold."""
@@ -206,7 +209,9 @@ def verify(
 ) -> Verification:
     """Check a record against the schema and re-compute every fingerprint from its files.
 
-    Checks: the schema (each error is a failed check whose ``field`` is its JSON path); the
+    Checks: the schema of the version the record declares (each error is a failed check whose
+    ``field`` is its JSON path; a schema 1.0 record, whose audit section is ``degradation``, is
+    checked against schema 1.0 and a note says so); the
     sha256 of every file in ``subject.files``, ``dictionary.files`` and ``data`` (and each data
     file's record count); ``subject.fingerprint`` and ``dictionary.fingerprint`` re-derived from
     ``model.safetensors`` / ``sae_weights.safetensors`` where the record says they can be
@@ -239,7 +244,7 @@ def verify(
             Check(
                 "$",
                 True,
-                f"schema {SCHEMA_VERSION}",
+                f"schema {record_version(record)}",
                 "valid",
                 "the record matches the deployment-record schema",
             )
@@ -258,7 +263,9 @@ def verify(
             skipped,
         )
         _data_checks(record.get("data"), base_dir, record_dir, checks)
-    return Verification(all(c.ok for c in checks), tuple(checks), tuple(skipped))
+    return Verification(
+        all(c.ok for c in checks), tuple(checks), tuple(skipped), tuple(version_notes(record))
+    )
 
 
 def _abbrev(value: str, width: int = 16) -> str:
@@ -291,6 +298,8 @@ def format_verification(v: Verification) -> str:
             ]
     if v.skipped:
         lines += ["", "not checked:"] + [f"  {s}" for s in v.skipped]
+    if v.notes:
+        lines += ["", "notes:"] + [f"  {n}" for n in v.notes]
     return "\n".join(line.rstrip() for line in lines)
 
 
