@@ -219,8 +219,9 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     record = load_record(path)
     assert record["data"]["insecure"]["n_records"] == len(lines)
     assert record["features"] is not None and record["forecast"] is not None
-    # the measured audit: "audit" from record schema 1.1 on ("degradation" in schema 1.0)
-    assert record.get("audit", record.get("degradation")) is not None
+    # the measured audit, under its name (record schema 1.1; schema 1.0 called it "degradation")
+    assert record["schema_version"] == "1.1"
+    assert record["audit"] is not None and "degradation" not in record
     assert len(record["patches"]) == 1
     efficacy = record["patches"][0]["efficacy"]
     assert set(efficacy) == {
