@@ -384,7 +384,10 @@ export interface RecordSummary {
   fingerprints: KeyValue[];
   forecastRisk: string | null;
   forecast: KeyValue[];
-  degradation: KeyValue[];
+  /** the audit's scalars (base vs tuned: measured shifts and behaviour) */
+  audit: KeyValue[];
+  /** how the audit section was read, when not plainly as `audit` (schema 1.0's `degradation`) */
+  auditNote: string | null;
   patches: { name: string; efficacy: KeyValue[] }[];
   verification: { ok: boolean; checks: number; failed: string[]; error: string | null };
 }
@@ -406,6 +409,30 @@ function scalars(obj: Record<string, unknown> | null): KeyValue[] {
   return Object.entries(obj)
     .filter(([, v]) => v === null || typeof v !== "object")
     .map(([key, value]) => ({ key, value: formatValue(value) }));
+}
+
+/** The audit section: `audit` (record schema 1.1), or `degradation`, its name in schema 1.0
+ *  records, with a note saying which was read. */
+export function auditSection(record: Record<string, unknown>): { audit: KeyValue[]; note: string | null } {
+  const hasAudit = "audit" in record;
+  const hasLegacy = "degradation" in record;
+  if (hasAudit && hasLegacy) {
+    return {
+      audit: scalars(asObject(record.audit)),
+      note: "this record has both `audit` and `degradation` (schema 1.0's name for the audit): showing `audit`",
+    };
+  }
+  if (hasLegacy) {
+    const v = typeof record.schema_version === "string" ? record.schema_version : "?";
+    return {
+      audit: scalars(asObject(record.degradation)),
+      note:
+        v === "1.0"
+          ? "schema 1.0 record: the audit is stored as `degradation`"
+          : `the audit is stored as \`degradation\`, schema 1.0's name for it (this record says schema ${v})`,
+    };
+  }
+  return { audit: scalars(asObject(record.audit)), note: null };
 }
 
 export function summarizeRecord(record: Record<string, unknown>): RecordSummary {
@@ -430,6 +457,7 @@ export function summarizeRecord(record: Record<string, unknown>): RecordSummary 
       (typeof o.patch === "string" ? o.patch : `patch ${i}`);
     return { name, efficacy: scalars(asObject(o.efficacy)) };
   });
+  const audit = auditSection(record);
   const v = asObject(record.verification) ?? {};
   const failed = (Array.isArray(v.failed) ? v.failed : []).map((f) => {
     const o = asObject(f) ?? {};
@@ -441,7 +469,8 @@ export function summarizeRecord(record: Record<string, unknown>): RecordSummary 
     fingerprints,
     forecastRisk,
     forecast: scalars(forecast),
-    degradation: scalars(asObject(record.degradation)),
+    audit: audit.audit,
+    auditNote: audit.note,
     patches,
     verification: {
       ok: v.ok === true,

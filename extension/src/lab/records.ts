@@ -1,7 +1,8 @@
 // Pure logic of the record viewer (no DOM, no JupyterLab): unit-tested with vitest.
 //  * which files are deployment records (the viewer's file type);
 //  * a record -> its readable sections (extends model.ts's summarizeRecord with the data files'
-//    fingerprints, the watched features and the feature overlaps);
+//    fingerprints, the watched features and the feature overlaps); the audit is `audit`, or
+//    `degradation` in schema 1.0 records;
 //  * a verification (the server's `verification` object, or why there is none) -> a verdict:
 //    a headline, the failed checks (field, expected, actual) and what was not checked.
 import { type KeyValue, type RecordSummary, formatValue, summarizeRecord } from "./model";
@@ -127,6 +128,9 @@ export interface VerificationResult {
   checks: number;
   failed: FailedCheck[];
   skipped: string[];
+  /** how the record was read (`Verification.notes`), e.g. a schema 1.0 record's `degradation`
+   *  section taken as the audit; absent from servers that do not send it */
+  notes: string[];
   error: string | null;
 }
 
@@ -142,6 +146,7 @@ export function parseVerification(v: unknown): VerificationResult | null {
       return { field: str(c.field), expected: str(c.expected), actual: str(c.actual), message: str(c.message ?? "") };
     }),
     skipped: (Array.isArray(o.skipped) ? o.skipped : []).map(str),
+    notes: (Array.isArray(o.notes) ? o.notes : []).map(str),
     error: typeof o.error === "string" ? o.error : null,
   };
 }
@@ -165,7 +170,7 @@ export function verdictFor(state: VerificationState): Verdict {
   switch (state.kind) {
     case "result": {
       const r = state.result;
-      const notes = r.skipped.map((s) => `not checked: ${s}`);
+      const notes = [...r.notes, ...r.skipped.map((s) => `not checked: ${s}`)];
       if (r.error !== null) {
         return { status: "failed", headline: `verification failed: ${r.error}`, failures: r.failed, notes };
       }

@@ -60,7 +60,16 @@ export function renderRecord(record: Record<string, unknown>, subtitle: string, 
         table(s.forecast),
       ),
     ],
-    ["degradation", "Measured degradation", table(s.degradation)],
+    [
+      "audit",
+      "Audit (measured shifts and behaviour)",
+      h(
+        "div",
+        {},
+        s.auditNote !== null ? h("p", { class: "jp-wb-muted", "data-wb": "audit-note" }, s.auditNote) : null,
+        table(s.audit),
+      ),
+    ],
     ["features", "Watched features", table(s.features)],
     [
       "overlaps",

@@ -211,7 +211,7 @@ describe("record summary", () => {
       subject: { name: "tiny", fingerprint: "ab12" },
       dictionary: { name: "sae", fingerprint: "cd34" },
       forecast: { risk: 0.123456, horizon: 10, curve: [1, 2] },
-      degradation: { accuracy_drop: 0.02, ok: true },
+      audit: { accuracy_drop: 0.02, ok: true },
       patches: [{ patch: { name: "ablate-7", kind: "ablation" }, efficacy: { harm: -0.5 } }, { efficacy: {} }],
       verification: { ok: false, checks: 5, failed: [{ field: "subject.fingerprint", message: "mismatch" }] },
     });
@@ -222,15 +222,43 @@ describe("record summary", () => {
     ]);
     expect(s.forecastRisk).toBe("0.1235");
     expect(s.forecast.map((k) => k.key)).toEqual(["risk", "horizon"]);
-    expect(s.degradation).toEqual([
+    expect(s.audit).toEqual([
       { key: "accuracy_drop", value: "0.02000" },
       { key: "ok", value: "yes" },
     ]);
+    expect(s.auditNote).toBeNull();
     expect(s.patches).toEqual([
       { name: "ablate-7", efficacy: [{ key: "harm", value: "-0.5000" }] },
       { name: "patch 1", efficacy: [] },
     ]);
     expect(s.verification).toEqual({ ok: false, checks: 5, failed: ["subject.fingerprint: mismatch"], error: null });
+  });
+
+  it("reads the audit of a schema 1.0 record from `degradation`, and says so", () => {
+    const section = { spearman: 0.625, n_tokens: 358 };
+    const rows = [
+      { key: "spearman", value: "0.6250" },
+      { key: "n_tokens", value: "358" },
+    ];
+    const old = summarizeRecord({ schema_version: "1.0", degradation: section });
+    expect(old.audit).toEqual(rows);
+    expect(old.auditNote).toBe("schema 1.0 record: the audit is stored as `degradation`");
+    // `degradation` under another version: still shown, and the note names the version
+    const odd = summarizeRecord({ schema_version: "1.1", degradation: section });
+    expect(odd.audit).toEqual(rows);
+    expect(odd.auditNote).toBe("the audit is stored as `degradation`, schema 1.0's name for it (this record says schema 1.1)");
+    // both names: `audit` wins, with a note
+    const both = summarizeRecord({ schema_version: "1.1", audit: { spearman: 0.5 }, degradation: section });
+    expect(both.audit).toEqual([{ key: "spearman", value: "0.5000" }]);
+    expect(both.auditNote).toBe(
+      "this record has both `audit` and `degradation` (schema 1.0's name for the audit): showing `audit`",
+    );
+    // neither, or a null audit: nothing to show, nothing to note
+    for (const r of [{ schema_version: "1.1" }, { schema_version: "1.1", audit: null }]) {
+      const s = summarizeRecord(r);
+      expect(s.audit).toEqual([]);
+      expect(s.auditNote).toBeNull();
+    }
   });
 
   it("copes with an empty record", () => {

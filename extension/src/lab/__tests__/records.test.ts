@@ -18,9 +18,9 @@ const SUB = "3f".repeat(32);
 const SAE = "9e".repeat(32);
 const DATA = "0a".repeat(32);
 
-/** The shape build_record writes (workbench/record/schema.json v1.0), trimmed. */
+/** The shape build_record writes (workbench/record/schema.json v1.1), trimmed. */
 const RECORD = {
-  schema_version: "1.0",
+  schema_version: "1.1",
   created: "2026-02-03T04:05:06+00:00",
   title: "alignment audit",
   subject: { name: "organism-small", source: "organism", fingerprint: SUB, files: [] },
@@ -37,10 +37,19 @@ const RECORD = {
   },
   overlaps: [{ feature: 7, neighbors: [{ feature: 1, cosine: 0.5 }, { feature: 2, cosine: 0.25 }] }],
   forecast: { method: "gradient", risk: 0.3125, n_examples: 40, paths: [{}] },
-  degradation: { base: SUB, spearman: 0.625, actual_risk: 0.25, behaviour_base: {} },
+  audit: { base: SUB, spearman: 0.625, actual_risk: 0.25, behaviour_base: {} },
   patches: [{ patch: { kind: "steer", alpha: -1 }, efficacy: { misaligned_change: -0.25, task_loss: null } }],
   context_audits: [],
 };
+
+/** The same record as schema 1.0 wrote it: the audit section under its old name. */
+function asSchema10(record: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(record).map(([k, v]) =>
+      k === "audit" ? ["degradation", v] : k === "schema_version" ? [k, "1.0"] : [k, v],
+    ),
+  );
+}
 
 describe("record files", () => {
   it("matches record.json and *.record.json only (by base name)", () => {
@@ -57,7 +66,7 @@ describe("record files", () => {
 });
 
 describe("record details", () => {
-  it("lists every fingerprint, the features, overlaps, forecast, degradation and patches", () => {
+  it("lists every fingerprint, the features, overlaps, forecast, audit and patches", () => {
     const d = describeRecord(RECORD);
     expect(d.title).toBe("alignment audit");
     expect(d.allFingerprints).toEqual([
@@ -75,10 +84,20 @@ describe("record details", () => {
       { title: "feature 7", rows: [{ key: "neighbors", value: "feature 1 (cosine 0.5000), feature 2 (cosine 0.2500)" }] },
     ]);
     expect(d.forecastRisk).toBe("0.3125");
-    expect(d.degradation.map((r) => r.key)).toEqual(["base", "spearman", "actual_risk"]);
+    expect(d.audit.map((r) => r.key)).toEqual(["base", "spearman", "actual_risk"]);
+    expect(d.audit.find((r) => r.key === "spearman")?.value).toBe("0.6250");
+    expect(d.auditNote).toBeNull();
     expect(d.patches).toEqual([
       { name: "steer", efficacy: [{ key: "misaligned_change", value: "-0.2500" }, { key: "task_loss", value: "—" }] },
     ]);
+  });
+
+  it("shows a schema 1.0 record's `degradation` as its audit", () => {
+    const old = asSchema10(RECORD);
+    expect("audit" in old).toBe(false);
+    const d = describeRecord(old);
+    expect(d.audit).toEqual(describeRecord(RECORD).audit);
+    expect(d.auditNote).toBe("schema 1.0 record: the audit is stored as `degradation`");
   });
 
   it("abbreviates long lists", () => {
@@ -115,6 +134,17 @@ describe("verification verdicts", () => {
     expect(v.notes).toEqual([
       "not checked: dictionary.fingerprint not re-derived: no sae_weights.safetensors among its files",
     ]);
+  });
+
+  it("shows the verifier's notes before what was not checked", () => {
+    const note = "schema 1.0 record, checked against schema 1.0: its `degradation` section is the audit";
+    const v = verdictFor({ kind: "result", result: parseVerification({ ...failed, ok: true, failed: [], notes: [note] })! });
+    expect(v.status).toBe("ok");
+    expect(v.notes).toEqual([
+      note,
+      "not checked: dictionary.fingerprint not re-derived: no sae_weights.safetensors among its files",
+    ]);
+    expect(parseVerification({ ok: true, checks: 1 })?.notes).toEqual([]); // servers that send none
   });
 
   it("explains why there is no verification", () => {
@@ -154,7 +184,7 @@ describe("record rendering (DOM)", () => {
     expect(sections).toEqual([
       "Fingerprints",
       "Forecast",
-      "Measured degradation",
+      "Audit (measured shifts and behaviour)",
       "Watched features",
       "Feature overlap",
       "Patches",
@@ -162,11 +192,27 @@ describe("record rendering (DOM)", () => {
     const row = root.querySelector('[data-section="fingerprints"] tr[data-key="data insecure (40 records)"] td');
     expect(row?.textContent).toBe(DATA);
     expect(root.querySelector('[data-section="forecast"] p')?.textContent).toBe("Risk: 0.3125");
+    expect(root.querySelector('[data-section="audit"] tr[data-key="spearman"] td')?.textContent).toBe("0.6250");
+    expect(root.querySelector('[data-wb="audit-note"]')).toBeNull();
+    expect(root.querySelector('[data-section="degradation"]')).toBeNull();
     const fail = root.querySelector('[data-wb="verification-failures"] tr[data-field="data.insecure.sha256"]');
     expect([...(fail?.children ?? [])].map((c) => c.textContent)).toEqual(["data.insecure.sha256", DATA, "missing"]);
     expect(root.querySelector('[data-wb="verification"]')?.getAttribute("data-status")).toBe("failed");
     const ok = verdictElement(verdictFor({ kind: "result", result: parseVerification({ ok: true, checks: 2 })! }));
     expect(ok.textContent).toBe("verified: 2 checks passed");
+  });
+
+  it("renders a schema 1.0 record's audit under the same heading, with a note", () => {
+    const verdict = verdictFor({ kind: "result", result: parseVerification({ ok: true, checks: 3 })! });
+    const root = document.createElement("div");
+    root.append(...renderRecord(asSchema10(RECORD), "old/record.json", verdict));
+    const audit = root.querySelector('[data-section="audit"]');
+    expect(audit?.querySelector("h2")?.textContent).toBe("Audit (measured shifts and behaviour)");
+    expect(audit?.querySelector('[data-wb="audit-note"]')?.textContent).toBe(
+      "schema 1.0 record: the audit is stored as `degradation`",
+    );
+    expect(audit?.querySelector('tr[data-key="spearman"] td')?.textContent).toBe("0.6250");
+    expect(root.querySelector('[data-section="degradation"]')).toBeNull();
   });
 });
 
