@@ -76,7 +76,8 @@ def runs_root(tmp_path: Path) -> Path:
 def jp_server_config(analyses: Path, runs_root: Path) -> Config:
     return Config({
         "ServerApp": {"jpserver_extensions": {"workbench.server": True}},
-        "WorkbenchServer": {"analyses_dir": str(analyses), "runs_root": str(runs_root)},
+        "WorkbenchServer": {"analyses_dir": str(analyses), "runs_root": str(runs_root),
+                            "shipped_analyses": False},
     })
 
 
@@ -671,3 +672,27 @@ def test_extension_points_and_config_file() -> None:
         shared = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
         assert shared["jupyter-config/jupyter_server_config.d"] == (
             "etc/jupyter/jupyter_server_config.d")
+
+
+def test_the_server_offers_your_folder_then_the_shipped_analyses(analyses: Path) -> None:
+    """A user's folder comes first and shadows a shipped name; the shipped analyses follow."""
+    from workbench.runs import shipped_analyses_dir
+    from workbench.server._catalogue import list_analyses, resolve_name
+    from workbench.server._config import WorkbenchServer
+    from workbench.server._errors import RequestError
+
+    shipped = shipped_analyses_dir()
+    _write_nb(analyses / "feature_geometry.ipynb", new_markdown_cell("# Mine"),
+              new_code_cell('out_dir = "."', metadata={"tags": ["parameters"]}))
+    wb = WorkbenchServer(analyses_dir=str(analyses))
+    assert wb.analyses_paths == [analyses.resolve(), shipped]
+    listed = {a["name"]: a for a in list_analyses(wb.analyses_paths)}
+    assert {"toy", "alignment_audit", "patch_transfer"} <= set(listed)
+    assert (listed["toy"]["folder"], listed["alignment_audit"]["folder"]) == (0, 1)
+    assert listed["feature_geometry"]["title"] == "Mine"  # yours shadows the shipped one
+    assert resolve_name(wb.analyses_paths, "alignment_audit") == shipped / "alignment_audit.ipynb"
+    assert resolve_name(wb.analyses_paths, "feature_geometry").parent == analyses.resolve()
+    with pytest.raises(RequestError, match=r"no notebook 'nope.ipynb'.*alignment_audit"):
+        resolve_name(wb.analyses_paths, "nope")
+    only_mine = WorkbenchServer(analyses_dir=str(analyses), shipped_analyses=False)
+    assert only_mine.analyses_paths == [analyses.resolve()]

@@ -80,7 +80,8 @@ def workbench_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[La
     runs = tmp_path_factory.mktemp("wb-runs")
     _write_toy(analyses)
     lab = start_workbench_lab(tmp_path_factory.mktemp("wb-lab-root"), home, LABEXTENSION,
-                              {"analyses_dir": str(analyses), "runs_root": str(runs)},
+                              {"analyses_dir": str(analyses), "runs_root": str(runs),
+                               "shipped_analyses": False},
                               name=EXT_NAME)
     try:
         yield lab, runs

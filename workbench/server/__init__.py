@@ -88,5 +88,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     web_app.settings["workbench"] = wb
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
-    serverapp.log.info("workbench server extension: analyses %s, runs %s", wb.analyses_path,
+    serverapp.log.info("workbench server extension: analyses %s, runs %s", wb.analyses_paths,
                        wb.runs_path)

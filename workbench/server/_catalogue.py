@@ -1,10 +1,12 @@
-"""The catalogue: the analyses folder as the server offers it.
+"""The catalogue: the analyses folders as the server offers them.
 
-A run is launched by a notebook *name*, looked up in this folder only (:func:`resolve_name`:
-no separators, ``..``, hidden files, symlinks out of the folder or names longer than a file
-name can be). :func:`list_analyses` is ``GET /workbench/analyses``: each notebook's title (its
-first markdown heading) and parameters with their types, defaults, help and the choices and
-ranges its parameters cell declares (:func:`workbench.runs.notebook_parameters`), which the
+The folders are the user's own (``c.WorkbenchServer.analyses_dir``, ``$WORKBENCH_ANALYSES``) and
+then the analyses that ship with workbench; a name in an earlier folder shadows the same name in a
+later one. A run is launched by a notebook *name*, looked up in these folders only
+(:func:`resolve_name`: no separators, ``..``, hidden files, symlinks out of a folder or names longer
+than a file name can be). :func:`list_analyses` is ``GET /workbench/analyses``: each notebook's
+title (its first markdown heading) and parameters with their types, defaults, help and the choices
+and ranges its parameters cell declares (:func:`workbench.runs.notebook_parameters`), which the
 panel turns into its form.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +26,12 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
 
-def resolve_name(root: Path, name: Any) -> Path:
-    """A notebook *name* -> its file inside ``root``; anything else a :class:`RequestError`
-    (400 for a refused name, 404 naming the notebooks there for a missing one)."""
+def resolve_name(roots: Sequence[Path], name: Any) -> Path:
+    """A notebook *name* -> its file inside the first of ``roots`` that has it; anything else a
+    :class:`RequestError` (400 for a refused name, 404 naming the notebooks there are)."""
     if not isinstance(name, str) or not name:
         raise RequestError(400, "'notebook' must be a non-empty string: the name of a "
-                           f"notebook in the analyses folder ({root.name}/)")
+                           "notebook in the analyses folders")
     try:
         check_name_length(name)
     except ValueError as e:
@@ -37,15 +40,15 @@ def resolve_name(root: Path, name: Any) -> Path:
         raise RequestError(400, f"refused notebook name {name!r}: a name is a file of the "
                            "analyses folder (no path separators, no '..', no leading dot)")
     file = name if name.endswith(".ipynb") else name + ".ipynb"
-    path = (root / file).resolve()
-    if not path.is_relative_to(root):
-        raise RequestError(400, f"refused notebook name {name!r}: it resolves outside the "
-                           "analyses folder")
-    if not path.is_file():
-        known = ", ".join(p.stem for p in _notebooks(root)) or "none"
-        raise RequestError(404, f"no notebook {file!r} in the analyses folder; available: "
-                           f"{known}")
-    return path
+    for root in roots:
+        path = (root / file).resolve()
+        if not path.is_relative_to(root):
+            raise RequestError(400, f"refused notebook name {name!r}: it resolves outside the "
+                               "analyses folder")
+        if path.is_file():
+            return path
+    known = ", ".join(notebooks(roots)) or "none"
+    raise RequestError(404, f"no notebook {file!r} in the analyses folders; available: {known}")
 
 
 def _notebooks(root: Path) -> list[Path]:
@@ -56,13 +59,24 @@ def _notebooks(root: Path) -> list[Path]:
             if not p.name.startswith(".") and p.is_file() and p.resolve().is_relative_to(root)]
 
 
-def list_analyses(root: Path) -> list[dict[str, Any]]:
-    """``GET /workbench/analyses``: ``[{name, path, title, parameters}]``, with ``error`` (and
-    no parameters) for a notebook that cannot run: no parameters cell, a bad declaration."""
+def notebooks(roots: Sequence[Path]) -> dict[str, Path]:
+    """Every notebook runnable by name -> its file, earlier folders first (shadowing later)."""
+    found: dict[str, Path] = {}
+    for root in roots:
+        for p in _notebooks(root):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def list_analyses(roots: Sequence[Path]) -> list[dict[str, Any]]:
+    """``GET /workbench/analyses``: ``[{name, path, title, parameters, folder}]``, with
+    ``error`` (and no parameters) for a notebook that cannot run: no parameters cell, a bad
+    declaration. ``folder`` is the index of its folder in ``roots`` (0: the user's own first)."""
     out = []
-    for path in _notebooks(root):
+    for path in notebooks(roots).values():
         entry: dict[str, Any] = {
             "name": path.stem, "path": path.name, "title": _title(path), "parameters": [],
+            "folder": next(i for i, r in enumerate(roots) if path.parent == r),
         }
         try:
             specs = notebook_parameters(path)

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from traitlets import Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from workbench.runs import PreparedRun, analyses_dir
+from workbench.runs import PreparedRun, analyses_dirs, shipped_analyses_dir
 from workbench.server._processes import Job, start_worker
 from workbench.server._scheduler import Scheduler
 
@@ -28,8 +28,13 @@ class WorkbenchServer(LoggingConfigurable):
     """Configuration of the workbench server extension (``c.WorkbenchServer.*``)."""
 
     analyses_dir = Unicode(
-        help="the folder of analysis notebooks that runs are launched from (by name only); "
-        "default: workbench.runs.analyses_dir() ($WORKBENCH_ANALYSES or the repo's notebooks/)"
+        "", help="a folder of your own analysis notebooks, offered first (a name there shadows "
+        "a shipped analysis of the same name); runs are launched from the analyses folders by "
+        "name only. $WORKBENCH_ANALYSES folders come next, then the shipped analyses"
+    ).tag(config=True)
+    shipped_analyses = Bool(
+        True, help="also offer the analyses that ship with workbench (workbench.runs."
+        "shipped_analyses_dir()) after your own folders"
     ).tag(config=True)
     runs_root = Unicode(
         help="where run directories are written and read; default: <server root_dir>/runs"
@@ -50,10 +55,6 @@ class WorkbenchServer(LoggingConfigurable):
     ).tag(config=True)
     root_dir = Unicode("", help="the server's root_dir (set by the extension loader)")
 
-    @default("analyses_dir")
-    def _default_analyses_dir(self) -> str:
-        return str(analyses_dir())
-
     @default("runs_root")
     def _default_runs_root(self) -> str:
         return str(Path(self.root_dir or os.getcwd()).expanduser() / "runs")
@@ -71,12 +72,23 @@ class WorkbenchServer(LoggingConfigurable):
                                    limit=lambda: self.max_parallel_runs, log=self.log)
 
     def _start_worker(self, prep: PreparedRun) -> Job:
-        return start_worker(prep, runs_root=self.runs_path, analyses=self.analyses_path,
+        return start_worker(prep, runs_root=self.runs_path, analyses=self.analyses_paths,
                             kernel=self.kernel)
 
     @property
+    def analyses_paths(self) -> list[Path]:
+        """The analyses folders, in lookup order: ``analyses_dir``, ``$WORKBENCH_ANALYSES``,
+        then (with ``shipped_analyses``) the shipped analyses."""
+        own = [Path(self.analyses_dir).expanduser().resolve()] if self.analyses_dir else []
+        found = analyses_dirs()
+        rest = found if self.shipped_analyses else found[:-1]  # the shipped folder comes last
+        return list(dict.fromkeys([*own, *rest]))
+
+    @property
     def analyses_path(self) -> Path:
-        return Path(self.analyses_dir).expanduser().resolve()
+        """The first analyses folder (where a user's own notebooks are)."""
+        paths = self.analyses_paths
+        return paths[0] if paths else shipped_analyses_dir()
 
     @property
     def runs_path(self) -> Path:
@@ -84,5 +96,6 @@ class WorkbenchServer(LoggingConfigurable):
 
     def scrub(self, message: str) -> str:
         """A message with this server's own paths replaced by ``<analyses>`` / ``<runs>``."""
-        return (message.replace(str(self.analyses_path), "<analyses>")
-                .replace(str(self.runs_path), "<runs>"))
+        for folder in self.analyses_paths:
+            message = message.replace(str(folder), "<analyses>")
+        return message.replace(str(self.runs_path), "<runs>")

@@ -27,7 +27,7 @@ class AnalysesHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(await in_thread(list_analyses, self.wb.analyses_path))
+        self.reply(await in_thread(list_analyses, self.wb.analyses_paths))
 
 
 class RunsHandler(BodyHandler):

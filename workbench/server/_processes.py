@@ -34,14 +34,16 @@ class Job:
     cancelled: bool = False
 
 
-def start_worker(prep: PreparedRun, *, runs_root: Path, analyses: Path, kernel: str) -> Job:
+def start_worker(
+    prep: PreparedRun, *, runs_root: Path, analyses: list[Path], kernel: str
+) -> Job:
     """A worker process executing ``prep`` into ``runs_root`` with Jupyter kernel ``kernel``."""
     logs = runs_root / ".workbench-server"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{prep.id}.log"
     spec = {"notebook": str(prep.path), "parameters": prep.given, "run_id": prep.id,
             "runs_root": str(runs_root), "kernel": kernel}
-    env = dict(os.environ, WORKBENCH_ANALYSES=str(analyses))
+    env = dict(os.environ, WORKBENCH_ANALYSES=os.pathsep.join(str(a) for a in analyses))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "workbench.server._worker", json.dumps(spec)],

@@ -62,7 +62,7 @@ def run_request(wb: WorkbenchServer, body: Any) -> PreparedRun:
                            "expected 'notebook' and 'parameters'")
     if "notebook" not in body:
         raise RequestError(400, "missing field 'notebook' (the name of an analysis notebook)")
-    path = resolve_name(wb.analyses_path, body["notebook"])
+    path = resolve_name(wb.analyses_paths, body["notebook"])
     return _prepare(wb, path, _parameters(body))
 
 
@@ -80,7 +80,7 @@ def sweep_request(wb: WorkbenchServer, body: Any) -> list[PreparedRun]:
         if field not in body:
             raise RequestError(400, f"missing field {field!r}: a sweep is "
                                '{"notebook": "<name>", "grid": {"<param>": [values...]}}')
-    path = resolve_name(wb.analyses_path, body["notebook"])
+    path = resolve_name(wb.analyses_paths, body["notebook"])
     fixed = _parameters(body)
     try:
         specs = notebook_parameters(path)
