@@ -160,6 +160,7 @@ def resolve_notebook(name_or_path: str | os.PathLike[str]) -> Path:
             raise ValueError(f"{str(path)!r} is not a notebook (.ipynb)")
         return path.resolve()
     name = name_or_path
+    check_name_length(name)
     roots = analyses_dirs()
     where = ", ".join(str(r) for r in roots)
     known = ", ".join(available_notebooks()) or "none"
@@ -185,7 +186,6 @@ def notebook_argument(arg: str) -> Path:
     (or is absolute), else a name (see :func:`resolve_notebook`)."""
     if arg.endswith(".ipynb") and (os.sep in arg or "/" in arg or os.path.isabs(arg)):
         return resolve_notebook(Path(arg))
-    check_name_length(arg)
     return resolve_notebook(arg)
 
 
