@@ -8,7 +8,9 @@ from the file browser (the viewer is its default), check the readable sections s
 values and the server's verification ("verified: N checks passed"); "Open With" still offers the
 editor; open a copy whose subject fingerprint was tampered with and check the failed check
 (field, expected, actual); open a notebook whose saved output is ``display_record``'s MIME
-bundle and check it renders, saying verification needs the file. In a second lab without the
+bundle and check it renders, saying verification needs the file; open a saved schema 1.0 record
+(``tests/records/schema-1.0``: the audit under its old name, ``degradation``) and check its audit
+shows under the same heading with a note, and it verifies. In a second lab without the
 server extension, the viewer still renders the record and says verification is unavailable.
 No request leaves localhost.
 """
@@ -19,6 +21,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -46,6 +49,8 @@ REPO = Path(__file__).resolve().parents[2]
 LABEXTENSION = REPO / "workbench" / "labextension"
 HOOK = "blocks.0.hook_resid_post"
 TAMPERED = "0" * 64
+GOLDEN_1_0 = REPO / "tests" / "records" / "schema-1.0"
+"""A saved schema 1.0 record (its audit is ``degradation``) and the data file it names."""
 
 
 def _real_record(subject: Subject, folder: Path) -> dict[str, Any]:
@@ -78,8 +83,8 @@ def _real_record(subject: Subject, folder: Path) -> dict[str, Any]:
 def record_lab(
     tmp_path_factory: pytest.TempPathFactory, small_subject: Subject
 ) -> Iterator[tuple[Lab, dict[str, Any]]]:
-    """A lab whose root holds ``audit/record.json``, ``audit/tampered.record.json`` and
-    ``outputs.ipynb`` (a saved record output)."""
+    """A lab whose root holds ``audit/record.json``, ``audit/tampered.record.json``,
+    ``outputs.ipynb`` (a saved record output) and ``old/record.json`` (schema 1.0)."""
     if not (LABEXTENSION / "package.json").is_file():
         pytest.skip(f"the lab extension is not built ({LABEXTENSION}): run `npm run build`")
     root = tmp_path_factory.mktemp("wb-record-root")
@@ -95,6 +100,7 @@ def record_lab(
         outputs=[new_output("display_data", data=RecordDisplay(record)._repr_mimebundle_())],
     )])
     nbformat.write(nb, root / "outputs.ipynb")
+    shutil.copytree(GOLDEN_1_0, root / "old")
 
     home = tmp_path_factory.mktemp("wb-record-home")
     analyses = tmp_path_factory.mktemp("wb-record-analyses")
@@ -138,8 +144,8 @@ def test_record_viewer_shows_sections_and_verification(
     assert view.locator('[data-wb="record-source"]').inner_text() == (
         f"audit/record.json · created {record['created']}")
     headings = view.locator("section[data-section] > h2").all_inner_texts()
-    assert headings == ["Fingerprints", "Forecast", "Measured degradation", "Watched features",
-                        "Feature overlap", "Patches"]
+    assert headings == ["Fingerprints", "Forecast", "Audit (measured shifts and behaviour)",
+                        "Watched features", "Feature overlap", "Patches"]
 
     fps = view.locator('[data-section="fingerprints"] tr')
     sub, dic, data = record["subject"], record["dictionary"], record["data"]["insecure"]
@@ -151,8 +157,9 @@ def test_record_viewer_shows_sections_and_verification(
     risk = view.locator('[data-section="forecast"] p').first.inner_text()
     assert risk.startswith("Risk: ") and _approx(risk.removeprefix("Risk: "),
                                                  record["forecast"]["risk"])
-    spearman = view.locator('[data-section="degradation"] tr[data-key="spearman"] td').inner_text()
-    assert _approx(spearman, record["degradation"]["spearman"])
+    spearman = view.locator('[data-section="audit"] tr[data-key="spearman"] td').inner_text()
+    assert _approx(spearman, record["audit"]["spearman"])
+    assert view.locator('[data-wb="audit-note"]').count() == 0  # a 1.1 record: nothing to say
     top = record["features"]["top"][0]
     feature = view.locator(f'[data-section="features"] tr[data-key="feature {top["feature"]}"] td')
     assert feature.inner_text().startswith("effect ")
@@ -216,6 +223,36 @@ def test_record_output_in_a_notebook(
     assert out.locator('[data-wb="verification"]').get_attribute("data-status") == "unknown"
     assert out.locator('[data-wb="verification-headline"]').inner_text().startswith(
         "verification needs the record's file")
+    assert not offline.page_errors, offline.page_errors
+    offline.assert_offline()
+
+
+def test_a_schema_1_0_record_shows_its_degradation_as_the_audit_and_verifies(
+    record_lab: tuple[Lab, dict[str, Any]], offline: OfflinePage
+) -> None:
+    lab, _ = record_lab
+    old = json.loads((GOLDEN_1_0 / "record.json").read_text())
+    assert old["schema_version"] == "1.0" and "audit" not in old
+    page = offline.page
+    page.goto(lab.tree_url("old/record.json"))
+    # the restored workspace may show audit/record.json too: the viewer titled as this record
+    view = page.locator(".jp-MimeDocument:visible .jp-wb-record-viewer").filter(
+        has=page.locator('[data-wb="record-title"]', has_text=old["title"])).first
+    view.wait_for(timeout=60_000)
+    assert view.locator('[data-wb="record-title"]').inner_text() == old["title"]
+    section = view.locator('[data-section="audit"]')
+    assert section.locator("h2").inner_text() == "Audit (measured shifts and behaviour)"
+    assert section.locator('[data-wb="audit-note"]').inner_text() == (
+        "schema 1.0 record: the audit is stored as `degradation`")
+    spearman = section.locator('tr[data-key="spearman"] td').inner_text()
+    assert _approx(spearman, old["degradation"]["spearman"])
+    assert view.locator('[data-section="degradation"]').count() == 0
+    verdict = view.locator('[data-wb="verification"]:not([data-status="pending"])')
+    verdict.wait_for(timeout=60_000)
+    assert verdict.get_attribute("data-status") == "ok", verdict.inner_text()
+    # the schema (1.0), and the data file's sha256 and line count
+    assert verdict.locator('[data-wb="verification-headline"]').inner_text() == (
+        "verified: 3 checks passed")
     assert not offline.page_errors, offline.page_errors
     offline.assert_offline()
 
