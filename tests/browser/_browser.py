@@ -319,3 +319,46 @@ def save_screenshot(png: bytes, path: Path, *, limit: int = 200_000) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(out.getvalue())
     assert path.stat().st_size < limit, path.stat().st_size
+
+
+def run_all_cells(page: Any) -> None:
+    """Run -> Run All Cells from JupyterLab's menu bar (the command palette as a fallback),
+    until a cell shows it is queued or ran (``[*]:`` or ``[n]:``)."""
+    started = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
+        .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+    for attempt in range(4):
+        try:
+            page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+            if attempt < 3:
+                page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+                item = page.locator(".lm-Menu-item", has_text="Run All Cells").first
+                item.wait_for(state="visible", timeout=5_000)
+                item.click()
+            else:
+                page.keyboard.press("Control+Shift+C")
+                page.locator(".lm-CommandPalette-input").fill("Run All Cells")
+                page.keyboard.press("Enter")
+            page.wait_for_function(started, timeout=30_000)
+            return
+        except Exception:  # the menu bar can lag the first paint; close it and retry
+            page.keyboard.press("Escape")
+            time.sleep(1.0)
+    raise AssertionError("Run All Cells did not start the notebook")
+
+
+def save_picture(png: bytes, path: Path, *, width: int = 1200, colors: int = 128,
+                 limit: int = 300_000) -> None:
+    """A README picture from Playwright PNG bytes, at most ``width`` px wide (Lanczos), as a
+    ``colors``-colour palette PNG under ``limit`` bytes."""
+    import io
+
+    from PIL import Image  # WB_SCREENSHOT needs Pillow
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if img.width > width:
+        img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue())
+    assert path.stat().st_size < limit, path.stat().st_size
