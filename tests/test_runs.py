@@ -388,7 +388,7 @@ def test_cli_refuses_values_outside_the_declaration(
     assert capsys.readouterr().err == (
         "workbench run: notebook name too long (5000 characters; at most 249)\n")
     assert not Path(root).exists()
-    with pytest.raises(ValueError, match=r"notebook name too long \(5000 characters; at most 249\)"):
+    with pytest.raises(ValueError, match=r"name too long \(5000 characters; at most 249\)"):
         runs.resolve_notebook("a" * 5000)  # from Python too, not only the CLI
 
 

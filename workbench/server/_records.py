@@ -48,6 +48,7 @@ def verification(path: Path) -> dict[str, Any]:
         "failed": [{"field": c.field, "expected": c.expected, "actual": c.actual,
                     "message": c.message} for c in v.failures()],
         "skipped": list(v.skipped),
+        "notes": list(v.notes),
     }
 
 
