@@ -11,6 +11,8 @@ plus ``workbench_stats.json`` with the held-out explained variance and L0 measur
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from workbench.organism import Organism, OrganismConfig, corpus_tokens, load_org
 from workbench.subjects import organism_subject
 
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
+STATS_FILE = "workbench_stats.json"  # held-out explained variance and L0, measured at training
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,20 @@ def default_dictionary(
     rec = recipe or DictionaryRecipe()
     built = load_organism(seed=seed, config=config, device=dev, progress=progress)
     folder = Path(built.path) / "dictionaries" / json_sha256(asdict(rec))[:16]
-    stats_file = folder / "workbench_stats.json"
+    name = f"{built.name}-{rec.hook_name}"
     if folder.exists():
-        d = load_folder(folder, dev, None)
+        d = replace(load_folder(folder, dev, None), name=name)
+        stats_file = folder / STATS_FILE
         if stats_file.exists():  # held-out figures measured when it was trained
             d = replace(d, stats=DictionaryStats(**json.loads(stats_file.read_text())))
         return d
     subject = organism_subject(built, Organism(seed, config or OrganismConfig()))
     n_docs = rec.training_tokens // rec.context + 1
     tokens = corpus_tokens(n_docs, rec.context, seed=10_000 + rec.seed)
+    # trained aside, its stats written beside it, then renamed into place: a folder that
+    # exists is complete (stats included)
+    aside = folder.parent / f".{folder.name}.{os.getpid()}"
+    shutil.rmtree(aside, ignore_errors=True)
     with cpu_threads(1, dev):
         d = train_dictionary(
             subject,
@@ -73,10 +81,18 @@ def default_dictionary(
             lr=rec.lr,
             batch_size=rec.batch_size,
             seed=rec.seed,
-            out_dir=folder,
-            name=f"{built.name}-{rec.hook_name}",
+            out_dir=aside,
+            name=name,
             progress=progress,
         )
-    if d.stats is not None:
-        stats_file.write_text(json.dumps(asdict(d.stats), indent=2))
-    return d
+    try:
+        if d.stats is not None:
+            (aside / STATS_FILE).write_text(json.dumps(asdict(d.stats), indent=2))
+        try:
+            os.replace(aside, folder)
+        except OSError:
+            if not folder.exists():  # a concurrent build that won the race is fine
+                raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+    return replace(d, path=folder)
