@@ -492,6 +492,11 @@ def test_fit_map_recovers_a_rotation_and_transfer_follows_it(
     )
     with Ablate(persona, 0.8).applied(s) as a, moved.applied(rot) as b:
         torch.testing.assert_close(logits(b, ids), logits(a, ids), atol=1e-3, rtol=0)
+    # a map fitted once can be passed in: the same patch, no second fit
+    again = transfer(Ablate(persona, 0.8), s, rot, [], residual_map=m)
+    assert torch.equal(again.direction.vector, moved.direction.vector)
+    with pytest.raises(ValueError, match=r"residual_map maps .* fit it with fit_map"):
+        transfer(Ablate(persona), s, s, corpus, residual_map=m)  # m maps s -> rot, not s -> s
 
 
 def test_transfer_onto_itself_and_refusals(

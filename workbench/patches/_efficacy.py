@@ -363,9 +363,9 @@ def transfer_efficacy(
         return misaligned_rate(s, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
                                judge=judge)
 
-    moved = transfer(patch, source, target, map_prompts, hook_name, ridge=ridge)
     hook = hook_name or _patch_hook(patch)
-    m = fit_map(source, target, map_prompts, hook, ridge=ridge)
+    m = fit_map(source, target, map_prompts, hook, ridge=ridge)  # fitted once: moves and R²
+    moved = transfer(patch, source, target, map_prompts, hook_name, ridge=ridge, residual_map=m)
     native_patch = native.patch if isinstance(native, PatchEfficacy) else native
     cosine = float(torch.nn.functional.cosine_similarity(
         moved.direction.vector.double(), native_patch.direction.vector.double(), dim=0))

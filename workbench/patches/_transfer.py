@@ -283,12 +283,14 @@ def transfer(
     *,
     target_hook_name: str | None = None,
     ridge: float = 1e-4,
+    residual_map: ResidualMap | None = None,
 ) -> P:
     """The same patch for ``target``: its direction mapped by :func:`fit_map` on ``prompts``.
 
     ``hook_name`` defaults to the patch's hook (``Steer.hook_name``, else the direction's).
-    A :class:`Steer` with an explicit hook gets the target hook. For the fit's R², call
-    :func:`fit_map` and :func:`map_direction` yourself.
+    A :class:`Steer` with an explicit hook gets the target hook. ``residual_map``: a map already
+    fitted from ``source`` to ``target`` at that hook (then ``prompts`` and ``ridge`` are not
+    used), e.g. to read its R² too.
 
     Raises:
         ValueError: the direction was not derived on ``source``, or its width does not fit
@@ -309,7 +311,16 @@ def transfer(
             f"the direction has width {d.d_model} but {source.name} is {width} wide at "
             f"{hook!r}; pass the hook it lives at as hook_name"
         )
-    m = fit_map(source, target, prompts, hook, target_hook_name=target_hook_name, ridge=ridge)
+    if residual_map is None:
+        m = fit_map(source, target, prompts, hook, target_hook_name=target_hook_name, ridge=ridge)
+    else:
+        m = residual_map
+        if (m.source, m.target, m.hook_name) != (source.fingerprint, target.fingerprint, hook):
+            raise ValueError(
+                f"residual_map maps {m.hook_name!r} of {m.source[:12]}… to {m.target[:12]}…, not "
+                f"{hook!r} of {source.name} to {target.name}; fit it with fit_map(source, "
+                "target, prompts, hook)"
+            )
     mapped = map_direction(d, m)
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
