@@ -14,14 +14,13 @@ writes none: the view shows the server's 404 message). Then a sweep: the form's 
 range refused in place), Launch sweep, both runs complete with their ``out.txt``. Then
 Cancel: a second notebook (``slow``) sleeps 60 s; launched, cancelled from its run's Cancel
 button, it shows as cancelled and the server says so. No request leaves localhost.
-``WB_SCREENSHOT=1`` saves the panel with the completed run to ``docs/panel.png``.
+The README's picture of the panel is of the real analyses, taken by ``test_readme_pictures.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from _browser import Lab, OfflinePage, save_screenshot, start_workbench_lab
+from _browser import Lab, OfflinePage, start_workbench_lab
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -40,7 +39,6 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 LABEXTENSION = REPO / "workbench" / "labextension"
 EXT_NAME = "@workbench/extension"
-SCREENSHOT = REPO / "docs" / "panel.png"
 RUN_TIMEOUT_MS = 120_000
 
 TOY_PARAMS = ('x = 1  # how many things to count [range: 1..10]\n'
@@ -116,15 +114,6 @@ def _open_palette(page: Any) -> Any:
     raise AssertionError("the command palette did not open (shortcut and View menu tried)")
 
 
-def _save_screenshot(page: Any) -> None:
-    box = page.locator("#workbench-panel").bounding_box()
-    runs = page.locator("#workbench-panel .jp-wb-runs").bounding_box()
-    assert box and runs
-    bottom = min(box["y"] + box["height"], runs["y"] + runs["height"] + 8)
-    save_screenshot(page.screenshot(clip={"x": box["x"], "y": box["y"], "width": box["width"],
-                                          "height": bottom - box["y"]}), SCREENSHOT)
-
-
 def test_panel_launches_a_run_and_opens_its_report_and_record(
     workbench_lab: tuple[Lab, Path], offline: OfflinePage
 ) -> None:
@@ -194,10 +183,6 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     assert listed["parameters"] == {"x": 3, "mode": "triple"}
     assert Path(listed["run_dir"], "out.txt").read_text() == "9"
     assert Path(listed["run_dir"]).resolve().is_relative_to(runs_root.resolve())
-
-    if os.environ.get("WB_SCREENSHOT") == "1":
-        time.sleep(0.3)
-        _save_screenshot(page)
 
     # the report: a main-area tab with a sandboxed iframe on /workbench/runs/<id>/report
     run.locator('[data-wb="open-report"]').click()

@@ -9,15 +9,13 @@
   ``--to wb-html``, open the one HTML file in Chromium and check the map draws with no kernel
   and nothing fetched from off the machine.
 
-``WB_SCREENSHOT=1`` also saves the JupyterLab notebook area to ``docs/widgets.png``
-(1200 px wide, palette PNG, < 300 KB; needs Pillow).
+The README's picture of the widgets is of the flagship analysis, taken by
+``test_readme_pictures.py``.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -38,7 +36,6 @@ pytestmark = pytest.mark.browser
 
 N_POINTS = 100_000
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "widgets.png"
 RENDER_TIMEOUT_MS = 180_000  # kernel start + a 100k-point map (and its PNG fallback) on 2 cores
 FM = '[data-testid="wb-feature-map"]'
 NB = '[data-testid="wb-neighborhood"]'
@@ -110,28 +107,6 @@ def _assert_map_drawn(page: Any, fm: Any) -> Any:
     frac = non_background_fraction(canvas.screenshot(), page)
     assert frac > 0.01, f"the feature map canvas is blank ({frac:.4%} non-background pixels)"
     return canvas
-
-
-def _save_screenshot(page: Any) -> None:
-    from PIL import Image  # WB_SCREENSHOT needs Pillow: a palette PNG keeps it small
-
-    area = page.locator(".jp-NotebookPanel-notebook").first
-    area_box = area.bounding_box()
-    last = page.locator(".jp-NotebookPanel-notebook .jp-Cell").last.bounding_box()
-    assert area_box and last
-    bottom = min(area_box["y"] + area_box["height"], last["y"] + last["height"] + 12)
-    png = page.screenshot(clip={
-        "x": area_box["x"], "y": area_box["y"],
-        "width": area_box["width"], "height": bottom - area_box["y"],
-    })
-    img = Image.open(io.BytesIO(png)).convert("RGB")
-    if img.width > 1200:
-        img = img.resize((1200, round(img.height * 1200 / img.width)), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.write_bytes(out.getvalue())
-    assert SCREENSHOT.stat().st_size < 300_000, SCREENSHOT.stat().st_size
 
 
 def _widget_colours(page: Any) -> dict[str, dict[str, str]]:
@@ -226,10 +201,6 @@ def test_widgets_in_jupyterlab(lab: Lab, chromium: Any) -> None:
         assert nb.locator('[data-center="true"]').count() == 1
         assert not guard.page_errors, guard.page_errors
         guard.assert_offline()
-
-        if os.environ.get("WB_SCREENSHOT") == "1":
-            page.mouse.move(0, 0)
-            _save_screenshot(page)
 
         # the widgets follow JupyterLab's theme: switch to the dark theme and back
         light = _widget_colours(page)
