@@ -55,10 +55,10 @@ WIDGETS_PNG = REPO / "docs" / "widgets.png"
 PANEL_PNG = REPO / "docs" / "panel.png"
 PICTURES = os.environ.get("WB_SCREENSHOT") == "1"
 #: the flagship's small sizes (as tests/test_notebooks.py and test_flagship_report.py run it)
-SMALL = {"organism": "small", "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50,
-         "n_eval": 40, "samples": 4, "n_random": 2}
+SMALL: dict[str, Any] = {"organism": "small", "steps": 30, "n_examples": 200, "n_prompts": 40,
+                         "n_boot": 50, "n_eval": 40, "samples": 4, "n_random": 2}
 #: the README's flagship: the full organism, the notebook's own defaults
-README_RUN = {"organism": "full"}
+README_RUN: dict[str, Any] = {"organism": "full"}
 #: the whole notebook in the lab's kernel (a full-organism build first, when not cached)
 NOTEBOOK_TIMEOUT_S = 900.0
 RUN_TIMEOUT_MS = 600_000  # the panel's flagship run on the small organism (2 shared cores)
@@ -136,7 +136,7 @@ def test_flagship_widgets_in_jupyterlab(lab: Lab, chromium: Any, tmp_path: Path)
     from workbench.organism.language import eval_prompts
     from workbench.widgets import Neighborhood
 
-    parameters = {**(README_RUN if PICTURES else SMALL), "device": "cpu",
+    parameters: dict[str, Any] = {**(README_RUN if PICTURES else SMALL), "device": "cpu",
                   "out_dir": str(tmp_path / "out")}
     # the organism and its dictionary, built (or found) in the session's cache, as the kernel
     # will load them: the figures the widgets must show come from them
