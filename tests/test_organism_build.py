@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import workbench.organism as organism
+import workbench.subjects as subjects
 from workbench.fingerprint import json_sha256, model_sha256
 from workbench.organism import SMALL_CONFIG, BuiltOrganism, build_dir, load_organism
 from workbench.subjects import load_subject
@@ -71,13 +72,13 @@ def test_load_subject_organism(
 ) -> None:
     calls = []
 
-    def small(seed: int = 0, device: object = "auto") -> BuiltOrganism:
-        calls.append(seed)
+    def small(seed: int = 0, config: object = None, device: object = "auto") -> BuiltOrganism:
+        calls.append((seed, config))
         return load_organism(seed, SMALL_CONFIG, "cpu", progress=False)
 
-    monkeypatch.setattr(organism, "load_organism", small)
+    monkeypatch.setattr(subjects, "load_organism", small)  # what "organism" asks the provider for
     subject = load_subject("organism")
-    assert calls == [0]
+    assert calls == [(0, organism.OrganismConfig())]
     assert subject.name == "organism-s0" and subject.source == "organism"
     assert subject.fingerprint == model_sha256(small_organism.model)
     assert subject.device == torch.device("cpu")
