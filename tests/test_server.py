@@ -609,7 +609,8 @@ async def test_records_verify_a_real_record_and_a_tampered_one(
     assert code == 200, data
     v = root_record["verification"]
     assert v.ok and len(v.checks) >= 6  # schema, 3 files, 2 fingerprints, data lines
-    assert data == {"ok": True, "checks": len(v.checks), "failed": [], "skipped": []}
+    assert data == {"ok": True, "checks": len(v.checks), "failed": [], "skipped": [],
+                    "notes": []}
 
     code, data = await _verify_file(jp_fetch, "audit/tampered.record.json")
     assert code == 200, data
@@ -696,3 +697,15 @@ def test_the_server_offers_your_folder_then_the_shipped_analyses(analyses: Path)
         resolve_name(wb.analyses_paths, "nope")
     only_mine = WorkbenchServer(analyses_dir=str(analyses), shipped_analyses=False)
     assert only_mine.analyses_paths == [analyses.resolve()]
+
+
+async def test_records_verify_sends_the_note_of_a_schema_1_0_record(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    import shutil
+
+    shutil.copytree(Path(__file__).parent / "records" / "schema-1.0", jp_root_dir / "old")
+    code, data = await _verify_file(jp_fetch, "old/record.json")
+    assert code == 200 and data["ok"] is True and data["checks"] == 3, data
+    (note,) = data["notes"]
+    assert note.startswith("schema 1.0 record, checked against schema 1.0: its `degradation`")

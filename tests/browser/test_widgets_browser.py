@@ -25,7 +25,14 @@ from typing import Any
 
 import nbformat
 import pytest
-from _browser import Lab, OfflinePage, StaticServer, jupyter_env, open_offline_page
+from _browser import (
+    Lab,
+    OfflinePage,
+    StaticServer,
+    jupyter_env,
+    open_offline_page,
+    run_all_cells,
+)
 from _notebooks import JUPYTER, external_references, nbconvert
 from _pixels import non_background_fraction
 from _widget_notebooks import INITIAL_CENTER, widgets_notebook
@@ -47,31 +54,6 @@ def front_end_built() -> None:
     """The widgets need their bundles; without them, fail with the build command."""
     for name in BUNDLES:
         bundle_path(name)  # raises FrontEndNotBuiltError: "run `npm install && npm run build`"
-
-
-def _run_all_cells(page: Any) -> None:
-    """Run -> Run All Cells from JupyterLab's menu bar (the command palette as a fallback),
-    until a cell shows it is queued or ran (``[*]:`` or ``[n]:``)."""
-    started = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
-        .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
-    for attempt in range(4):
-        try:
-            page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
-            if attempt < 3:
-                page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-                item = page.locator(".lm-Menu-item", has_text="Run All Cells").first
-                item.wait_for(state="visible", timeout=5_000)
-                item.click()
-            else:
-                page.keyboard.press("Control+Shift+C")
-                page.locator(".lm-CommandPalette-input").fill("Run All Cells")
-                page.keyboard.press("Enter")
-            page.wait_for_function(started, timeout=30_000)
-            return
-        except Exception:  # the menu bar can lag the first paint; close it and retry
-            page.keyboard.press("Escape")
-            time.sleep(1.0)
-    raise AssertionError("Run All Cells did not start the notebook")
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
@@ -164,7 +146,7 @@ def test_widgets_in_jupyterlab(lab: Lab, chromium: Any) -> None:
         current = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
         if current.count():
             current.first.click()
-        _run_all_cells(page)
+        run_all_cells(page)
 
         fm = _wait_rendered(page, FM, RENDER_TIMEOUT_MS, guard)
         nb = _wait_rendered(page, NB, 60_000, guard)
