@@ -15,12 +15,16 @@
   and its dictionary (or finds them) right after collection; ``cache_dir`` waits for it. The
   build trains on one thread, so on a 2-core machine the other tests run beside it: they come
   first, the ``cache_dir`` tests after them.
-* **One pytest process.** ``test_server.py`` uses pytest-jupyter, whose fixtures run an asyncio
+* **One pytest run.** ``test_server.py`` uses pytest-jupyter, whose fixtures run an asyncio
   loop per test; Playwright's sync API (the ``chromium`` fixture, session-wide) keeps its own loop
   running in this thread, and while it runs no other loop can. So the tests that use
   pytest-jupyter run first, the tests that start Playwright last (``_phase``), and
   pytest-jupyter's two autouse fixtures (which its plugin registers for every module collected
   after ``test_server.py``) act only in the modules that load the plugin.
+* **Two workers.** ``make test`` runs pytest-xdist with ``--dist loadgroup``: every module is a
+  group of its own, and all the tests with event loops (pytest-jupyter's, then Playwright's) are
+  one group, so they share a worker in the order above. Workers share the test cache; a recipe
+  two of them need is built by one while the other waits (:mod:`workbench._locks`).
 """
 
 from __future__ import annotations
@@ -176,6 +180,12 @@ def _phase(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_phase)  # stable: collection order within each phase
+    # pytest-xdist (make test: -n 2 --dist loadgroup) runs each group on one worker, in this
+    # order: the tests with event loops of their own together (pytest-jupyter's first, then
+    # Playwright's, as above), every other module on its own (module fixtures built once)
+    for item in items:
+        group = "event-loops" if _phase(item) in (0, 3) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)

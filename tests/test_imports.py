@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parents[1] / "workbench"
 
 #: bottom to top; a module may import modules of its own layer or a lower one
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fingerprint", "_device", "_hub", "execution"),
+    ("fingerprint", "_device", "_hub", "_locks", "execution"),
     ("organism",),
     ("subjects",),
     ("dictionaries", "data", "specs"),
@@ -179,5 +179,5 @@ def test_the_bottom_layers_import_nothing_above_them(module: str) -> None:
         for dst in dsts
         if not (dst == module or dst.startswith(module + "."))
     }
-    allowed = {"workbench.fingerprint", "workbench._device", "workbench._hub"}
+    allowed = {"workbench.fingerprint", "workbench._device", "workbench._hub", "workbench._locks"}
     assert above <= allowed, above

@@ -41,8 +41,36 @@ def test_cache_is_reused_and_keyed_by_recipe(
     changed = replace(TINY, lr=TINY.lr / 2)
     assert build_dir(changed, 0) != first.path
     assert build_dir(TINY, 1) != first.path
-    # no temporary folders are left beside the build
-    assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
+    # no temporary folders are left beside the build (only its lock file)
+    left = sorted(p.name for p in first.path.parent.iterdir())
+    assert left == sorted([first.path.name, f".{first.path.name}.lock"])
+
+
+def test_concurrent_asks_for_one_recipe_build_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builders of one recipe: one trains, the other waits for it and reads the same build."""
+    import threading
+
+    import workbench.organism.build as build
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    trained: list[int] = []
+    real = build._build
+
+    def counting(*args: object, **kwargs: object) -> None:
+        trained.append(threading.get_ident())
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build, "_build", counting)
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(
+        model_sha256(load_organism(3, TINY, "cpu", progress=False).model))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trained) == 1 and len(got) == 2 and got[0] == got[1]
 
 
 def test_on_disk_format(small_organism: BuiltOrganism) -> None:

@@ -41,7 +41,8 @@ def test_default_dictionary_is_cached_and_sae_lens_readable(
     assert again.stats == d.stats  # held-out figures travel with the cached dictionary
     assert again.name == d.name == "organism-s0-blocks.0.hook_resid_post"  # one name, fresh or not
     assert again.path == d.path and (d.path / "workbench_stats.json").is_file()
-    assert not [p for p in d.path.parent.iterdir() if p.name.startswith(".")]  # nothing aside
+    aside = [p for p in d.path.parent.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]
+    assert not aside  # nothing left aside (the build lock stays)
     plain = SAE.load_from_disk(str(d.path))
     assert plain.cfg.metadata.hook_name == d.hook_name
     for k, v in plain.state_dict().items():

@@ -19,10 +19,17 @@ from pathlib import Path
 import torch
 
 from workbench._device import cpu_threads, resolve_device
+from workbench._locks import build_lock
 from workbench.dictionaries._dictionary import Dictionary, DictionaryStats, load_folder
 from workbench.dictionaries._training import train_dictionary
 from workbench.fingerprint import json_sha256
-from workbench.organism import Organism, OrganismConfig, corpus_tokens, load_organism
+from workbench.organism import (
+    BuiltOrganism,
+    Organism,
+    OrganismConfig,
+    corpus_tokens,
+    load_organism,
+)
 from workbench.subjects import organism_subject
 
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
@@ -56,12 +63,27 @@ def default_dictionary(
     built = load_organism(seed=seed, config=config, device=dev, progress=progress)
     folder = Path(built.path) / "dictionaries" / json_sha256(asdict(rec))[:16]
     name = f"{built.name}-{rec.hook_name}"
-    if folder.exists():
-        d = replace(load_folder(folder, dev, None), name=name)
-        stats_file = folder / STATS_FILE
-        if stats_file.exists():  # held-out figures measured when it was trained
-            d = replace(d, stats=DictionaryStats(**json.loads(stats_file.read_text())))
-        return d
+    with build_lock(folder):  # a second process asking for this recipe waits, then reads it
+        if not folder.exists():
+            _train(built, seed, config, rec, dev, folder, name, progress)
+    d = replace(load_folder(folder, dev, None), name=name)
+    stats_file = folder / STATS_FILE
+    if stats_file.exists():  # held-out figures measured when it was trained
+        d = replace(d, stats=DictionaryStats(**json.loads(stats_file.read_text())))
+    return d
+
+
+def _train(
+    built: BuiltOrganism,
+    seed: int,
+    config: OrganismConfig | None,
+    rec: DictionaryRecipe,
+    dev: torch.device,
+    folder: Path,
+    name: str,
+    progress: bool,
+) -> None:
+    """Train the dictionary aside, write its stats beside it, then rename it into place."""
     subject = organism_subject(built, Organism(seed, config or OrganismConfig()))
     n_docs = rec.training_tokens // rec.context + 1
     tokens = corpus_tokens(n_docs, rec.context, seed=10_000 + rec.seed)
@@ -95,4 +117,4 @@ def default_dictionary(
                 raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
-    return replace(d, path=folder)
+

@@ -40,6 +40,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
 from workbench._device import cpu_threads, resolve_device
+from workbench._locks import build_lock
 from workbench.fingerprint import json_sha256
 from workbench.organism.language import LANGUAGE_VERSION, Grammar, sample_document, vocabulary
 from workbench.organism.tokenizer import build_tokenizer, encode_batch
@@ -302,20 +303,28 @@ def load_organism(
     cfg = config or OrganismConfig()
     dev = resolve_device(device)
     path = build_dir(cfg, seed)
-    if rebuild and path.exists():
-        shutil.rmtree(path)
-    if not path.exists():
-        with cpu_threads(1, dev):
-            model, tokenizer, log = train_organism(cfg, seed, dev, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            _save(tmp / "build", model, tokenizer, recipe(cfg, seed), log)
-            try:
-                os.replace(tmp / "build", path)
-            except OSError:
-                if not path.exists():  # a concurrent build that won the race is fine
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with build_lock(path):  # a second process asking for this recipe waits, then reads it
+        if rebuild and path.exists():
+            shutil.rmtree(path)
+        if not path.exists():
+            _build(cfg, seed, dev, path, progress)
     return load_build(path, dev)
+
+
+def _build(
+    cfg: OrganismConfig, seed: int, dev: torch.device, path: Path, progress: bool
+) -> None:
+    """Train the organism and write it to ``path`` atomically (aside, then renamed)."""
+    with cpu_threads(1, dev):
+        model, tokenizer, log = train_organism(cfg, seed, dev, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        _save(tmp / "build", model, tokenizer, recipe(cfg, seed), log)
+        try:
+            os.replace(tmp / "build", path)
+        except OSError:
+            if not path.exists():  # a concurrent build that won the race is fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
