@@ -11,9 +11,9 @@ PY      = $(VENV)/bin/python
 # Override with e.g. `make test TORCH_SPEC='torch>=2.2'` on a machine with CUDA.
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2,<3' || echo 'torch==2.13.0')
 
-# pytest workers (pytest-xdist): each test module runs on one worker, and the tests with event
-# loops of their own (pytest-jupyter's server tests, then Playwright's browser tests) together on
-# one; organism builds are shared through the test cache (one build per recipe, under a lock)
+# pytest workers (pytest-xdist): each test module runs on one worker (tests/conftest.py says how
+# the event-loop tests keep their order); organism builds are shared through the test cache (one
+# build per recipe, under a lock)
 PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test lint js chromium clean
@@ -53,7 +53,7 @@ chromium:
 # session and its subprocesses in .test-cache/ (`rm -rf .test-cache` to time a cold run).
 test: lint js chromium
 	npm test
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules workbench/widgets/static

@@ -21,10 +21,12 @@
   pytest-jupyter run first, the tests that start Playwright last (``_phase``), and
   pytest-jupyter's two autouse fixtures (which its plugin registers for every module collected
   after ``test_server.py``) act only in the modules that load the plugin.
-* **Two workers.** ``make test`` runs pytest-xdist with ``--dist loadgroup``: every module is a
-  group of its own, and all the tests with event loops (pytest-jupyter's, then Playwright's) are
-  one group, so they share a worker in the order above. Workers share the test cache; a recipe
-  two of them need is built by one while the other waits (:mod:`workbench._locks`).
+* **Two workers.** ``make test`` runs pytest-xdist with ``--dist loadfile``: each module runs on
+  one worker (its module fixtures built once), modules handed out in the order above. The
+  pytest-jupyter tests are one module, the first handed out, so on whichever worker runs them
+  they come before any Playwright test. (``--dist loadgroup`` would do, but xdist 3.8 sets a
+  node id attribute pytest 9 no longer reads.) Workers share the test cache; a recipe two of
+  them need is built by one while the other waits (:mod:`workbench._locks`).
 """
 
 from __future__ import annotations
@@ -180,12 +182,6 @@ def _phase(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_phase)  # stable: collection order within each phase
-    # pytest-xdist (make test: -n 2 --dist loadgroup) runs each group on one worker, in this
-    # order: the tests with event loops of their own together (pytest-jupyter's first, then
-    # Playwright's, as above), every other module on its own (module fixtures built once)
-    for item in items:
-        group = "event-loops" if _phase(item) in (0, 3) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
