@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -200,7 +201,9 @@ class Lab:
     proc: subprocess.Popen[bytes]
 
     def tree_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        """The notebook alone in a fresh layout (``reset``): the labs are shared by the tests of
+        a session, and a restored workspace would reopen an earlier test's notebooks."""
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
 
     def api(self, path: str) -> Any:
         req = urllib.request.Request(
@@ -322,31 +325,40 @@ def save_screenshot(png: bytes, path: Path, *, limit: int = 200_000) -> None:
 
 
 def run_all_cells(page: Any) -> None:
-    """Run -> Run All Cells from JupyterLab's menu bar (the command palette as a fallback),
-    until a cell shows it is queued or ran (``[*]:`` or ``[n]:``)."""
+    """Run -> Run All Cells (menu bar, or the command palette on every other try), until a cell
+    shows it is queued or ran (``[*]:`` or ``[n]:``). A dialog in the way is accepted first.
+    On a loaded machine the first paint, the menu or the kernel can lag, so it tries six times;
+    if all fail, the error names the last failure and a screenshot of the page."""
     started = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
         .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
-    for attempt in range(4):
+    last: Exception | None = None
+    for attempt in range(6):
         try:
             dialog = page.locator(".jp-Dialog .jp-mod-accept")
             if dialog.count():  # e.g. a kernel choice put up while the lab was busy
-                dialog.first.click()
-            page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
-            if attempt < 3:
-                page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+                dialog.first.click(timeout=10_000)
+            page.locator(".jp-Notebook").first.click(
+                position={"x": 5, "y": 5}, force=True, timeout=10_000)
+            if attempt % 2 == 0:
+                page.locator(".lm-MenuBar-item", has_text="Run").first.click(timeout=10_000)
                 item = page.locator(".lm-Menu-item", has_text="Run All Cells").first
-                item.wait_for(state="visible", timeout=5_000)
-                item.click()
+                item.wait_for(state="visible", timeout=10_000)
+                item.click(timeout=10_000)
             else:
                 page.keyboard.press("Control+Shift+C")
-                page.locator(".lm-CommandPalette-input").fill("Run All Cells")
+                page.locator(".lm-CommandPalette-input").fill("Run All Cells", timeout=10_000)
                 page.keyboard.press("Enter")
-            page.wait_for_function(started, timeout=60_000)  # a busy 2-core machine is slow
+            page.wait_for_function(started, timeout=60_000)
             return
-        except Exception:  # the menu bar can lag the first paint; close it and retry
+        except Exception as e:  # close whatever opened and retry
+            last = e
             page.keyboard.press("Escape")
-            time.sleep(1.0)
-    raise AssertionError("Run All Cells did not start the notebook")
+            page.keyboard.press("Escape")
+            time.sleep(2.0)
+    shot = Path(tempfile.mkdtemp(prefix="wb-run-all-")) / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    raise AssertionError(f"Run All Cells did not start the notebook (last: {last!r:.300}); "
+                         f"the page: {shot}")
 
 
 def save_picture(png: bytes, path: Path, *, width: int = 1200, colors: int = 128,
