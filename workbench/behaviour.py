@@ -49,9 +49,7 @@ def sample_answers(
     """
     if not prompts:
         raise ValueError("no prompts: pass at least one prompt")
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 (use a small value for near-greedy decoding)")
-    rows = subject.token_rows(list(prompts))
+    rows = subject.token_rows(list(prompts))  # generate() checks the sampling settings
     out = execution.generate(
         subject.model,
         rows,

@@ -377,3 +377,36 @@ def save_picture(png: bytes, path: Path, *, width: int = 1200, colors: int = 128
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(out.getvalue())
     assert path.stat().st_size < limit, path.stat().st_size
+
+
+#: the widgets' root elements (their data-testid, from workbench/widgets/contract.json)
+FEATURE_MAP = '[data-testid="wb-feature-map"]'
+NEIGHBORHOOD = '[data-testid="wb-neighborhood"]'
+PATCH_PREVIEW = '[data-testid="wb-patch-preview"]'
+
+
+def require_front_end() -> None:
+    """The widgets need their bundles; without them, fail with the build command."""
+    from workbench.widgets._static import BUNDLES, bundle_path
+
+    for name in BUNDLES:
+        bundle_path(name)  # raises FrontEndNotBuiltError: "run `npm install && npm run build`"
+
+
+def show_panel(page: Any, lab: Lab) -> Any:
+    """Load Lab and show the Workbench panel from its sidebar tab (the restored layout may
+    have it open already; a click toggles it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
+    tab.wait_for(timeout=120_000)
+    panel = page.locator("#workbench-panel")
+    for _ in range(5):
+        if panel.is_visible():
+            break
+        tab.click()
+        with contextlib.suppress(PlaywrightTimeoutError):
+            panel.wait_for(state="visible", timeout=5_000)
+    panel.wait_for(state="visible")
+    return panel

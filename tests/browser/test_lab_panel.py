@@ -29,7 +29,12 @@ from typing import Any
 
 import nbformat
 import pytest
-from _browser import Lab, OfflinePage, start_workbench_lab
+from _browser import (
+    Lab,
+    OfflinePage,
+    show_panel,
+    start_workbench_lab,
+)
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -209,28 +214,12 @@ def test_panel_launches_a_run_and_opens_its_report_and_record(
     offline.assert_offline()
 
 
-def _show_panel(page: Any, lab: Lab) -> Any:
-    """Load Lab and show the Workbench panel from its sidebar tab."""
-    page.goto(f"{lab.url}/lab?token={lab.token}")
-    tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
-    tab.wait_for(timeout=60_000)
-    panel = page.locator("#workbench-panel")
-    for _ in range(3):  # the restored layout may have it open already; a click toggles it
-        if panel.is_visible():
-            break
-        tab.click()
-        with contextlib.suppress(PlaywrightTimeoutError):
-            panel.wait_for(state="visible", timeout=5_000)
-    panel.wait_for(state="visible")
-    return panel
-
-
 def test_panel_sweeps_a_grid_of_two_values(
     workbench_lab: tuple[Lab, Path], offline: OfflinePage
 ) -> None:
     lab, runs_root = workbench_lab
     page = offline.page
-    panel = _show_panel(page, lab)
+    panel = show_panel(page, lab)
     panel.locator('.jp-wb-analysis[data-name="toy"]').click()
     panel.locator('[data-wb="sweep-toggle"]').check()
     values = panel.locator("#jp-wb-sweep-toy-x")
@@ -274,7 +263,7 @@ def test_panel_sweeps_a_grid_of_two_values(
 def test_panel_cancels_a_running_run(workbench_lab: tuple[Lab, Path], offline: OfflinePage) -> None:
     lab, runs_root = workbench_lab
     page = offline.page
-    panel = _show_panel(page, lab)
+    panel = show_panel(page, lab)
     panel.locator('.jp-wb-analysis[data-name="slow"]').click()
     assert panel.locator("#jp-wb-param-slow-seconds").input_value() == "60"
     panel.locator('[data-wb="launch"]').click()

@@ -32,18 +32,21 @@ from typing import Any
 import nbformat
 import pytest
 from _browser import (
+    FEATURE_MAP,
+    NEIGHBORHOOD,
+    PATCH_PREVIEW,
     Lab,
     OfflinePage,
     open_offline_page,
+    require_front_end,
     run_all_cells,
     save_picture,
+    show_panel,
     start_workbench_lab,
 )
 from _pixels import non_background_fraction
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
-
-from workbench.widgets._static import BUNDLES, bundle_path
 
 pytestmark = pytest.mark.browser
 
@@ -62,16 +65,7 @@ README_RUN: dict[str, Any] = {"organism": "full"}
 #: the whole notebook in the lab's kernel (a full-organism build first, when not cached)
 NOTEBOOK_TIMEOUT_S = 900.0
 RUN_TIMEOUT_MS = 600_000  # the panel's flagship run on the small organism (2 shared cores)
-FM = '[data-testid="wb-feature-map"]'
-NB = '[data-testid="wb-neighborhood"]'
-PP = '[data-testid="wb-patch-preview"]'
-
-
-@pytest.fixture(scope="module", autouse=True)
-def front_end_built() -> None:
-    """The widgets need their bundles; without them, fail with the build command."""
-    for name in BUNDLES:
-        bundle_path(name)  # raises FrontEndNotBuiltError: "run `npm install && npm run build`"
+FM, NB, PP = FEATURE_MAP, NEIGHBORHOOD, PATCH_PREVIEW
 
 
 # --- the widgets -----------------------------------------------------------------------------
@@ -241,22 +235,6 @@ def analyses_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab
         lab.stop()
 
 
-def _show_panel(page: Any, lab: Lab) -> Any:
-    """Load Lab and show the Workbench panel from its sidebar tab."""
-    page.goto(f"{lab.url}/lab?token={lab.token}")
-    tab = page.locator('.jp-SideBar li[data-id="workbench-panel"]')
-    tab.wait_for(timeout=120_000)
-    panel = page.locator("#workbench-panel")
-    for _ in range(5):  # the restored layout may have it open already; a click toggles it
-        if panel.is_visible():
-            break
-        tab.click()
-        with contextlib.suppress(PlaywrightTimeoutError):
-            panel.wait_for(state="visible", timeout=5_000)
-    panel.wait_for(state="visible")
-    return panel
-
-
 def test_panel_with_the_real_analyses(
     analyses_lab: tuple[Lab, Path], chromium: Any
 ) -> None:
@@ -271,7 +249,7 @@ def test_panel_with_the_real_analyses(
     guard = open_offline_page(chromium, viewport=(1280, 1600))
     page = guard.page
     try:
-        panel = _show_panel(page, lab)
+        panel = show_panel(page, lab)
         listed = panel.locator(".jp-wb-analysis")
         expect(listed).to_have_count(len(names), timeout=60_000)
         assert sorted(listed.nth(i).get_attribute("data-name") or ""
@@ -326,3 +304,8 @@ def test_panel_with_the_real_analyses(
     finally:
         guard.context.close()
     guard.assert_offline()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def front_end_built() -> None:
+    require_front_end()

@@ -26,34 +26,27 @@ from typing import Any
 import nbformat
 import pytest
 from _browser import (
+    FEATURE_MAP,
+    NEIGHBORHOOD,
+    PATCH_PREVIEW,
     Lab,
     OfflinePage,
     StaticServer,
     jupyter_env,
     open_offline_page,
+    require_front_end,
     run_all_cells,
 )
 from _notebooks import JUPYTER, external_references, nbconvert
 from _pixels import non_background_fraction
 from _widget_notebooks import INITIAL_CENTER, widgets_notebook
 
-from workbench.widgets._static import BUNDLES, bundle_path
-
 pytestmark = pytest.mark.browser
 
 N_POINTS = 100_000
 REPO = Path(__file__).resolve().parents[2]
 RENDER_TIMEOUT_MS = 180_000  # kernel start + a 100k-point map (and its PNG fallback) on 2 cores
-FM = '[data-testid="wb-feature-map"]'
-NB = '[data-testid="wb-neighborhood"]'
-PP = '[data-testid="wb-patch-preview"]'
-
-
-@pytest.fixture(scope="module", autouse=True)
-def front_end_built() -> None:
-    """The widgets need their bundles; without them, fail with the build command."""
-    for name in BUNDLES:
-        bundle_path(name)  # raises FrontEndNotBuiltError: "run `npm install && npm run build`"
+FM, NB, PP = FEATURE_MAP, NEIGHBORHOOD, PATCH_PREVIEW
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
@@ -239,3 +232,8 @@ def test_executed_notebook_exports_offline(
     _wait_rendered(page, PP, 30_000, offline)
     assert not offline.page_errors, offline.page_errors
     offline.assert_offline()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def front_end_built() -> None:
+    require_front_end()
