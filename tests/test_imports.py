@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("subjects",),
     ("dictionaries", "data", "specs"),
     ("activations", "geometry"),
-    ("features", "neighborhoods", "behaviour"),
+    ("features", "neighborhoods", "behaviour", "predictors"),
     ("forecasts", "finetunes"),
     ("audits",),
     ("patches", "context", "experiments"),
