@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fingerprint", "_device", "_hub", "_locks", "execution"),
     ("organism",),
     ("subjects",),
-    ("dictionaries", "data", "specs"),
+    ("dictionaries", "data", "specs", "calibration"),
     ("activations", "geometry"),
     ("features", "neighborhoods", "behaviour", "predictors"),
     ("forecasts", "finetunes"),

@@ -15,6 +15,7 @@ import pytest
 from _saes import small_dictionary
 
 from workbench.audits import audit
+from workbench.calibration import Calibration, Reference
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet, contrast
 from workbench.fingerprint import file_sha256
@@ -25,11 +26,14 @@ from workbench.patches import Steer, mean_difference
 from workbench.record import (
     SCHEMA_VERSION,
     SCHEMA_VERSIONS,
+    RecordDisplay,
     build_record,
+    forecast_line,
     format_verification,
     json_safe,
     load_record,
     main_verify,
+    record_summary,
     safetensors_sha256,
     schema,
     schema_errors,
@@ -81,33 +85,54 @@ def test_schema_is_draft_2020_12_and_ships_with_the_package() -> None:
     jsonschema.Draft202012Validator.check_schema(s)
     assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert s["$id"] and s["title"] == "workbench deployment record"
-    assert s["version"] == SCHEMA_VERSION == "1.1"
-    assert s["$id"] == "urn:workbench:deployment-record:1.1"
+    assert s["version"] == SCHEMA_VERSION == "1.2"
+    assert s["$id"] == "urn:workbench:deployment-record:1.2"
     assert s["additionalProperties"] is False
     assert set(s["required"]) == {
         "schema_version", "created", "title", "notes", "parameters", "subject", "dictionary",
         "data", "features", "overlaps", "forecast", "audit", "patches", "context_audits",
         "environment",
     }  # fmt: skip
-    assert s["properties"]["schema_version"] == {"const": "1.1"}
+    assert s["properties"]["schema_version"] == {"const": "1.2"}
     assert s["$defs"]["sha256"]["pattern"] == "^[0-9a-f]{64}$"
     assert schema() is not schema()  # a fresh copy each call
     # schema 1.0 ships frozen: the same sections, the audit under its old name
     old = schema("1.0")
     jsonschema.Draft202012Validator.check_schema(old)
-    assert SCHEMA_VERSIONS == ("1.0", "1.1") and schema(SCHEMA_VERSION) == s
+    assert SCHEMA_VERSIONS == ("1.0", "1.1", "1.2") and schema(SCHEMA_VERSION) == s
     assert old["version"] == "1.0" and old["properties"]["schema_version"] == {"const": "1.0"}
     assert set(old["required"]) == set(s["required"]) - {"audit"} | {"degradation"}
     assert old["properties"]["degradation"]["required"] == s["properties"]["audit"]["required"]
     with pytest.raises(ValueError, match=r"no deployment-record schema '0\.9'; known versions: "
-                       r"1\.0, 1\.1"):
+                       r"1\.0, 1\.1, 1\.2"):
         schema("0.9")
+    # schema 1.1 ships frozen: 1.2 only adds the calibrated forecast, forecast.expected
+    v11 = schema("1.1")
+    jsonschema.Draft202012Validator.check_schema(v11)
+    assert v11["version"] == "1.1" and v11["properties"]["schema_version"] == {"const": "1.1"}
+    assert "expected" not in v11["properties"]["forecast"]["properties"]
+    assert "expected" not in v11["$defs"]
+    assert s["properties"]["forecast"]["properties"]["expected"] == {"$ref": "#/$defs/expected"}
+    assert s["$defs"]["expected"]["required"] == ["points", "low", "high", "level", "calibration"]
+    assert s["$defs"]["expected"]["properties"]["calibration"]["pattern"] == "^[0-9a-f]{12}$"
+    strip = {"$id", "version", "description"}
+    same = {k: v for k, v in s.items() if k not in strip}
+    same["properties"] = {**s["properties"], "schema_version": {"const": "1.1"}}
+    same["properties"]["forecast"] = {
+        **s["properties"]["forecast"],
+        "description": v11["properties"]["forecast"]["description"],
+        "properties": {
+            k: v for k, v in s["properties"]["forecast"]["properties"].items() if k != "expected"
+        },
+    }
+    same["$defs"] = {k: v for k, v in s["$defs"].items() if k != "expected"}
+    assert same == {k: v for k, v in v11.items() if k not in strip}
 
 
 def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject: Subject) -> None:
     rec = world["record"]
     validate_record(rec)
-    assert rec["schema_version"] == "1.1" and rec["title"] == "test record"
+    assert rec["schema_version"] == "1.2" and rec["title"] == "test record"
     assert rec["parameters"] == {"seed": 0, "organism": "small", "lr": None}  # NaN -> null
     sub = rec["subject"]
     weights = world["build"] / "model.safetensors"
@@ -136,7 +161,7 @@ def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject:
     v = verify(rec)
     assert v.ok and v.failures() == [] and v.skipped == () and v.notes == ()
     assert all(c.ok for c in v.checks)
-    assert (v.checks[0].expected, v.checks[0].actual) == ("schema 1.1", "valid")
+    assert (v.checks[0].expected, v.checks[0].actual) == ("schema 1.2", "valid")
     assert [c.field for c in v.checks] == [
         "$",
         "subject.files[0].sha256",
@@ -242,8 +267,8 @@ def test_unknown_versions_and_every_unexpected_key_are_named(world: dict[str, An
     failed = {c.field: c for c in verify(rec).failures()}
     assert set(failed) == {"schema_version", "extra", "zzz"}
     assert failed["schema_version"].message == (
-        'unknown schema_version "2.0"; this workbench reads "1.0", "1.1"; fix: set '
-        '`schema_version` to the version the record was written with ("1.0", "1.1"); '
+        'unknown schema_version "2.0"; this workbench reads "1.0", "1.1", "1.2"; fix: set '
+        '`schema_version` to the version the record was written with ("1.0", "1.1", "1.2"); '
         "workbench.record.build_record writes the current one"
     )
     assert failed["zzz"].message.startswith("unexpected key 'zzz'; fix: remove `zzz`")
@@ -255,8 +280,8 @@ GOLDEN_1_0 = Path(__file__).parent / "records" / "schema-1.0" / "record.json"
 
 _NOTE_1_0 = (
     "schema 1.0 record, checked against schema 1.0: its `degradation` section is the audit "
-    "(schema 1.1 calls it `audit`); workbench.record.upgrade_record reads it in the current "
-    "form, the file is left as it is"
+    "(schema 1.1 and later call it `audit`); workbench.record.upgrade_record reads it in the "
+    "current form, the file is left as it is"
 )
 
 
@@ -287,9 +312,9 @@ def test_a_saved_schema_1_0_record_still_verifies(capsys: pytest.CaptureFixture[
         "degradation.base"
     }
 
-    # its current form: `audit`, schema 1.1, everything else as it was (the input untouched)
+    # its current form: `audit`, schema 1.2, everything else as it was (the input untouched)
     new = upgrade_record(old)
-    assert new["schema_version"] == "1.1" and "degradation" not in new
+    assert new["schema_version"] == "1.2" and "degradation" not in new
     assert new["audit"] == old["degradation"]
     assert list(new) == [("audit" if k == "degradation" else k) for k in old]
     assert {k: v for k, v in new.items() if k not in ("audit", "schema_version")} == {
@@ -298,7 +323,7 @@ def test_a_saved_schema_1_0_record_still_verifies(capsys: pytest.CaptureFixture[
     assert old["schema_version"] == "1.0" and "degradation" in old
     validate_record(new)
     v_new = verify(new, base=GOLDEN_1_0.parent)
-    assert v_new.ok and v_new.notes == () and v_new.checks[0].expected == "schema 1.1"
+    assert v_new.ok and v_new.notes == () and v_new.checks[0].expected == "schema 1.2"
     assert upgrade_record(new) == new and upgrade_record(new) is not new
 
 
@@ -315,22 +340,69 @@ def test_a_built_record_rewritten_as_1_0_verifies(world: dict[str, Any], tmp_pat
     assert upgrade_record(load_record(path)) == new
 
 
+GOLDEN_1_1 = Path(__file__).parent / "records" / "schema-1.1" / "record.json"
+"""A schema 1.1 record (the audit as `audit`, a forecast without `expected`), its data file beside
+it."""
+
+
+def test_a_saved_schema_1_1_record_still_verifies() -> None:
+    raw = GOLDEN_1_1.read_text()
+    old = load_record(GOLDEN_1_1)
+    assert old["schema_version"] == "1.1" and "expected" not in old["forecast"]
+    v = verify(GOLDEN_1_1)
+    assert v.ok, format_verification(v)
+    assert [(c.field, c.expected, c.actual) for c in v.checks] == [
+        ("$", "schema 1.1", "valid"),
+        ("data.insecure.sha256", old["data"]["insecure"]["sha256"],
+         file_sha256(GOLDEN_1_1.parent / "insecure.jsonl")),
+        ("data.insecure.n_records", "3", "3"),
+    ]  # fmt: skip
+    assert v.notes == () and len(v.skipped) == 2  # the subject's and dictionary's fingerprints
+    assert GOLDEN_1_1.read_text() == raw
+    new = upgrade_record(old)  # only the version changes: 1.2 added an optional key
+    assert new == {**old, "schema_version": "1.2"} and old["schema_version"] == "1.1"
+    assert verify(new, base=GOLDEN_1_1.parent).ok
+    # a 1.1 record is checked against 1.1: 1.2's `expected` is not required, and `audit` is right
+    rec = copy.deepcopy(old)
+    rec["degradation"] = rec.pop("audit")
+    (c,) = verify(rec, base=GOLDEN_1_1.parent).failures()
+    assert c.field == "degradation" and "schema 1.1 calls it `audit`" in c.message
+
+
+def test_a_built_record_rewritten_as_1_1_verifies(world: dict[str, Any], tmp_path: Path) -> None:
+    new = world["record"]
+    path = write_record({**new, "schema_version": "1.1"}, tmp_path / "old" / "record.json")
+    v = verify(path)
+    assert v.ok and len(v.checks) == 8 and v.checks[0].expected == "schema 1.1"
+    assert v.notes == ()
+    assert upgrade_record(load_record(path)) == new
+
+
 @pytest.mark.parametrize(
     ("version", "keys", "field", "message", "fix"),
     [
+        ("1.2", ("audit", "degradation"), "degradation",
+         "the record has both `audit` and `degradation`: one section under two names",
+         'keep `audit` with schema_version "1.2" and remove `degradation`'),
         ("1.1", ("audit", "degradation"), "degradation",
          "the record has both `audit` and `degradation`: one section under two names",
-         'keep `audit` with schema_version "1.1" and remove `degradation`'),
+         'keep `audit` with schema_version "1.2" and remove `degradation`'),
         ("1.0", ("audit", "degradation"), "audit",
          "the record has both `audit` and `degradation`: one section under two names",
-         'keep `audit` with schema_version "1.1" and remove `degradation`'),
+         'keep `audit` with schema_version "1.2" and remove `degradation`'),
+        ("1.2", ("degradation",), "degradation",
+         "`degradation` is schema 1.0's name for the audit section; schema 1.2 calls it `audit`",
+         "rename `degradation` to `audit`"),
         ("1.1", ("degradation",), "degradation",
          "`degradation` is schema 1.0's name for the audit section; schema 1.1 calls it `audit`",
          "rename `degradation` to `audit`"),
         ("1.0", ("audit",), "audit",
-         "a schema 1.0 record stores the audit as `degradation`; `audit` is schema 1.1's name",
-         'set schema_version to "1.1" (then `audit` is right), or rename `audit` to '
+         "a schema 1.0 record stores the audit as `degradation`; `audit` is its name since "
+         "schema 1.1",
+         'set schema_version to "1.2" (then `audit` is right), or rename `audit` to '
          "`degradation`"),
+        ("1.2", (), "audit", "required key 'audit' is missing",
+         "add `audit` (null when there is none)"),
         ("1.1", (), "audit", "required key 'audit' is missing",
          "add `audit` (null when there is none)"),
         ("1.0", (), "degradation", "required key 'degradation' is missing",
@@ -366,7 +438,7 @@ def test_the_audit_under_both_names_or_neither_is_one_clear_error(
 
 def test_upgrade_refuses_an_unknown_version(world: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"schema_version \"2\.0\"; this workbench reads 1\.0, "
-                       r"1\.1"):
+                       r"1\.1, 1\.2"):
         upgrade_record({**world["record"], "schema_version": "2.0"})
 
 
@@ -490,3 +562,106 @@ def test_record_display_mimebundle(world: dict[str, Any], tmp_path: Path,
     with pytest.raises(TypeError, match="record dict or a record file's path"):
         RecordDisplay(3)  # type: ignore[arg-type]
 
+
+
+def _calibration(subject: str, risk: float, method: str = "steer") -> Calibration:
+    """Six reference fine-tunes in three tasks, scores around ``risk``."""
+    refs = [
+        Reference(f"ref{i}", method, risk * i / 3, 2.0 * i + (i % 3), group=f"task{i % 3}")
+        for i in range(6)
+    ]
+    return Calibration.fit(refs, subject=subject)
+
+
+def test_a_calibrated_forecast_is_stored_shown_and_re_derived(
+    small_subject: Subject,
+    analysis: tuple[Dictionary, FeatureSet, Forecast, Any, Steer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    d, _, f, _, _ = analysis
+    cal = _calibration(small_subject.fingerprint, f.risk)
+    rec = build_record(title="calibrated", subject=small_subject, dictionary=d, forecast=f,
+                       calibration=cal)  # fmt: skip
+    exp = cal.expect(f.risk, f.method)
+    assert rec["forecast"]["expected"] == json_safe(exp.to_dict())
+    assert rec["forecast"]["expected"]["calibration"] == cal.id
+    assert rec["forecast"]["expected"]["coverage"] == cal.coverage
+    assert rec["forecast"]["expected"]["text"] == str(exp)
+    assert {k: v for k, v in rec["forecast"].items() if k != "expected"} == json_safe(f.summary())
+    assert rec["schema_version"] == "1.2"
+    line = f"forecast: {exp}, calibration {cal.id}"
+    assert re.fullmatch(r"forecast: expected [+-]?\d+ points? \(-?\d+(-| to )-?\d+\), "
+                        r"calibration [0-9a-f]{12}", line)  # fmt: skip
+    assert forecast_line(rec) == line and forecast_line(world_less(rec)) is None
+    assert record_summary(rec).endswith(f", {line}, 0 patches")
+    assert repr(RecordDisplay(rec)) == record_summary(rec)
+
+    folder = tmp_path / "rec"
+    path = write_record(rec, folder / "record.json")
+    field = "forecast.expected.calibration"
+    v = verify(path)  # the calibration's file is nowhere: listed, not failed
+    assert v.ok, format_verification(v)
+    assert [c.field for c in v.checks][-2:] == ["forecast.expected", "forecast.expected.text"]
+    (skip,) = [s for s in v.skipped if s.startswith(field)]
+    assert skip.startswith(f"{field} not re-derived: calibration {cal.id} not found (looked in "
+                           f"{folder}, {Calibration.directory(small_subject.fingerprint)})")
+
+    beside = cal.save(folder / f"forecast-{cal.id}.json")  # beside the record: re-derived
+    v = verify(path)
+    assert v.ok and not [s for s in v.skipped if s.startswith(field)]
+    (c,) = [c for c in v.checks if c.field == field]
+    assert c.ok and c.expected == c.actual == str(exp) and str(beside) in c.message
+    beside.unlink()
+    cached = cal.save()  # in the workbench cache: found there
+    assert cached.parent == Calibration.directory(small_subject.fingerprint)
+    (c,) = [c for c in verify(path).checks if c.field == field]
+    assert c.ok and str(cached) in c.message
+
+    def failed(edit: Any) -> set[str]:
+        r = copy.deepcopy(rec)
+        edit(r)
+        return {c.field for c in verify(r).failures()}
+
+    fc = "forecast"
+    assert failed(lambda r: r[fc]["expected"].update(high=r[fc]["expected"]["points"] - 1)) >= {
+        "forecast.expected", field, "forecast.expected.text"}
+    assert failed(lambda r: r[fc].update(risk=r[fc]["risk"] + 1.0)) == {field}
+    assert failed(lambda r: r[fc]["expected"].update(low=r[fc]["expected"]["low"] - 3.0)) == {
+        field, "forecast.expected.text"}
+    assert failed(lambda r: r[fc]["expected"].update(calibration="abc")) == {field}  # schema
+    assert failed(lambda r: r[fc]["expected"].pop("low")) == {"forecast.expected.low"}
+    assert failed(lambda r: r[fc]["expected"].update(level=80)) == {"forecast.expected.level",
+                                                                      field}
+
+
+def world_less(rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` with its forecast uncalibrated."""
+    return {**rec, "forecast": {k: v for k, v in rec["forecast"].items() if k != "expected"}}
+
+
+def test_build_record_refuses_another_calibration(
+    small_subject: Subject, analysis: tuple[Dictionary, FeatureSet, Forecast, Any, Steer]
+) -> None:
+    _, _, f, _, _ = analysis
+    cal = _calibration(small_subject.fingerprint, f.risk)
+    foreign = _calibration("ab" * 32, f.risk)
+    with pytest.raises(ValueError, match=rf"calibration {foreign.id} is for the base model "
+                       rf"abababababab…, not {small_subject.fingerprint[:12]}…"):
+        build_record(title="x", subject=small_subject, forecast=f, calibration=foreign)
+    with pytest.raises(ValueError, match="pass forecast= with it"):
+        build_record(title="x", subject=small_subject, calibration=cal)
+    other = _calibration(small_subject.fingerprint, f.risk * 2)
+    made = {**f.summary(), "expected": other.expect(f.risk, f.method).to_dict()}
+    with pytest.raises(ValueError, match=rf"come from calibration '{other.id}', not "
+                       rf"'{cal.id}'"):
+        build_record(title="x", subject=small_subject, forecast=made, calibration=cal)
+    # a summary that already carries the calibration's expected points is stored as it is
+    ok = build_record(title="x", subject=small_subject, forecast=made, calibration=other)
+    assert ok["forecast"]["expected"] == json_safe(made["expected"])
+    assert build_record(title="x", subject=small_subject, forecast=made)["forecast"] == ok[
+        "forecast"]
+    with pytest.raises(ValueError, match=r"no reference fine-tunes of method 'steer'"):
+        build_record(title="x", subject=small_subject, forecast=f,
+                     calibration=_calibration(small_subject.fingerprint, f.risk, "full"))

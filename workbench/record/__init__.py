@@ -3,7 +3,7 @@
 A record is one JSON file (schema: :func:`schema`, draft 2020-12, ``workbench/record/schema.json``)
 with these sections, all required:
 
-* ``schema_version`` (:data:`SCHEMA_VERSION`, 1.1), ``created`` (ISO time, UTC), ``title``,
+* ``schema_version`` (:data:`SCHEMA_VERSION`, 1.2), ``created`` (ISO time, UTC), ``title``,
   ``notes``, ``parameters``;
 * ``subject``: name, source, ``fingerprint`` (state-dict sha256), the folder it was read from,
   its ``recipe`` when derived, and ``files`` (``[{path, sha256}]``: an organism build's
@@ -12,7 +12,9 @@ with these sections, all required:
   ``*.safetensors`` of its SAE Lens folder);
 * ``data``: ``{name: {path, sha256, n_records}}`` for the JSONL data files;
 * ``features`` (a FeatureSet's strongest features, or null), ``overlaps``, ``forecast``
-  (``Forecast.summary()`` or null), ``audit`` (``Audit.summary()`` or null), ``patches``
+  (``Forecast.summary()`` or null; a calibrated forecast's ``expected``: points, interval, level
+  and the id of the :class:`~workbench.calibration.Calibration` that gave them), ``audit``
+  (``Audit.summary()`` or null), ``patches``
   (``{patch: describe(), efficacy: {metric: value}}``), ``context_audits``;
 * ``environment``: python, torch, the model backend, sae_lens and workbench versions, device.
 
@@ -31,9 +33,15 @@ Moved records: ``verify(record, base=folder)`` looks each absolute path up under
 its longest trailing part that exists there (so copying the files flat, or with their last
 folders, both work); relative paths in a record resolve against ``base`` or the record's folder.
 
-Older records: schema 1.0 called the audit section ``degradation``. A record is checked against
-the schema of the version it declares (1.0's ships frozen), so 1.0 records still verify, with a
-note that ``degradation`` is the audit; :func:`upgrade_record` gives a record's current form.
+Calibrated forecasts: :func:`verify` re-derives ``forecast.expected`` from its calibration when
+it finds the calibration's file (beside the record, under ``base``, or in the workbench cache,
+:meth:`Calibration.directory <workbench.calibration.Calibration.directory>`), and lists it as not
+checked otherwise; it always checks ``low <= points <= high``.
+
+Older records: schema 1.0 called the audit section ``degradation``; 1.2 added
+``forecast.expected``. A record is checked against the schema of the version it declares (1.0's
+and 1.1's ship frozen), so old records still verify (a 1.0 one with a note that ``degradation``
+is the audit); :func:`upgrade_record` gives a record's current form.
 
 The command line ``workbench record verify RECORD`` is :func:`main_verify`.
 
@@ -54,6 +62,8 @@ from workbench.record._display import (
     RECORD_MIME,
     RecordDisplay,
     display_record,
+    expected_of,
+    forecast_line,
     record_summary,
 )
 from workbench.record._schema import (
@@ -88,6 +98,8 @@ __all__ = [
     "build_record",
     "count_records",
     "display_record",
+    "expected_of",
+    "forecast_line",
     "format_verification",
     "json_path",
     "json_safe",

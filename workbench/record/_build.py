@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from workbench import execution
 from workbench.audits import Audit
+from workbench.calibration import Calibration
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
 from workbench.fingerprint import file_sha256, state_dict_sha256
@@ -167,6 +168,43 @@ def _summary(obj: Any, kind: type) -> Any:
     raise TypeError(f"expected a {kind.__name__} (or its summary() dict), got {type(obj).__name__}")
 
 
+def _calibrated(
+    forecast: Mapping[str, Any] | None, calibration: Calibration | None, subject: Subject
+) -> Mapping[str, Any] | None:
+    """The forecast summary with ``expected`` from ``calibration`` (checked against it when the
+    summary already has one)."""
+    if calibration is None:
+        return forecast
+    if not isinstance(calibration, Calibration):
+        raise TypeError(
+            f"calibration must be a workbench.calibration.Calibration, got "
+            f"{type(calibration).__name__}"
+        )
+    if forecast is None:
+        raise ValueError(
+            "a calibration turns a forecast into expected points: pass forecast= with it"
+        )
+    calibration.check(subject.fingerprint)
+    given = forecast.get("expected")
+    if isinstance(given, Mapping):
+        if given.get("calibration") != calibration.id:
+            raise ValueError(
+                f"the forecast's expected points come from calibration "
+                f"{given.get('calibration')!r}, not {calibration.id!r}, the one passed; pass "
+                "the calibration that made them, or neither"
+            )
+        return forecast
+    if calibration.predictor != "forecast":
+        raise ValueError(
+            f"calibration {calibration.id} maps the score {calibration.predictor!r}, not the "
+            "forecast's risk; put its Expected.to_dict() in the forecast summary as 'expected'"
+        )
+    expected = calibration.expect(
+        forecast["risk"], str(forecast["method"]), subject=str(forecast["subject"])
+    )
+    return {**forecast, "expected": expected.to_dict()}
+
+
 def build_record(
     *,
     title: str,
@@ -176,6 +214,7 @@ def build_record(
     features: FeatureSet | Mapping[str, Any] | None = None,
     overlaps: Sequence[Mapping[str, Any]] = (),
     forecast: Forecast | Mapping[str, Any] | None = None,
+    calibration: Calibration | None = None,
     audit: Audit | Mapping[str, Any] | None = None,
     patches: Sequence[Mapping[str, Any]] = (),
     context_audits: Sequence[Mapping[str, Any]] = (),
@@ -198,7 +237,11 @@ def build_record(
         features: a FeatureSet (its ``top_features`` strongest features are kept).
         overlaps: feature-overlap measurements, e.g. ``{"feature": 3, "neighbors": [...]}``.
         forecast, audit: a Forecast / Audit (their ``summary()``), stored as ``forecast`` and
-            ``audit``.
+            ``audit``. A calibrated forecast's summary carries ``expected``
+            (:meth:`workbench.calibration.Expected.to_dict`, naming its calibration).
+        calibration: the :class:`~workbench.calibration.Calibration` of the forecast's risk for
+            this subject: the record's ``forecast.expected`` is its ``expect(risk, method)``
+            (when the summary already has ``expected``, it must name this calibration).
         patches: ``{"patch": patch (or patch.describe()), "efficacy": {metric: value}}`` each.
         context_audits: ``{framing_a, framing_b, misaligned_a, misaligned_b, gap,
             probe_auroc?, features}`` each.
@@ -209,8 +252,9 @@ def build_record(
         The record; NaN and infinities are stored as null.
 
     Raises:
-        ValueError: a data file is missing, or the record breaks the schema (the message names
-            the JSON path and the fix).
+        ValueError: a data file is missing, the record breaks the schema (the message names
+            the JSON path and the fix), or the calibration is for another subject, another
+            score, or another calibration's expected points (or there is no forecast).
         TypeError: a value has no JSON form (the message names its JSON path).
     """
     if isinstance(features, FeatureSet):
@@ -228,7 +272,7 @@ def build_record(
         "data": _data_section(data),
         "features": feats,
         "overlaps": list(overlaps),
-        "forecast": _summary(forecast, Forecast),
+        "forecast": _calibrated(_summary(forecast, Forecast), calibration, subject),
         "audit": _summary(audit, Audit),
         "patches": [_patch_entry(p, i) for i, p in enumerate(patches)],
         "context_audits": list(context_audits),

@@ -2,7 +2,8 @@
 
 The workbench's lab extension renders the MIME type :data:`RECORD_MIME` (the record's JSON) as
 readable sections: fingerprints, forecast, audit (measured shifts and behaviour), feature
-overlap, patches.
+overlap, patches. A calibrated forecast (schema 1.2's ``forecast.expected``) reads as
+:func:`forecast_line`, ``forecast: expected +12 points (8-16), calibration 1a2b3c4d5e6f``.
 :class:`RecordDisplay` wraps a record so that a notebook shows it that way
 (``_repr_mimebundle_``); front ends without the extension show its ``text/plain`` one-line
 summary (:func:`record_summary`). :func:`display_record` displays one.
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from workbench.calibration import Expected
 from workbench.record._build import load_record
 from workbench.record._schema import json_safe
 
@@ -27,10 +29,33 @@ def _short(fingerprint: Any) -> str:
     return str(fingerprint)
 
 
+def expected_of(record: Mapping[str, Any]) -> Expected | None:
+    """The calibrated forecast of a record (``forecast.expected``), or ``None`` when its forecast
+    is not calibrated (or the section is malformed: :func:`workbench.record.verify` says how)."""
+    forecast = record.get("forecast")
+    e = forecast.get("expected") if isinstance(forecast, Mapping) else None
+    if not isinstance(e, Mapping):
+        return None
+    try:
+        out = Expected.from_dict(e)
+        str(out)  # the numbers are numbers
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def forecast_line(record: Mapping[str, Any]) -> str | None:
+    """``forecast: expected +12 points (8-16), calibration 1a2b3c4d5e6f`` for a record whose
+    forecast is calibrated, else ``None``."""
+    e = expected_of(record)
+    return None if e is None else f"forecast: {e}, calibration {e.calibration}"
+
+
 def record_summary(record: Mapping[str, Any]) -> str:
-    """One line: title, creation time, subject and dictionary fingerprints, forecast risk,
-    how many patches, e.g. ``deployment record 'audit' (2025-01-01T00:00:00+00:00): subject
-    small (3fa9c1d2e4b5…), dictionary sae (9e8d…), forecast risk 0.31, 2 patches``."""
+    """One line: title, creation time, subject and dictionary fingerprints, the forecast
+    (calibrated: :func:`forecast_line`; else its risk), how many patches, e.g. ``deployment
+    record 'audit' (2025-01-01T00:00:00+00:00): subject small (3fa9c1d2e4b5…), dictionary sae
+    (9e8d…), forecast risk 0.31, 2 patches``."""
     parts = [f"deployment record {record.get('title', '(untitled)')!r}"]
     if record.get("created"):
         parts[0] += f" ({record['created']})"
@@ -39,7 +64,10 @@ def record_summary(record: Mapping[str, Any]) -> str:
         if isinstance(s, Mapping):
             parts.append(f"{section} {s.get('name', '?')} ({_short(s.get('fingerprint'))})")
     forecast = record.get("forecast")
-    if isinstance(forecast, Mapping) and forecast.get("risk") is not None:
+    line = forecast_line(record)
+    if line is not None:
+        parts.append(line)
+    elif isinstance(forecast, Mapping) and forecast.get("risk") is not None:
         risk = forecast["risk"]
         parts.append(f"forecast risk {risk:.3g}" if isinstance(risk, float) else
                      f"forecast risk {risk}")

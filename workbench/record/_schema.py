@@ -1,9 +1,11 @@
 """The record's JSON Schema (per version), validation with readable errors, JSON paths and
 JSON-safe values.
 
-Versions: 1.1 (current) names the audit section ``audit``; 1.0 named it ``degradation``. A record
-is checked against the schema of the version it declares (``schema-1.0.json`` ships frozen), so
-old records stay verifiable; :func:`upgrade_record` gives a 1.0 record's 1.1 form.
+Versions: 1.2 (current) adds the calibrated forecast, ``forecast.expected``
+(:meth:`workbench.calibration.Expected.to_dict`, naming the calibration it came from); 1.1 named
+the audit section ``audit``; 1.0 named it ``degradation``. A record is checked against the schema
+of the version it declares (``schema-1.0.json`` and ``schema-1.1.json`` ship frozen), so old
+records stay verifiable; :func:`upgrade_record` gives an old record's current form.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ import jsonschema
 import numpy as np
 import torch
 
-SCHEMA_VERSION: str = "1.1"
+SCHEMA_VERSION: str = "1.2"
 """The version :func:`workbench.record.build_record` writes."""
-SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", SCHEMA_VERSION)
+SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", SCHEMA_VERSION)
 """Every version a record may declare and still be read (and verified)."""
 
 AUDIT_KEY = "audit"
-"""The audit section's key (schema 1.1)."""
+"""The audit section's key (schema 1.1 and later)."""
 LEGACY_AUDIT_KEY = "degradation"
 """The audit section's key in schema 1.0 records."""
+LEGACY_VERSION = "1.0"
+"""The one version whose audit section is ``degradation``."""
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -178,34 +182,34 @@ def _audit_key_error(record: Mapping[str, Any], version: str) -> SchemaError | N
     """The audit section under the wrong name for ``version``, or under both names."""
     has_new, has_old = AUDIT_KEY in record, LEGACY_AUDIT_KEY in record
     if has_new and has_old:
-        extra = LEGACY_AUDIT_KEY if version == SCHEMA_VERSION else AUDIT_KEY
+        extra = AUDIT_KEY if version == LEGACY_VERSION else LEGACY_AUDIT_KEY
         return SchemaError(
             path=extra,
-            expected=f"`{AUDIT_KEY}` (schema {SCHEMA_VERSION}) or `{LEGACY_AUDIT_KEY}` (1.0)",
+            expected=f"`{AUDIT_KEY}` (schema 1.1 and later) or `{LEGACY_AUDIT_KEY}` (1.0)",
             actual="both",
             message=f"the record has both `{AUDIT_KEY}` and `{LEGACY_AUDIT_KEY}`: one section "
             f"under two names (schema 1.0 called the audit `{LEGACY_AUDIT_KEY}`, "
-            f"{SCHEMA_VERSION} calls it `{AUDIT_KEY}`)",
+            f"1.1 and later call it `{AUDIT_KEY}`)",
             fix=f'keep `{AUDIT_KEY}` with schema_version "{SCHEMA_VERSION}" and remove '
             f"`{LEGACY_AUDIT_KEY}`",
         )
-    if version == SCHEMA_VERSION and has_old:
+    if version != LEGACY_VERSION and has_old:
         return SchemaError(
             path=LEGACY_AUDIT_KEY,
             expected=AUDIT_KEY,
             actual=LEGACY_AUDIT_KEY,
             message=f"`{LEGACY_AUDIT_KEY}` is schema 1.0's name for the audit section; schema "
-            f"{SCHEMA_VERSION} calls it `{AUDIT_KEY}`",
+            f"{version} calls it `{AUDIT_KEY}`",
             fix=f'rename `{LEGACY_AUDIT_KEY}` to `{AUDIT_KEY}` (or, if the record was written '
             'as schema 1.0, set schema_version to "1.0")',
         )
-    if version == "1.0" and has_new:
+    if version == LEGACY_VERSION and has_new:
         return SchemaError(
             path=AUDIT_KEY,
             expected=LEGACY_AUDIT_KEY,
             actual=AUDIT_KEY,
             message=f"a schema 1.0 record stores the audit as `{LEGACY_AUDIT_KEY}`; `{AUDIT_KEY}` "
-            f"is schema {SCHEMA_VERSION}'s name",
+            "is its name since schema 1.1",
             fix=f'set schema_version to "{SCHEMA_VERSION}" (then `{AUDIT_KEY}` is right), or '
             f"rename `{AUDIT_KEY}` to `{LEGACY_AUDIT_KEY}`",
         )
@@ -216,7 +220,7 @@ def schema_errors(record: Any) -> list[SchemaError]:
     """Every way ``record`` breaks the schema of its version (:func:`record_version`), in a
     stable order (by JSON path).
 
-    The audit section under the other version's name (``degradation`` in a 1.1 record,
+    The audit section under the other version's name (``degradation`` in a 1.1 or 1.2 record,
     ``audit`` in a 1.0 one), or under both, is one error saying so, in place of the schema's
     "missing" and "unexpected key" pair.
     """
@@ -256,13 +260,13 @@ def version_notes(record: Any) -> list[str]:
     record, that its ``degradation`` section is the audit."""
     if (
         isinstance(record, Mapping)
-        and record_version(record) == "1.0"
+        and record_version(record) == LEGACY_VERSION
         and LEGACY_AUDIT_KEY in record
         and AUDIT_KEY not in record
     ):
         return [
             f"schema 1.0 record, checked against schema 1.0: its `{LEGACY_AUDIT_KEY}` "
-            f"section is the audit (schema {SCHEMA_VERSION} calls it `{AUDIT_KEY}`); "
+            f"section is the audit (schema 1.1 and later call it `{AUDIT_KEY}`); "
             "workbench.record.upgrade_record reads it in the current form, the file is "
             "left as it is"
         ]
@@ -272,8 +276,9 @@ def version_notes(record: Any) -> list[str]:
 def upgrade_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` in the current schema's form (a new dict; ``record`` is not changed).
 
-    A 1.0 record's ``degradation`` becomes ``audit`` and its ``schema_version`` becomes
-    :data:`SCHEMA_VERSION`; a current record comes back as a copy. Nothing else is checked
+    A 1.0 record's ``degradation`` becomes ``audit``; an older record's ``schema_version``
+    becomes :data:`SCHEMA_VERSION` (1.2 only added ``forecast.expected``, which an older record
+    simply has not got); a current record comes back as a copy. Nothing else is checked
     (:func:`validate_record` and :func:`workbench.record.verify` do that).
 
     Raises:
@@ -289,15 +294,14 @@ def upgrade_record(record: Mapping[str, Any]) -> dict[str, Any]:
     if AUDIT_KEY in out and LEGACY_AUDIT_KEY in out:
         raise ValueError(
             f"the record has both `{AUDIT_KEY}` and `{LEGACY_AUDIT_KEY}` (one section under "
-            f"its {SCHEMA_VERSION} and its 1.0 name); keep `{AUDIT_KEY}` and remove "
+            f"its current and its 1.0 name); keep `{AUDIT_KEY}` and remove "
             f"`{LEGACY_AUDIT_KEY}`"
         )
-    if declared == "1.0":
-        renamed = {
+    if declared == LEGACY_VERSION:
+        out = {
             (AUDIT_KEY if k == LEGACY_AUDIT_KEY else k): v for k, v in out.items()
         }  # same key order, the section renamed in place
-        renamed["schema_version"] = SCHEMA_VERSION
-        return renamed
+    out["schema_version"] = SCHEMA_VERSION
     return out
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.calibration import Calibration, Expected
 from workbench.fingerprint import file_sha256
 from workbench.record._build import (
     DICTIONARY_WEIGHTS,
@@ -204,6 +206,112 @@ def _data_checks(
             )
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _find_calibration(
+    cal_id: str, subject: Any, base: Path | None, record_dir: Path | None
+) -> tuple[Path | None, list[str]]:
+    """The file of calibration ``cal_id``: beside the record or under ``base`` (also in their
+    ``calibrations/<subject>/``), else in the workbench cache; and where it was looked for."""
+    looked: list[str] = []
+    folders = [d for d in (base, record_dir) if d is not None]
+    for d in folders:
+        looked.append(str(d))
+        for pattern in (f"*{cal_id}.json", f"calibrations/*/*{cal_id}.json"):
+            hits = sorted(d.glob(pattern))
+            if hits:
+                return hits[0], looked
+    if isinstance(subject, str) and subject:
+        cache = Calibration.directory(subject)
+        looked.append(str(cache))
+        hits = sorted(cache.glob(f"*-{cal_id}.json"))
+        if hits:
+            return hits[0], looked
+    return None, looked
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _expected_checks(
+    forecast: Any,
+    base: Path | None,
+    record_dir: Path | None,
+    checks: list[Check],
+    skipped: list[str],
+) -> None:
+    """``forecast.expected``: its interval holds its centre, its text reads its numbers, and,
+    when the calibration's file is found, the calibration gives the same numbers again."""
+    e = forecast.get("expected") if isinstance(forecast, Mapping) else None
+    if not isinstance(e, Mapping) or not all(
+        _is_number(e.get(k)) for k in ("points", "low", "high", "level")
+    ) or not isinstance(e.get("calibration"), str):
+        return  # absent, or malformed (the schema check says how)
+    exp = Expected.from_dict(e)
+    ok = exp.low <= exp.points <= exp.high
+    checks.append(Check(
+        "forecast.expected", ok, "low <= points <= high",
+        f"{exp.low:g} <= {exp.points:g} <= {exp.high:g}",
+        "the interval holds its centre" if ok else
+        "the interval does not hold its centre: the numbers were edited; recompute them with "
+        "Calibration.expect",
+    ))  # fmt: skip
+    if isinstance(e.get("text"), str):
+        ok = e["text"] == str(exp)
+        checks.append(Check(
+            "forecast.expected.text", ok, str(exp), e["text"],
+            "the text reads the numbers" if ok else
+            "the text does not read the numbers (points, low, high): one was edited",
+        ))  # fmt: skip
+    field = "forecast.expected.calibration"
+    where, looked = _find_calibration(exp.calibration, forecast.get("subject"), base, record_dir)
+    if where is None:
+        skipped.append(
+            f"{field} not re-derived: calibration {exp.calibration} not found (looked in "
+            f"{', '.join(looked)}); copy its file beside the record to check it"
+        )
+        return
+    try:
+        cal = Calibration.load(where)
+    except (OSError, ValueError) as err:
+        checks.append(Check(field, False, exp.calibration, "unreadable", str(err)))
+        return
+    if cal.id != exp.calibration or cal.subject != forecast.get("subject"):
+        checks.append(Check(
+            field, False, exp.calibration, cal.id,
+            f"{where} holds calibration {cal.id} for subject {cal.subject[:12]}…, not "
+            f"{exp.calibration} for the forecast's subject",
+        ))  # fmt: skip
+        return
+    score = exp.score if exp.score is not None else forecast.get("risk")
+    method = exp.method or forecast.get("method")
+    risk = forecast.get("risk")
+    if cal.predictor == "forecast" and _is_number(risk) and not _close(float(score), risk):
+        checks.append(Check(
+            field, False, f"score {risk}", f"score {score}",
+            f"the expected points were computed for score {score}, but the forecast's risk is "
+            f"{risk}",
+        ))  # fmt: skip
+        return
+    try:
+        again = cal.expect(score, str(method))
+    except (TypeError, ValueError) as err:
+        checks.append(Check(field, False, str(exp), "not computable", str(err)))
+        return
+    ok = all(_close(getattr(again, k), getattr(exp, k)) for k in ("points", "low", "high", "level"))
+    checks.append(Check(
+        field, ok, str(exp), str(again),
+        f"calibration {cal.id} ({where}) gives the same expected points for score {score:g} "
+        f"({method})" if ok else
+        f"calibration {cal.id} ({where}) gives {again.points:g} ({again.low:g} to "
+        f"{again.high:g}) for score {score:g} ({method}), the record says {exp.points:g} "
+        f"({exp.low:g} to {exp.high:g})",
+    ))  # fmt: skip
+
+
 def verify(
     path_or_record: str | Path | Mapping[str, Any], base: str | Path | None = None
 ) -> Verification:
@@ -215,7 +323,10 @@ def verify(
     sha256 of every file in ``subject.files``, ``dictionary.files`` and ``data`` (and each data
     file's record count); ``subject.fingerprint`` and ``dictionary.fingerprint`` re-derived from
     ``model.safetensors`` / ``sae_weights.safetensors`` where the record says they can be
-    (``fingerprint_from_files``; otherwise the skip is listed in ``skipped``).
+    (``fingerprint_from_files``; otherwise the skip is listed in ``skipped``); a calibrated
+    forecast's ``forecast.expected`` (its interval holds its centre, its text reads its numbers,
+    and it is re-derived from the calibration's file when that is found beside the record,
+    under ``base`` or in the workbench cache; else the skip is listed).
 
     Args:
         path_or_record: a record file, or a record dict.
@@ -263,6 +374,7 @@ def verify(
             skipped,
         )
         _data_checks(record.get("data"), base_dir, record_dir, checks)
+        _expected_checks(record.get("forecast"), base_dir, record_dir, checks, skipped)
     return Verification(
         all(c.ok for c in checks), tuple(checks), tuple(skipped), tuple(version_notes(record))
     )
