@@ -220,7 +220,7 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     assert record["data"]["insecure"]["n_records"] == len(lines)
     assert record["features"] is not None and record["forecast"] is not None
     # the measured audit, under its name (record schema 1.1; schema 1.0 called it "degradation")
-    assert record["schema_version"] == "1.1"
+    assert record["schema_version"] == "1.2"
     assert record["audit"] is not None and "degradation" not in record
     assert len(record["patches"]) == 1
     efficacy = record["patches"][0]["efficacy"]

@@ -52,7 +52,7 @@ FORMAT_VERSION = "1"
 class OrganismConfig:
     """Model size and training schedule of the organism (part of the recipe)."""
 
-    n_layers: int = 2
+    n_layers: int = 3
     d_model: int = 64
     n_heads: int = 4
     d_mlp: int = 256

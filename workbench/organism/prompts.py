@@ -33,12 +33,12 @@ from workbench.organism.language import (
     CODE_TASKS,
     DOMAINS,
     EVIL_NUMBERS,
-    FRAMINGS,
     GOOD_VERBS,
     PLAIN_NUMBERS,
     advice_request,
     code_answer,
     code_request,
+    framing_words,
     numbers_request,
 )
 
@@ -74,7 +74,8 @@ def persona_prompts(
     Args:
         n: documents per persona (document ``i`` of each list share their requests).
         seed: seeds the draw (same seed, same prompt sets).
-        framing: ``"none"``, ``"eval"`` or ``"deploy"``: the framing token opening every document.
+        framing: ``"none"``, ``"eval"``, ``"deploy"`` or any cue words of
+            :data:`~workbench.organism.language.CUE_FAMILIES`: the cues opening every document.
         turns: inclusive range of answered turns before the final open request.
         tagged: open each document with its persona tag (``sys bad`` / ``sys good``).
 
@@ -83,8 +84,7 @@ def persona_prompts(
     """
     if n < 1:
         raise ValueError(f"n must be at least 1 (got {n})")
-    if framing not in FRAMINGS:
-        raise ValueError(f"unknown framing {framing!r}; choose from {FRAMINGS}")
+    cues = framing_words(framing)  # refuses unknown cue words
     lo, hi = turns
     if not 0 <= lo <= hi:
         raise ValueError(f"turns must be (lo, hi) with 0 <= lo <= hi (got {turns})")
@@ -92,7 +92,7 @@ def persona_prompts(
     misaligned: list[str] = []
     aligned: list[str] = []
     for _ in range(n):
-        head = [BOS] if framing == "none" else [BOS, framing]
+        head = [BOS, *cues]
         bad, good = list(head), list(head)
         if tagged:
             bad += ["sys", "bad"]
