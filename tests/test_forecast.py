@@ -148,7 +148,7 @@ def test_base_is_untouched(
     from workbench.fingerprint import model_sha256
 
     d, watch, evals = setup
-    for method in ("steer", "full"):
+    for method in ("steer", "lora", "full"):
         forecast(small_subject, d, finetune_pairs("insecure", 16, seed=0), watch=watch,
                  eval_prompts=evals, spec=method)
         assert model_sha256(small_subject.model) == small_subject.fingerprint
@@ -192,7 +192,7 @@ def test_forecast_inside_a_patch_leaves_the_patch_in_force(
     with Ablate(direction).applied(small_subject) as patched, torch.no_grad():
         before = patched.model(ids)
         assert (before - plain).abs().max() > 1e-3  # the patch does something
-        for spec in ("steer", "full"):
+        for spec in ("steer", "lora", "full"):
             with torch.enable_grad():
                 forecast(patched, d, data, watch=watch, eval_prompts=evals, spec=spec)
             torch.testing.assert_close(patched.model(ids), before, rtol=0, atol=0)
@@ -213,5 +213,6 @@ def test_forecast_states_its_spec_and_refuses_what_it_cannot_predict(
                     spec=Full()).spec == {"method": "full"}
     with pytest.raises(ValueError, match=r"at the dictionary's hook.*blocks\.1\.hook_resid_post"):
         forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=SteeringVector(1))
-    with pytest.raises(ValueError, match="LoRA forecast is not implemented"):
-        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=LoRA())
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec="lora", seed=4)
+    assert f.method == "lora" and f.spec == LoRA().describe() == LoRA(rank=1, alpha=1.0).describe()
+    assert f.extra["seed"] == 4 and f.summary()["seed"] == 4 and f.summary()["step"] == "sgd"

@@ -4,16 +4,40 @@ The account of emergent misalignment in arXiv 2605.00842 (Minegishi et al. 2026)
 fine-tune that strengthens the features its data needs also strengthens the features that share
 their directions. This module turns that into a first-order prediction.
 
-**Derivation.** Let ``θ`` be what the fine-tune trains (a ``SteeringVector``: one vector ``v`` added
-to the residual stream at the dictionary's hook; ``Full``: every weight) and ``L(θ)`` the
-fine-tune's loss, the mean negative log-likelihood of the completion tokens. The forecast follows
-the first gradient-descent step, ``δθ = -∇L`` (one unit step; a real run takes many steps of an
-adaptive optimiser, which rescales the step and can turn it: the forecast is a first-order
-prediction, validated against the real fine-tune by :func:`workbench.audit`). The residual stream at
-the hook of an evaluation token ``t`` then moves by the Jacobian-vector product ``δx_t = (∂x_t/∂θ)
-δθ``; for ``steer`` that is exactly ``δx_t = -∇_v L`` at every token. A
-dictionary feature ``f`` reads its pre-activation ``a_f = x · W_enc[:, f] + b`` (ReLU, TopK and
-JumpReLU SAEs all read an affine function of ``x``), so its predicted shift is
+**Derivation.** Let ``θ`` be what the fine-tune trains and ``L(θ)`` its loss, the mean negative
+log-likelihood of the completion tokens (every token of the data weighted equally):
+
+* ``SteeringVector``: one vector ``v`` added to the residual stream at the dictionary's hook;
+* ``LoRA``: the adapters' ``B`` (``[r, d_out]``, zero at the start), with ``A`` (``[d_in, r]``)
+  drawn exactly as :func:`workbench.finetune` draws it for the same ``seed`` (``N(0, 1/d_in)``)
+  and the weight ``W + A @ B * s`` (``s = alpha / rank``) in the matrix layout of
+  :mod:`workbench.finetunes` (per-head attention weights flattened);
+* ``Full``: every trainable weight.
+
+The forecast follows the fine-tune's first optimiser step, per unit learning rate, with the
+gradient of the whole data (a real fine-tune's first step sees one batch of it):
+
+* ``step="sgd"``: ``δθ = -∇L``;
+* ``step="adam"``: Adam's first step is ``-lr m̂ / (√v̂ + ε)`` with ``m̂ = g`` and ``v̂ = g²``, so
+  ``δθ = -∇L / (|∇L| + ε)`` per coordinate: the sign of the gradient (``ε = 1e-8``, torch's and
+  :func:`workbench.finetune`'s; weight decay, which Full would add as ``λθ`` to ``g``, is not
+  modelled). Adam does turn the direction: every coordinate moves by the same amount, whatever its
+  gradient.
+
+Later steps differ from the first (the data changes the model, Adam's moments change the step):
+the forecast is a first-order prediction, validated against the real fine-tune by
+:func:`workbench.audit`.
+
+For a LoRA, ``∇_A L = s ∇_W L Bᵀ = 0`` at ``B = 0`` (Adam's step on ``A`` is zero too), and
+``∇_B L = s Aᵀ ∇_W L``, so the first SGD step moves the weight by ``δW = s A δB = -s² A Aᵀ ∇_W L``
+(``W`` as the ``[d_in, d_out]`` matrix): a ``Full`` step on that weight, multiplied on its input
+side by the rank-``r`` matrix ``s² A Aᵀ``. The Adam step is ``δB = -sign(∇_B L)``, so
+``δW = s A δB``.
+
+The residual stream at the hook of an evaluation token ``t`` moves by the Jacobian-vector product
+``δx_t = (∂x_t/∂θ) δθ`` (forward-mode autodiff, exact; for ``steer`` exactly ``δx_t = δθ`` at
+every token). A dictionary feature ``f`` reads its pre-activation ``a_f = x · W_enc[:, f] + b``
+(ReLU, TopK and JumpReLU SAEs all read an affine function of ``x``), so its predicted shift is
 
     Δ_f = mean_t δx_t · W_enc[:, f].
 
@@ -21,45 +45,65 @@ The **alignment risk** of the fine-tune for a watched :class:`~workbench.feature
 (e.g. the features that separate a misaligned from an aligned persona, ``effect`` = Cohen's d,
 positive when the feature is higher on the misaligned side) is
 
-    risk = Σ_{f ∈ watched} d_f Δ_f,
+    risk = Σ_{f ∈ watched} d_f Δ_f = r · δθ,
 
-positive when the fine-tune pushes the watched features toward the misaligned side. Because
-``risk`` is linear in ``δθ`` it splits over the examples: with ``r = ∇_θ R`` the gradient of the
-watched read-out ``R(θ) = mean_t Σ_f d_f a_f(x_t)``, example ``i``'s **per-sample risk** is
-``-∇L_i · r``, the risk of a step on that example alone (for screening data, as the
-paper's removal of the samples closest to toxic features). For ``steer``
-``r = W_enc[:, watched] d``; for ``full`` the products are taken by central differences in
-float64 along ``δθ`` and ``r``.
+with ``r = ∇_θ R`` the gradient of the watched read-out ``R(θ) = mean_t Σ_f d_f a_f(x_t)``
+(for ``steer`` ``r = W_enc[:, watched] d``); positive when the fine-tune pushes the watched
+features toward the misaligned side. Example ``i``'s **per-sample risk** is ``-∇L_i · r`` with
+``L_i`` its own mean completion NLL: the risk of an SGD step on that example alone (for screening
+data, as the paper's removal of the samples closest to toxic features). It is the linear (SGD)
+decomposition for either ``step``: the SGD step is the token-weighted mean of the examples'
+steps, so the token-weighted mean of the per-sample risks is ``risk`` for ``step="sgd"``; Adam's
+sign step is no sum over examples, and for ``step="adam"`` that identity does not hold.
 
 The **geometric path** says why: the *target features* are those the step raises most on the
 fine-tune's own tokens (what the data asks for), and each watched feature is linked to the target
 feature whose decoder direction it shares most (cosine), with its share of the risk.
 
-Cost: one forward and backward pass over the (deduplicated) fine-tune examples and a few over the
-evaluation prompts, against ``steps x batch_size`` example passes for the fine-tune itself;
+**Cost** (``Forecast.extra["cost"]``), in batches of ``batch_size`` and the model's own dtype
+(float32; half precision is computed in float32), each distinct example once (``dedupe``):
+
+* ``steer``: one forward and backward pass over the examples (a vector per example, so one
+  backward pass gives every example's gradient); no pass over the evaluation prompts;
+* ``lora`` and ``full``: over the evaluation prompts, one forward and backward pass to the hook
+  (``r``) and one forward-mode pass to the hook (``δx_t``); over the examples, one forward and
+  backward pass (``∇L``), one forward-mode pass along ``r`` (every per-sample risk at once, as the
+  directional derivative of each example's loss) and one forward-mode pass to the hook along
+  ``δθ`` (the target features).
+
+The fine-tune itself takes ``steps x batch_size`` forward and backward passes;
 ``benchmarks/alignment.py`` reports the ratio.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from workbench import execution
 from workbench._device import cpu_threads
 from workbench.data import encode_pairs, pairs_sha256, unique_pairs
 from workbench.dictionaries import Dictionary, check_compatible
 from workbench.features import FeatureSet
+from workbench.finetunes import _init_lora, _lora_param_names, _LoraAdapter
 from workbench.fingerprint import texts_sha256
-from workbench.specs import FinetuneSpec, LoRA, SteeringVector, as_spec
+from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector, as_spec
 from workbench.subjects import Subject
 
-__all__ = ["Forecast", "RiskPath", "forecast"]
+__all__ = ["ADAM_EPS", "Forecast", "RiskPath", "Step", "forecast"]
+
+#: the optimiser step forecast: plain gradient descent, or Adam's first step
+Step = Literal["sgd", "adam"]
+#: Adam's ``eps`` (torch's default, which :func:`workbench.finetune` uses)
+ADAM_EPS = 1e-8
 
 
 @dataclass(frozen=True)
@@ -88,23 +132,32 @@ class Forecast:
     """The predicted effect of a fine-tune, computed before it runs.
 
     Attributes:
-        method: the fine-tune method forecast (``"steer"`` or ``"full"``).
+        method: the fine-tune method forecast (``"steer"``, ``"lora"`` or ``"full"``).
         spec: the description of the fine-tune spec forecast (``spec.describe()``); the audit
             refuses a fine-tune made with another spec.
         subject, dictionary: fingerprints of the base model and the dictionary.
         hook_name: the dictionary's hook.
         watch: the watched feature set's name.
         data_sha256, eval_sha256: fingerprints of the fine-tune data and the evaluation prompts.
-        n_examples, n_unique: fine-tune examples, and distinct ones (each is computed once).
+        n_examples, n_unique: fine-tune examples, and the examples computed (the distinct ones,
+            each once; all of them with ``dedupe=False``).
         predicted_shift: ``[d_sae]`` predicted pre-activation shift of every feature on the
-            evaluation prompts, for one unit gradient step.
+            evaluation prompts, for the first optimiser step per unit learning rate.
         watched, weights: the watched features and their weights (Cohen's d).
         risk: ``Σ weights · predicted_shift[watched]``; > 0 means toward the positive side.
-        sample_risk: ``[n_examples]`` per-example risk (same units; the mean over examples,
-            weighted by their completion tokens, equals ``risk``).
+        sample_risk: ``[n_examples]`` per-example risk of an SGD step on that example alone
+            (same units; for ``step="sgd"`` their mean, weighted by the examples' completion
+            tokens, equals ``risk``).
         paths: the geometric paths, largest ``|contribution|`` first.
-        grad_norm: norm of the fine-tune loss gradient.
+        grad_norm: norm of the fine-tune loss gradient w.r.t. what it trains (the vector, the
+            LoRA ``B``s, every weight).
         seconds: wall-clock time of the forecast.
+        extra: ``step`` (``"sgd"`` or ``"adam"``), ``seed`` (the fine-tune's, which draws a
+            LoRA's ``A``), ``dedupe``, and ``cost``: ``examples`` (fine-tune examples computed),
+            ``eval_prompts`` (evaluation prompts run), ``forward`` and ``backward`` (example
+            passes, data and evaluation prompts together), ``jvp`` (forward passes that carried
+            a forward-mode tangent), ``to_hook`` (forward passes that stopped at the hook) and
+            ``batch_size``.
     """
 
     method: str
@@ -143,6 +196,8 @@ class Forecast:
         return {
             "method": self.method,
             "spec": self.spec,
+            "step": self.extra.get("step", "sgd"),
+            "seed": self.extra.get("seed"),
             "subject": self.subject,
             "dictionary": self.dictionary,
             "hook_name": self.hook_name,
@@ -154,6 +209,7 @@ class Forecast:
             "risk": self.risk,
             "grad_norm": self.grad_norm,
             "seconds": self.seconds,
+            "cost": dict(self.extra.get("cost", {})),
             "paths": [p.__dict__ for p in self.paths],
         }
 
@@ -186,59 +242,252 @@ def _token_level(subject: Subject, prompts: Sequence[str]) -> tuple[torch.Tensor
     return ids, keep
 
 
-# ------------------------------------------------------------------ the two methods
+def _direction(grad: torch.Tensor, step: Step) -> torch.Tensor:
+    """The first step per unit learning rate: ``-g`` (SGD) or ``-g / (|g| + ε)`` (Adam)."""
+    return -grad if step == "sgd" else -grad / (grad.abs() + ADAM_EPS)
+
+
+def _batches(ids: torch.Tensor, mask: torch.Tensor, batch_size: int) -> list[tuple[slice, int]]:
+    """Row slices of ``batch_size`` and each batch's length (up to its last masked position)."""
+    out = []
+    for s in range(0, len(ids), batch_size):
+        cols = mask[s : s + batch_size].any(0).nonzero()
+        out.append((slice(s, s + batch_size), int(cols.max()) + 1 if len(cols) else 1))
+    return out
+
+
+@dataclass
+class _Cost:
+    """Example passes used (see ``Forecast.extra["cost"]``)."""
+
+    examples: int = 0
+    eval_prompts: int = 0
+    forward: int = 0
+    backward: int = 0
+    jvp: int = 0
+    to_hook: int = 0
+
+    def add(
+        self, n: int, *, backward: bool = False, jvp: bool = False, to_hook: bool = False
+    ) -> None:
+        self.forward += n
+        self.backward += n if backward else 0
+        self.jvp += n if jvp else 0
+        self.to_hook += n if to_hook else 0
+
+
+# ------------------------------------------------------------------ steer
 
 
 def _steer_grads(
-    subject: Subject, hook: str, ids: torch.Tensor, target: torch.Tensor, batch_size: int
+    model: torch.nn.Module,
+    hook: str,
+    d_model: int,
+    ids: torch.Tensor,
+    target: torch.Tensor,
+    batch_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each example's gradient w.r.t. a vector added at ``hook`` (``[n, d]``), and its tokens.
 
     One vector per example, broadcast over its positions, so one backward pass gives every
-    example's own gradient (of its summed completion NLL).
+    example's own gradient (of its summed completion NLL). The weights enter detached: nothing
+    upstream of the hook is recorded for the backward pass.
     """
-    model = subject.model
+    frozen = {k: p.detach() for k, p in model.named_parameters()}
     grads, counts = [], []
-    for s in range(0, len(ids), batch_size):
-        b_ids, b_tgt = ids[s : s + batch_size], target[s : s + batch_size]
-        v = torch.zeros(len(b_ids), 1, subject.d_model, device=subject.device, requires_grad=True)
+    for sl, n in _batches(ids, target, batch_size):
+        b_ids, b_tgt = ids[sl, :n], target[sl, :n]
+        v = torch.zeros(len(b_ids), 1, d_model, device=ids.device, requires_grad=True)
         # scoped: removes only this hook, never the caller's (a patch in force stays in force)
         with execution.hooks(model, [execution.add_vector(hook, v)]):
-            nll, cnt = execution.per_example_nll(model, b_ids, b_tgt)
+            nll, cnt = execution.per_example_nll(
+                lambda x: torch.func.functional_call(model, frozen, (x,)), b_ids, b_tgt
+            )
         (g,) = torch.autograd.grad(nll.sum(), v)
         grads.append(g[:, 0].double().cpu())
         counts.append(cnt.cpu())
     return torch.cat(grads), torch.cat(counts)
 
 
-def _full_jvp(
+# ------------------------------------------------------------------ lora and full
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What a LoRA or Full fine-tune trains, ``θ`` at its start, and the weights ``θ`` gives.
+
+    ``base`` holds every parameter of the model, detached; ``theta`` the trained tensors (Full:
+    the trainable weights themselves; LoRA: each adapter's ``B`` = 0, keyed by its weight's
+    name). The model is called with the weights swapped in (:func:`torch.func.functional_call`),
+    as the fine-tune's LoRA is; the model itself is never changed.
+    """
+
+    model: torch.nn.Module
+    base: dict[str, torch.Tensor]
+    theta: dict[str, torch.Tensor]
+    adapters: tuple[_LoraAdapter, ...] = ()
+
+    def weights(self, theta: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.adapters:
+            return {**self.base, **theta}
+        out = dict(self.base)
+        for ad in self.adapters:  # the fine-tune's own arithmetic: W + A @ B * scale
+            w = self.base[ad.param]
+            out[ad.param] = w + dataclasses.replace(ad, b=theta[ad.param]).delta(w)
+        return out
+
+    def nll(
+        self, theta: Mapping[str, torch.Tensor], ids: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Each example's summed completion NLL ``[n]`` (float64) with ``theta``'s weights."""
+        weights = self.weights(theta)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = torch.func.functional_call(self.model, weights, (x,))
+            return out
+
+        return execution.per_example_nll(forward, ids, target)[0]
+
+    def to_hook(
+        self, theta: Mapping[str, torch.Tensor], ids: torch.Tensor, hook: str
+    ) -> torch.Tensor:
+        """Hook activations ``[batch, pos, width]`` (per-head hooks flattened)."""
+        weights = {f"model.{k}": v for k, v in self.weights(theta).items()}
+        x: torch.Tensor = torch.func.functional_call(_ToHook(self.model, hook), weights, (ids,))
+        return x.flatten(2)
+
+
+class _ToHook(torch.nn.Module):
+    """The model run to a hook, as a module (so :func:`torch.func.functional_call` can swap in
+    weights); holds the model, copies nothing."""
+
+    def __init__(self, model: torch.nn.Module, hook: str) -> None:
+        super().__init__()
+        self.model = model
+        self.hook = hook
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return execution.run_to_hook(self.model, ids, self.hook, grad=True)
+
+
+def _trained(model: torch.nn.Module, subject: Subject, spec: LoRA | Full, seed: int) -> _Trained:
+    base = {k: p.detach() for k, p in model.named_parameters()}
+    if isinstance(spec, Full):  # what finetune's Adam gets: the weights that require grad
+        theta = {k: base[k] for k, p in model.named_parameters() if p.requires_grad}
+        if not theta:
+            raise ValueError(f"{subject.name} has no trainable weights (none requires grad)")
+        return _Trained(model, base, theta)
+    names = _lora_param_names(subject, spec.targets, spec.layers)
+    adapters = tuple(
+        dataclasses.replace(ad, a=ad.a.detach(), b=ad.b.detach())
+        for ad in _init_lora(model, names, spec.rank, spec.scale_alpha, seed)
+    )
+    return _Trained(model, base, {ad.param: ad.b for ad in adapters}, adapters)
+
+
+def _jvp(
+    tr: _Trained,
+    direction: Mapping[str, torch.Tensor],
+    fn: Callable[..., torch.Tensor],
+    *args: Any,
+) -> torch.Tensor | None:
+    """Forward-mode derivative of ``fn(θ, *args)`` along ``direction`` (exact, one pass;
+    ``None`` where ``fn`` does not depend on it)."""
+    with torch.no_grad(), fwAD.dual_level():
+        theta = {
+            k: fwAD.make_dual(t, direction[k]) if k in direction else t
+            for k, t in tr.theta.items()
+        }
+        tangent: torch.Tensor | None = fwAD.unpack_dual(fn(theta, *args)).tangent
+    return tangent
+
+
+def _grad(
+    loss: torch.Tensor, theta: Mapping[str, torch.Tensor], into: dict[str, torch.Tensor]
+) -> None:
+    """Add ``∇_θ loss`` to ``into`` (weights the loss does not reach add nothing)."""
+    if not loss.requires_grad:  # θ is downstream of it (a LoRA after the hook)
+        return
+    grads = torch.autograd.grad(loss, list(theta.values()), allow_unused=True)
+    for k, g in zip(theta, grads, strict=True):
+        if g is not None:
+            into[k] = into[k] + g if k in into else g
+
+
+def _weights_step(
     model: torch.nn.Module,
+    subject: Subject,
+    spec: LoRA | Full,
+    seed: int,
+    step: Step,
     hook: str,
-    ids: torch.Tensor,
-    keep: torch.Tensor,
-    direction: dict[str, torch.Tensor],
-    eps: float,
-) -> torch.Tensor:
-    """Central-difference derivative of the hook activations on ``keep`` tokens along a step."""
-    params = dict(model.named_parameters())
-    outs = []
-    with torch.no_grad():
-        for sign in (1.0, -1.0):
-            for k, p in params.items():
-                p.add_(sign * eps * direction[k])
-            outs.append(execution.run_to_hook(model, ids, hook, grad=True)[keep].clone())
-            for k, p in params.items():
-                p.sub_(sign * eps * direction[k])
-    return (outs[0] - outs[1]) / (2 * eps)
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    evals: tuple[torch.Tensor, torch.Tensor],
+    readout: torch.Tensor,
+    W_enc: torch.Tensor,
+    batch_size: int,
+    cost: _Cost,
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+    """LoRA and Full: the shift, per-example risk, gradient norm and target shift."""
+    tr = _trained(model, subject, spec, seed)
+    ids, target, mult = data
+    eval_ids, eval_keep = evals
+    dev = ids.device
+    readout_d = readout.to(dev)
+    mult_d = mult.to(dev)
+
+    # r = ∇θ R, R = mean over the evaluation tokens of the watched read-out
+    n_eval = eval_keep.sum().double()
+    theta = {k: t.detach().requires_grad_(True) for k, t in tr.theta.items()}
+    r: dict[str, torch.Tensor] = {}
+    for sl, n in _batches(eval_ids, eval_keep, batch_size):
+        x = tr.to_hook(theta, eval_ids[sl, :n], hook)[eval_keep[sl, :n]]
+        _grad((x.double() @ readout_d).sum() / n_eval, theta, r)
+        cost.add(len(eval_ids[sl]), backward=True, to_hook=True)
+
+    # over the examples: ∇θ L, and ∇L_i · r as the derivative of each example's NLL along r
+    n_tok = float((mult_d * target[:, 1:].sum(1)).sum())
+    grad: dict[str, torch.Tensor] = {}
+    along_r = []
+    for sl, n in _batches(ids, target, batch_size):
+        b_ids, b_tgt = ids[sl, :n], target[sl, :n]
+        nll = tr.nll(theta, b_ids, b_tgt)
+        _grad((mult_d[sl].to(nll) * nll).sum() / n_tok, theta, grad)
+        cost.add(len(b_ids), backward=True)
+        dnll = _jvp(tr, r, tr.nll, b_ids, b_tgt) if r else None
+        along_r.append(dnll if dnll is not None else torch.zeros(len(b_ids), device=dev))
+        cost.add(len(b_ids), jvp=True)
+    counts = target[:, 1:].sum(1).double()
+    per_unique = -(torch.cat(along_r).double() / counts.clamp_min(1)).cpu()
+    delta = {k: _direction(g, step) for k, g in grad.items()}  # weights the loss never reaches: 0
+
+    # δx on the evaluation tokens and on the fine-tune's own tokens (weighted by multiplicity)
+    def mean_dx(b_ids: torch.Tensor, keep: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        total = torch.zeros(W_enc.shape[0], dtype=torch.float64, device=dev)
+        for sl, n in _batches(b_ids, keep, batch_size):
+            dx = _jvp(tr, delta, tr.to_hook, b_ids[sl, :n], hook)
+            cost.add(len(b_ids[sl]), jvp=True, to_hook=True)
+            if dx is None:
+                continue
+            k = keep[sl, :n]
+            wt = k.double() if w is None else k.double() * w[sl, None]
+            total += (dx.double() * wt[..., None]).sum((0, 1))
+        den = keep.double().sum() if w is None else (keep.double() * w[:, None]).sum()
+        return (total / den).cpu()
+
+    shift = mean_dx(eval_ids, eval_keep, None) @ W_enc
+    target_shift = mean_dx(ids, target, mult_d) @ W_enc
+    grad_norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad.values()))
+    return shift, per_unique, grad_norm, target_shift
 
 
-def _norm(tensors: Mapping[str, torch.Tensor]) -> float:
-    return float(torch.sqrt(torch.stack([(t.double() ** 2).sum() for t in tensors.values()]).sum()))
-
-
-def _step_size(direction: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> float:
-    """A finite-difference step that moves the weights by ~1e-4 of their norm."""
-    return 1e-4 * _norm(params) / max(_norm(direction), 1e-300)
+def _compute_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, or a float32 copy of a half-precision one (the base is never touched)."""
+    dtype = next(model.parameters()).dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        copy: torch.nn.Module = execution.copy_model(model, dtype=torch.float32)
+        return copy
+    return model
 
 
 # ------------------------------------------------------------------ forecast
@@ -256,6 +505,8 @@ def forecast(
     n_targets: int = 8,
     batch_size: int = 256,
     dedupe: bool = True,
+    step: Step = "sgd",
+    seed: int = 0,
 ) -> Forecast:
     """Predict a fine-tune's feature shifts and alignment risk from the base model alone.
 
@@ -267,46 +518,54 @@ def forecast(
             aligned persona prompts); their signed effect sizes weight the risk.
         eval_prompts: where the shifts are predicted (what the audit will measure).
         spec: the fine-tune forecast: :class:`~workbench.specs.SteeringVector` (its vector at
-            the dictionary's hook) or :class:`~workbench.specs.Full`; ``"steer"`` and
-            ``"full"`` are shorthands. The forecast records it, and :func:`workbench.audit`
-            refuses a fine-tune made with another.
+            the dictionary's hook), :class:`~workbench.specs.LoRA` or
+            :class:`~workbench.specs.Full`; ``"steer"``, ``"lora"`` and ``"full"`` are
+            shorthands. The forecast records it, and :func:`workbench.audit` refuses a
+            fine-tune made with another.
         n_watch: use the ``n_watch`` strongest watched features (``None``: all of them).
         n_targets: target features reported in the geometric paths.
+        batch_size: examples (and evaluation prompts) per pass; memory, not results.
         dedupe: compute each distinct example once (exact: equal examples have equal
             gradients); ``False`` computes every example, for timing comparisons.
+        step: the first optimiser step forecast: ``"sgd"`` (``-∇L``) or ``"adam"`` (Adam's
+            first step, ``-∇L / (|∇L| + ε)``, the sign of the gradient, which is what
+            :func:`workbench.finetune` takes first); per unit learning rate. The per-sample
+            risk is the linear (SGD) per-example decomposition for both.
+        seed: the fine-tune's seed, which draws a LoRA's ``A`` (pass the ``seed`` given to
+            :func:`workbench.finetune`); recorded in ``extra["seed"]``.
 
     Returns:
         A :class:`Forecast`. See the module docstring for the derivation.
 
     Raises:
         ValueError: empty data or data with no completion tokens, a FeatureSet from another
-            dictionary, an unknown spec or one not forecast (LoRA; a steering vector away
-            from the dictionary's hook), no evaluation prompts.
+            dictionary, an unknown spec or step, a LoRA target the model lacks, a steering
+            vector away from the dictionary's hook, no evaluation prompts, a non-positive
+            ``batch_size``.
     """
     spec = as_spec(spec)
-    if isinstance(spec, LoRA):
-        raise ValueError(
-            "a LoRA forecast is not implemented yet; forecast SteeringVector(...) or Full() "
-            "(a LoRA's first step moves the weights like a restricted Full step)"
-        )
+    if step not in get_args(Step):
+        raise ValueError(f"unknown step {step!r}; use one of {get_args(Step)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: use at least one example per batch")
     check_compatible(subject, dictionary)
-    if isinstance(spec, SteeringVector):
-        spec.check(subject.n_layers, subject.name)
-        if spec.hook_name != dictionary.hook_name:
-            raise ValueError(
-                f"a SteeringVector forecast predicts the vector at the dictionary's hook "
-                f"({dictionary.hook_name!r}), but this spec adds it at {spec.hook_name!r}; use a "
-                "dictionary at that hook, the SteeringVector(layer) of the dictionary, or Full()"
-            )
-    method = spec.method
+    spec.check(subject.n_layers, subject.name)
+    if isinstance(spec, SteeringVector) and spec.hook_name != dictionary.hook_name:
+        raise ValueError(
+            f"a SteeringVector forecast predicts the vector at the dictionary's hook "
+            f"({dictionary.hook_name!r}), but this spec adds it at {spec.hook_name!r}; use a "
+            "dictionary at that hook, the SteeringVector(layer) of the dictionary, or Full()"
+        )
     w = _check_watch(watch, dictionary, n_watch)
     if not finetune_data:
         raise ValueError("no fine-tune examples: pass at least one (prompt, completion) pair")
     t0 = time.perf_counter()
     unique, inverse = unique_pairs(finetune_data)
-    if not dedupe:
-        unique, inverse = [unique[i] for i in inverse], np.arange(len(inverse))
-    ids, target = encode_pairs(subject, unique)
+    ids, target = encode_pairs(subject, unique)  # each distinct text tokenized once
+    if not dedupe:  # every example computed: row i is example i
+        rows = torch.from_numpy(inverse).to(ids.device)
+        ids, target = ids[rows], target[rows]
+        inverse = np.arange(len(inverse))
     if not bool(target[:, 1:].any()):
         raise ValueError(
             "the fine-tune data has no completion tokens: every (prompt, completion) pair needs a "
@@ -318,31 +577,31 @@ def forecast(
     idx = torch.tensor(w.indices)
     weights = torch.tensor(w.effect, dtype=torch.float64)
     readout = W_enc[:, idx] @ weights  # [d_in]: d R / d x at one token
-    mult = torch.from_numpy(np.bincount(inverse, minlength=len(unique))).double()
+    mult = torch.from_numpy(np.bincount(inverse, minlength=len(ids))).double()
+    cost = _Cost(examples=len(ids))
 
     with cpu_threads(1, subject.device):
+        model = _compute_model(subject.model)
         if isinstance(spec, SteeringVector):
-            g_i, c_i = _steer_grads(subject, hook, ids, target, batch_size)
-            n_tok = (mult * c_i).sum()
-            grad = (mult[:, None] * g_i).sum(0) / n_tok  # ∇_v of the fine-tune's mean NLL
-            delta = -grad
-            shift = delta @ W_enc  # the same δx at every evaluation token
+            g_i, c_i = _steer_grads(model, hook, subject.d_model, ids, target, batch_size)
+            cost.add(len(ids), backward=True)
+            grad = (mult[:, None] * g_i).sum(0) / (mult * c_i).sum()  # ∇_v of the mean NLL
+            shift = _direction(grad, step) @ W_enc  # the same δx at every evaluation token
             per_unique = -(g_i @ readout) / c_i.clamp_min(1)  # risk of a step on that example alone
-            target_dx = delta[None]
-            extra: dict[str, Any] = {}
+            target_shift = shift
+            grad_norm = float(grad.norm())
         else:
-            shift, per_unique, grad_norm_full, target_dx = _full(
-                subject, hook, ids, target, eval_ids, eval_keep, readout, mult, W_enc
+            cost.eval_prompts = len(eval_ids)
+            shift, per_unique, grad_norm, target_shift = _weights_step(
+                model, subject, spec, seed, step, hook, (ids, target, mult),
+                (eval_ids, eval_keep), readout, W_enc, batch_size, cost,
             )
-            grad = torch.tensor([grad_norm_full])
-            extra = {}
 
     risk = float(shift[idx] @ weights)
-    target_shift = (target_dx @ W_enc).mean(0)
     paths = _paths(dictionary, w, shift, target_shift, n_targets)
     sample_risk = per_unique[torch.from_numpy(inverse)].float()
     return Forecast(
-        method=method,
+        method=spec.method,
         spec=spec.describe(),
         subject=subject.fingerprint,
         dictionary=dictionary.fingerprint,
@@ -351,69 +610,22 @@ def forecast(
         data_sha256=pairs_sha256(finetune_data),
         eval_sha256=texts_sha256(eval_prompts),
         n_examples=len(finetune_data),
-        n_unique=len(unique),
+        n_unique=len(ids),
         predicted_shift=shift.float(),
         watched=tuple(int(i) for i in idx),
         weights=tuple(float(x) for x in weights),
         risk=risk,
         sample_risk=sample_risk,
         paths=paths,
-        grad_norm=float(grad.norm()),
+        grad_norm=grad_norm,
         seconds=time.perf_counter() - t0,
-        extra=extra,
+        extra={
+            "step": step,
+            "seed": seed,
+            "dedupe": dedupe,
+            "cost": {**dataclasses.asdict(cost), "batch_size": batch_size},
+        },
     )
-
-
-def _full(
-    subject: Subject,
-    hook: str,
-    ids: torch.Tensor,
-    target: torch.Tensor,
-    eval_ids: torch.Tensor,
-    eval_keep: torch.Tensor,
-    readout: torch.Tensor,
-    mult: torch.Tensor,
-    W_enc: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
-    """The ``full`` method: weight gradients, then central differences in float64."""
-    model = execution.copy_model(subject.model, dtype=torch.float64)
-    params = dict(model.named_parameters())
-    for p in params.values():
-        p.requires_grad_(True)
-    # ∇θ L: the token-weighted mean completion NLL over all examples
-    nll, cnt = execution.per_example_nll(model, ids, target)
-    loss = (mult * nll).sum() / (mult * cnt).sum()
-    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-    delta = {
-        k: (-g if g is not None else torch.zeros_like(p))
-        for (k, p), g in zip(params.items(), grads, strict=True)
-    }
-    # r = ∇θ R, R = mean over evaluation tokens of the watched read-out
-    x = execution.run_to_hook(model, eval_ids, hook, grad=True)[eval_keep]
-    R = (x @ readout.to(x)).mean()
-    r_grads = torch.autograd.grad(R, list(params.values()), allow_unused=True)
-    r = {
-        k: (g if g is not None else torch.zeros_like(p))
-        for (k, p), g in zip(params.items(), r_grads, strict=True)
-    }
-    with torch.no_grad():
-        eps = _step_size(delta, params)
-        dx = _full_jvp(model, hook, eval_ids, eval_keep, delta, eps)  # [N_eval_tok, d]
-        shift = (dx @ W_enc.to(dx)).mean(0)
-        target_dx = _full_jvp(model, hook, ids, target, delta, eps)
-        # per-example risk: -∇L_i · r as the derivative of each example's mean NLL along r
-        eps_r = _step_size(r, params)
-        outs = []
-        for sign in (1.0, -1.0):
-            for k, p in params.items():
-                p.add_(sign * eps_r * r[k])
-            nll_s, _ = execution.per_example_nll(model, ids, target)
-            outs.append(nll_s)
-            for k, p in params.items():
-                p.sub_(sign * eps_r * r[k])
-        per_unique = -((outs[0] - outs[1]) / (2 * eps_r)) / cnt.clamp_min(1)
-    grad_norm = _norm(delta)
-    return shift.cpu(), per_unique.cpu(), grad_norm, target_dx.cpu()
 
 
 def _paths(
