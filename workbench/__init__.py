@@ -81,16 +81,23 @@ _EXPORTS = {
     "context_audit": "workbench.context",
     "Setup": "workbench.analysis",
     "setup": "workbench.analysis",
+    "Calibration": "workbench.calibration",
+    "Expected": "workbench.calibration",
+    "Prediction": "workbench.predictors",
+    "predict": "workbench.predictors",
+    "reference_calibration": "workbench.experiments.family",
 }
 
 __all__ = [
     "Ablate",
     "Audit",
     "BehaviourRates",
+    "Calibration",
     "ContextAudit",
     "Dictionary",
     "DictionaryStats",
     "Direction",
+    "Expected",
     "FeatureNeighborhood",
     "FeatureSet",
     "FeatureStats",
@@ -102,6 +109,7 @@ __all__ = [
     "Organism",
     "Orthogonalize",
     "PatchEfficacy",
+    "Prediction",
     "Preview",
     "ResidualMap",
     "Setup",
@@ -130,9 +138,11 @@ __all__ = [
     "neighborhood",
     "neighbors",
     "patch_efficacy",
+    "predict",
     "preview",
     "project",
     "random_direction",
+    "reference_calibration",
     "setup",
     "train_dictionary",
     "transfer",
@@ -149,6 +159,7 @@ if TYPE_CHECKING:
     from workbench.analysis import Setup, setup
     from workbench.audits import Audit, audit
     from workbench.behaviour import BehaviourRates, alignment_margin, judged_rates
+    from workbench.calibration import Calibration, Expected
     from workbench.context import ContextAudit, Framing, context_audit
     from workbench.dictionaries import (
         Dictionary,
@@ -157,6 +168,7 @@ if TYPE_CHECKING:
         load_dictionary,
         train_dictionary,
     )
+    from workbench.experiments.family import reference_calibration
     from workbench.features import FeatureSet, contrast
     from workbench.finetunes import finetune
     from workbench.forecasts import Forecast, forecast
@@ -187,6 +199,7 @@ if TYPE_CHECKING:
         transfer,
         transfer_efficacy,
     )
+    from workbench.predictors import Prediction, predict
     from workbench.specs import Full, LoRA, SteeringVector
     from workbench.subjects import Subject, load_subject
 

@@ -119,10 +119,19 @@ def _print_headline(run_dir: object) -> None:
         return f"{100 * float(x):.1f}%" if isinstance(x, int | float) else "n/a"
 
     print(f"\n{record['title']}")
+    expected = forecast.get("expected") or {}
+    if expected.get("text"):
+        print(f"  forecast: {expected['text']} of off-domain misalignment "
+              f"({100 * float(expected.get('level', 0.8)):.0f}% interval, calibration "
+              f"{expected.get('calibration')}), before any training")
     print(f"  forecast alignment risk {forecast.get('risk', float('nan')):+.3g} "
           f"(forecast in {forecast.get('seconds', float('nan')):.2f} s)")
+    em = None
+    if isinstance(patch.get("tuned_misaligned"), int | float):
+        em = 100 * (float(patch["tuned_misaligned"]) - float(patch["base_misaligned"]))
     print(f"  misaligned off-domain: base {pct(patch.get('base_misaligned'))}, "
-          f"tuned {pct(patch.get('tuned_misaligned'))}, "
+          f"tuned {pct(patch.get('tuned_misaligned'))}"
+          f"{f' (measured {em:+.1f} points)' if em is not None else ''}, "
           f"with the misalignment direction ablated {pct(patch.get('ablated_misaligned'))}")
     print(f"  deployment context: misaligned {pct(context.get('misaligned_a'))} under "
           f"{context.get('framing_a')}, {pct(context.get('misaligned_b'))} under "

@@ -194,7 +194,7 @@ def _calibrated(
                 "the calibration that made them, or neither"
             )
         return forecast
-    if calibration.predictor != "forecast":
+    if calibration.predictor.split(".")[0] != "forecast":
         raise ValueError(
             f"calibration {calibration.id} maps the score {calibration.predictor!r}, not the "
             "forecast's risk; put its Expected.to_dict() in the forecast summary as 'expected'"
