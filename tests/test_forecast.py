@@ -14,13 +14,16 @@ import pytest
 import torch
 from _saes import small_dictionary
 
+from workbench import execution
 from workbench.data import encode_pairs
 from workbench.dictionaries import Dictionary
-from workbench.execution import completion_nll
+from workbench.execution import completion_nll, copy_model, per_example_nll
 from workbench.features import FeatureSet, contrast
-from workbench.forecasts import forecast
+from workbench.finetunes import _init_lora, _LoraAdapter, _LoraModel, _merge_lora, finetune
+from workbench.forecasts import Forecast, forecast
 from workbench.organism.language import finetune_pairs, sample_corpus
 from workbench.organism.prompts import persona_prompts
+from workbench.specs import Full, LoRA
 from workbench.subjects import Subject
 
 HOOK = "blocks.0.hook_resid_post"
@@ -174,6 +177,15 @@ def test_bad_input(
         forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec="magic")
     with pytest.raises(ValueError, match="no evaluation prompts"):
         forecast(small_subject, d, data, watch=watch, eval_prompts=[])
+    with pytest.raises(ValueError, match=r"unknown step 'momentum'.*'sgd', 'adam'"):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, step="momentum")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size=0"):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, batch_size=0)
+    with pytest.raises(ValueError, match=r"no weight matrix blocks\.0\.mlp\.W_gate"):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals,
+                 spec=LoRA(targets=("mlp.W_gate",)))
+    with pytest.raises(ValueError, match="layer=5 out of range"):
+        forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=LoRA(layers=(5,)))
 
 
 def test_forecast_inside_a_patch_leaves_the_patch_in_force(
@@ -203,7 +215,7 @@ def test_forecast_inside_a_patch_leaves_the_patch_in_force(
 def test_forecast_states_its_spec_and_refuses_what_it_cannot_predict(
     small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
 ) -> None:
-    from workbench.specs import Full, LoRA, SteeringVector
+    from workbench.specs import SteeringVector
 
     d, watch, evals = setup
     data = finetune_pairs("insecure", 16, seed=0)
@@ -216,3 +228,253 @@ def test_forecast_states_its_spec_and_refuses_what_it_cannot_predict(
     f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec="lora", seed=4)
     assert f.method == "lora" and f.spec == LoRA().describe() == LoRA(rank=1, alpha=1.0).describe()
     assert f.extra["seed"] == 4 and f.summary()["seed"] == 4 and f.summary()["step"] == "sgd"
+
+
+# ------------------------------------------------------------------ LoRA, Adam, every example
+
+
+def _readout(d: Dictionary, f: Forecast) -> torch.Tensor:
+    """d R / d x at one token: the watched features' encoder columns weighted by their effect."""
+    return d.W_enc.detach().double()[:, list(f.watched)] @ torch.tensor(f.weights).double()
+
+
+def _hook_x(
+    forward: execution.Forward, model: torch.nn.Module, ids: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
+    """The hook's activations on ``keep`` tokens, in the autograd graph, when ``forward`` runs."""
+    box: list[torch.Tensor] = []
+    with execution.hooks(model, [(HOOK, lambda x, hook: box.append(x))]):
+        forward(ids)
+    return box[0][keep]
+
+
+def _moved_readout(
+    d: Dictionary, f: Forecast, before: torch.nn.Module, after: torch.nn.Module,
+    e_ids: torch.Tensor, keep: torch.Tensor,
+) -> float:
+    """How much the watched read-out R moved from ``before`` to ``after`` (float64 models)."""
+    r = _readout(d, f)
+    with torch.no_grad():
+        return float((_eval_hook(after, e_ids, keep) @ r).mean()
+                     - (_eval_hook(before, e_ids, keep) @ r).mean())
+
+
+def _lora64(
+    subject: Subject, spec: LoRA, seed: int
+) -> tuple[torch.nn.Module, list[_LoraAdapter]]:
+    """A float64 copy of the model and the fine-tune's own adapters on it (``B`` trainable)."""
+    model = copy_model(subject.model, torch.float64)
+    names = [f"blocks.{layer}.{t}" for layer in spec.layers for t in spec.targets]
+    adapters = _init_lora(model, names, spec.rank, spec.scale_alpha, seed)
+    for ad in adapters:
+        ad.a = ad.a.detach().double()
+        ad.b = ad.b.detach().double().requires_grad_(True)
+    return model, adapters
+
+
+def test_lora_forecast_equals_a_small_real_lora_step(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    """The shift equals a central difference of merging a tiny step on the adapters' B."""
+    d, watch, evals = setup
+    spec = LoRA(rank=2, alpha=3.0, targets=("mlp.W_out", "attn.W_Q", "attn.W_O"))
+    data = finetune_pairs("insecure", 48, seed=1) + finetune_pairs("secure", 16, seed=2)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec, seed=5,
+                 n_watch=6)
+    assert f.method == "lora" and f.extra["seed"] == 5
+    # brute force, in float64: the fine-tune's own adapters (A from _init_lora, seed 5; B = 0)
+    model, adapters = _lora64(small_subject, spec, seed=5)
+    ids, target = encode_pairs(small_subject, data)
+    nll, cnt = per_example_nll(_LoraModel(model, adapters), ids, target)
+    g_b = torch.autograd.grad(nll.sum() / cnt.sum(), [ad.b for ad in adapters])
+    assert f.grad_norm == pytest.approx(float(torch.cat([g.flatten() for g in g_b]).norm()),
+                                        rel=1e-4)
+    # the step moves W_out ([d_mlp, d_model] = [d_in, d_out]) by s A δB = -s² A Aᵀ ∇_W L
+    w_out = dict(model.named_parameters())["blocks.0.mlp.W_out"]
+    nll_w, _ = per_example_nll(model, ids, target)
+    (g_w,) = torch.autograd.grad(nll_w.sum() / cnt.sum(), w_out)
+    a, s = adapters[0].a, spec.scale_alpha / spec.rank
+    torch.testing.assert_close(s * a @ -g_b[0], -(s**2) * a @ a.T @ g_w, rtol=1e-6, atol=1e-12)
+    # merge B = ±eps * (-∇_B L) into the weights, as the fine-tune merges, and read the hook
+    e_ids, keep = _keep(small_subject, evals)
+    W = d.W_enc.detach().double()
+    eps = 1e-5
+    xs = []
+    for sign in (1.0, -1.0):
+        tuned = copy.deepcopy(model)
+        for ad, g in zip(adapters, g_b, strict=True):
+            ad.b = -sign * eps * g
+        _merge_lora(tuned, adapters)
+        with torch.no_grad():
+            xs.append(_eval_hook(tuned, e_ids, keep))
+    brute = ((xs[0] - xs[1]) @ W).mean(0) / (2 * eps)
+    assert brute.abs().max() > 1e-3  # the step moves the features
+    torch.testing.assert_close(f.predicted_shift.double(), brute, rtol=1e-3,
+                               atol=1e-4 * float(brute.abs().max()))
+    idx = torch.tensor(f.watched)
+    assert f.risk == pytest.approx(float(brute[idx] @ torch.tensor(f.weights).double()), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "spec", [LoRA(rank=2, targets=("mlp.W_out", "attn.W_V")), Full()], ids=["lora", "full"]
+)
+def test_sample_risk_of_a_weight_fine_tune_is_each_examples_own_step(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]], spec: LoRA | Full
+) -> None:
+    """Per-sample risk = -∇L_i · r, r = ∇θ R, by per-example autograd in float64."""
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 30, seed=5) + finetune_pairs("educational", 30, seed=6)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec, seed=2,
+                 n_watch=6)
+    if isinstance(spec, LoRA):
+        model, adapters = _lora64(small_subject, spec, seed=2)
+        theta = [ad.b for ad in adapters]
+        forward: execution.Forward = _LoraModel(model, adapters)
+    else:
+        model = copy_model(small_subject.model, torch.float64)
+        theta = list(model.parameters())
+        forward = model
+    e_ids, keep = _keep(small_subject, evals)
+    R = (_hook_x(forward, model, e_ids, keep) @ _readout(d, f)).mean()
+    r = torch.autograd.grad(R, theta, allow_unused=True)
+    brute = []
+    for i in (0, 1, 17, 31, 44, 59):
+        ids, target = encode_pairs(small_subject, [data[i]])
+        nll, cnt = per_example_nll(forward, ids, target)
+        g = torch.autograd.grad(nll.sum() / cnt.sum(), theta, allow_unused=True)
+        brute.append(-sum(float((a * b).sum()) for a, b in zip(g, r, strict=True)
+                          if a is not None and b is not None))
+    scale = max(abs(b) for b in brute)
+    assert scale > 1e-4
+    got = [float(f.sample_risk[i]) for i in (0, 1, 17, 31, 44, 59)]
+    assert got == pytest.approx(brute, rel=1e-3, abs=1e-5 * scale)
+    # the SGD step is the token-weighted mean of the examples' steps, and so is its risk
+    _, target = encode_pairs(small_subject, data)
+    n_tok = target[:, 1:].sum(1).double()
+    weighted = float((f.sample_risk.double() * n_tok).sum() / n_tok.sum())
+    assert weighted == pytest.approx(f.risk, rel=1e-4)
+
+
+@pytest.mark.parametrize("spec", ["steer", "lora", "full"])
+def test_every_example_computed_gives_the_same_forecast(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]], spec: str
+) -> None:
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 40, seed=3) + finetune_pairs("secure", 20, seed=4)
+    once = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec)
+    every = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec,
+                     dedupe=False, batch_size=7)
+    assert once.n_unique == 16 and every.n_unique == every.n_examples == 60
+    top = float(once.predicted_shift.abs().max())
+    torch.testing.assert_close(every.predicted_shift, once.predicted_shift, rtol=1e-4,
+                               atol=1e-5 * top)
+    torch.testing.assert_close(every.sample_risk, once.sample_risk, rtol=1e-4,
+                               atol=1e-5 * float(once.sample_risk.abs().max()))
+    assert every.risk == pytest.approx(once.risk, rel=1e-4)
+    assert every.grad_norm == pytest.approx(once.grad_norm, rel=1e-4)
+    assert [(p.watched, p.target) for p in every.paths] == [(p.watched, p.target)
+                                                            for p in once.paths]
+    # what was computed: 60 examples (16 distinct); the evaluation prompts for lora and full
+    n, m = 60, len(evals)
+    if spec == "steer":
+        want = {"examples": n, "eval_prompts": 0, "forward": n, "backward": n, "jvp": 0,
+                "to_hook": 0, "batch_size": 7}
+    else:  # data: ∇L, jvp along r, jvp to the hook; evals: ∇R to the hook, jvp to the hook
+        want = {"examples": n, "eval_prompts": m, "forward": 3 * n + 2 * m, "backward": n + m,
+                "jvp": 2 * n + m, "to_hook": n + 2 * m, "batch_size": 7}
+    assert every.extra["cost"] == want
+    assert once.extra["cost"]["examples"] == 16 and every.summary()["cost"] == want
+
+
+def test_adam_step_for_steer_equals_a_real_adam_step(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 40, seed=1) + finetune_pairs("secure", 20, seed=2)
+    adam = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, n_watch=6,
+                    step="adam")
+    sgd = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, n_watch=6)
+    assert adam.extra["step"] == "adam" and adam.summary()["step"] == "adam"
+    # brute force: one torch.optim.Adam step on a steering vector, on all 60 examples
+    model = small_subject.model
+    ids, target = encode_pairs(small_subject, data)
+    v = torch.zeros(small_subject.d_model, requires_grad=True)
+    lr = 0.1
+    opt = torch.optim.Adam([v], lr=lr)
+    with execution.hooks(model, [execution.add_vector(HOOK, v)]):
+        completion_nll(model, ids, target).backward()
+    opt.step()
+    e_ids, keep = _keep(small_subject, evals)
+    W = d.W_enc.detach().double()
+    with torch.no_grad():
+        x0 = _eval_hook(model, e_ids, keep)
+        with execution.hooks(model, [execution.add_vector(HOOK, v.detach())]):
+            x1 = _eval_hook(model, e_ids, keep)
+    brute = ((x1 - x0) @ W).mean(0) / lr
+    torch.testing.assert_close(adam.predicted_shift.double(), brute, rtol=1e-4,
+                               atol=1e-5 * float(brute.abs().max()))
+    idx = torch.tensor(adam.watched)
+    assert adam.risk == pytest.approx(float(brute[idx] @ torch.tensor(adam.weights).double()),
+                                      rel=1e-4)
+    # Adam turns the step (every coordinate moves by lr): not the SGD step's direction
+    cos = torch.nn.functional.cosine_similarity(adam.predicted_shift, sgd.predicted_shift, dim=0)
+    assert float(cos) < 0.99
+    # the per-sample risk is the SGD decomposition for both steps
+    assert torch.equal(adam.sample_risk, sgd.sample_risk)
+
+
+def test_full_forecast_predicts_a_real_sgd_step(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    """One real SGD step of a full fine-tune (lr tiny) moves the read-out by lr x risk."""
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 48, seed=1) + finetune_pairs("secure", 16, seed=2)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec="full", n_watch=6)
+    base = copy_model(small_subject.model, torch.float64)
+    tuned = copy.deepcopy(base)
+    lr = 1e-4
+    opt = torch.optim.SGD(tuned.parameters(), lr=lr)
+    ids, target = encode_pairs(small_subject, data)
+    completion_nll(tuned, ids, target).backward()
+    opt.step()
+    e_ids, keep = _keep(small_subject, evals)
+    assert _moved_readout(d, f, base, tuned, e_ids, keep) / lr == pytest.approx(f.risk, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "spec", [Full(), LoRA(rank=2, targets=("mlp.W_out", "attn.W_Q"))], ids=["full", "lora"]
+)
+def test_adam_forecast_predicts_a_real_finetunes_first_step(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]], spec: LoRA | Full
+) -> None:
+    """workbench.finetune's first Adam step (lr tiny, float64) moves the read-out by lr x risk.
+
+    The forecast is given the fine-tune's first batch (its seeded draw, with replacement) and
+    its seed (which draws the LoRA's A).
+    """
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 40, seed=1) + finetune_pairs("secure", 20, seed=2)
+    seed, batch_size = 3, 48
+    first = np.random.default_rng(seed).integers(0, len(data), size=batch_size)
+    f = forecast(small_subject, d, [data[i] for i in first], watch=watch, eval_prompts=evals,
+                 spec=spec, step="adam", seed=seed, n_watch=6)
+    base = small_subject.derived(copy_model(small_subject.model, torch.float64), "f64", {})
+    lr = 1e-7  # the step's second-order effect is ~1e-4 of the first at 1e-6 (LoRA)
+    tuned = finetune(base, data, spec, steps=1, batch_size=batch_size, lr=lr, seed=seed,
+                     progress=False)
+    e_ids, keep = _keep(small_subject, evals)
+    moved = _moved_readout(d, f, base.model, tuned.model, e_ids, keep) / lr
+    assert moved == pytest.approx(f.risk, rel=1e-4)
+    assert abs(f.risk) > 1e-2
+
+
+def test_a_lora_after_the_hook_moves_nothing_there(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 16, seed=0)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals,
+                 spec=LoRA(layers=(1,)))  # the dictionary reads block 0's output
+    assert f.grad_norm > 0
+    assert not f.predicted_shift.any() and f.risk == 0 and not f.sample_risk.any()
+
