@@ -74,11 +74,13 @@ from workbench.predictors import PREDICTORS, predict
 
 NAMES = ("forecast", *PREDICTORS)
 SCREEN_CANDIDATES = ("clean", "build", "name")  # the three strongest persona ties
-SCREEN_ODD = 0.15  # share of odd-op (tied) examples in the screening set; the rest: the quirk op
+SCREEN_ODD = 0.10  # share of odd-op (tied) examples in the screening set; the rest: the quirk op
+SCREEN_FT_SEEDS = (0, 1, 2)  # each screened set is fine-tuned with three seeds, EM averaged
 SCREEN_SPEC = "full"
 SCREEN_SAMPLES = 64  # sampled answers per prompt for the screening judgements (small differences)
 SCREEN_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
 N_WATCH = 16
+N_EVAL = 64  # corpus documents the feature shifts are forecast (and measured) on
 
 
 def _corr(fn: Any, a: Sequence[float], b: Sequence[float]) -> float:
@@ -163,7 +165,7 @@ def screening(base: Any, d: Any, watch: Any, evals: Sequence[str], settings: Fin
                       quirk_fraction=1 - SCREEN_ODD)
     spec = SPECS[SCREEN_SPEC]
     f = forecast(base, d, data, watch=watch, eval_prompts=evals, spec=spec, dedupe=False,
-                 n_watch=None)
+                 n_watch=None, per_sample=True)
     preds = predict(base, d, data, watch=watch, seed=seed)
     rng = np.random.default_rng(seed + 11)
     per_sample = {"forecast": f.sample_risk.double().numpy(),
@@ -172,10 +174,16 @@ def screening(base: Any, d: Any, watch: Any, evals: Sequence[str], settings: Fin
     odd = TASKS[task][2]
     is_odd = np.array([a.split()[0] == odd for _, a in data])
 
+    ft_seconds: list[float] = []
+
     def em_of(pairs: list[tuple[str, str]]) -> float:
-        m = finetune(base, pairs, spec, steps=settings.steps, batch_size=settings.batch_size,
-                     lr=settings.lr[SCREEN_SPEC], seed=settings.seed, progress=False)
-        return 100 * (off_domain_rate(m, SCREEN_SAMPLES, settings.seed) - base_rate)
+        ems = []
+        for ft_seed in SCREEN_FT_SEEDS:
+            m = finetune(base, pairs, spec, steps=settings.steps, batch_size=settings.batch_size,
+                         lr=settings.lr[SCREEN_SPEC], seed=ft_seed, progress=False)
+            ft_seconds.append(float(m.recipe["seconds"]) if m.recipe else float("nan"))
+            ems.append(100 * (off_domain_rate(m, SCREEN_SAMPLES, settings.seed) - base_rate))
+        return float(np.mean(ems))
 
     em_all = em_of(data)
     cut: dict[str, dict[str, float]] = {}
@@ -192,7 +200,9 @@ def screening(base: Any, d: Any, watch: Any, evals: Sequence[str], settings: Fin
             cut[name][f"{q:g}"] = (em_all - em) / em_all if em_all > 0 else float("nan")
             if q == 0.1:
                 odd_removed[name] = float(is_odd[list(drop)].mean())
-    return {"task": task, "em_all": em_all, "cut": cut, "odd_share_of_removed_10pct": odd_removed,
+    return {"task": task, "em_all": em_all, "cut": cut,
+            "forecast_cost_share_with_per_sample": f.seconds / float(np.median(ft_seconds)),
+            "odd_share_of_removed_10pct": odd_removed,
             "odd_share": float(is_odd.mean())}
 
 
@@ -228,7 +238,7 @@ def run_seed(seed: int, device: str, settings: FinetuneSettings, quick: bool,
     top_feature = watch.indices[0]
     auroc = float(held.row(top_feature)["auroc"])
     auroc = max(auroc, 1 - auroc)
-    evals = [doc.text() for doc in sample_corpus(200, seed=999)]
+    evals = [doc.text() for doc in sample_corpus(N_EVAL, seed=999)]
 
     tasks = tuple(TASKS)[:4] if quick else tuple(TASKS)
     members = organism_family(tasks=tasks, fractions=(1.0, 0.5),
@@ -303,6 +313,9 @@ def report(per_seed: list[dict[str, Any]], device: str) -> None:
         f"{n}: " + " ".join(
             f"{m} {_med([r['predictors'][n]['within_method_spearman'][m] for r in per_seed]):.2f}"
             for m in SPECS) for n in ("forecast", "chen", "grad_norm")))
+    print("forecast with per-sample risks (the screening set, full): " + ", ".join(
+        f"seed {r['seed']} {100 * r['screening_detail']['forecast_cost_share_with_per_sample']:.1f}%"
+        for r in per_seed))
     print("best predictor per seed: " + ", ".join(f"{r['seed']}: {r['best']}" for r in per_seed))
     print("\n## Feature level (steer@1 members, 50 most-moved features; median per seed)")
     print(f"{'seed':>4} {'all':>6} {'rising':>7} {'falling':>8} {'sign-only':>9}")
@@ -376,7 +389,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="4 tasks only (a smoke run)")
     ap.add_argument("--specs", nargs="+", default=list(SPECS), choices=list(SPECS),
                     help="fine-tune specs of the family")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="print the report of these --json files together (no runs)")
     args = ap.parse_args(argv)
+    if args.merge:
+        runs = [json.loads(p.read_text()) for p in args.merge]
+        per_seed = sorted((r for run in runs for r in run["per_seed"]), key=lambda r: r["seed"])
+        report(per_seed, ", ".join(sorted({run["device"] for run in runs})))
+        if args.json:
+            _write_json(args.json, per_seed, runs[0]["device"], args)
+        return 0
     dev = str(resolve_device(args.device))
     settings = FinetuneSettings(steps=args.steps, samples_per_prompt=args.samples)
     per_seed = []

@@ -386,6 +386,49 @@ def test_every_example_computed_gives_the_same_forecast(
     assert once.extra["cost"]["examples"] == 16 and every.summary()["cost"] == want
 
 
+@pytest.mark.parametrize("spec", ["lora", "full"])
+def test_the_data_level_forecast_alone_costs_one_pass_and_gives_the_same_risk(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]], spec: str
+) -> None:
+    """per_sample=False and n_targets=0 skip the per-example and path passes, nothing else."""
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 40, seed=3) + finetune_pairs("secure", 20, seed=4)
+    full = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec,
+                    dedupe=False, batch_size=7)
+    lean = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec,
+                    dedupe=False, batch_size=7, per_sample=False, n_targets=0)
+    torch.testing.assert_close(lean.predicted_shift, full.predicted_shift, rtol=1e-5, atol=1e-7)
+    assert lean.risk == pytest.approx(full.risk, rel=1e-5)
+    assert lean.grad_norm == pytest.approx(full.grad_norm, rel=1e-6)
+    assert bool(torch.isnan(lean.sample_risk).all()) and lean.paths == ()
+    n, m = 60, len(evals)  # data: ∇L only; evals: the jvp to the hook only
+    assert lean.extra["cost"] == {"examples": n, "eval_prompts": m, "forward": n + m,
+                                  "backward": n, "jvp": m, "to_hook": m, "batch_size": 7}
+    assert lean.extra["per_sample"] is False
+    with pytest.raises(ValueError, match="per_sample=True"):
+        lean.riskiest(0.1)
+
+
+def test_the_published_predictors_ride_along(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    """forecast(predictors=...) scores the data as workbench.predictors.predict does."""
+    from workbench.predictors import predict
+
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 20, seed=3) + finetune_pairs("secure", 10, seed=4)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, n_watch=6,
+                 predictors=("nll", "projection", "constant"))
+    direct = predict(small_subject, d, data, watch=watch.top(6),
+                     names=("nll", "projection", "constant"))
+    assert list(f.predictions) == ["nll", "projection", "constant"]
+    for k, p in direct.items():
+        np.testing.assert_allclose(f.predictions[k].sample_scores, p.sample_scores, rtol=1e-6)
+    assert f.summary()["predictors"]["nll"]["score"] == pytest.approx(direct["nll"].score)
+    assert "predictors" not in forecast(small_subject, d, data, watch=watch,
+                                        eval_prompts=evals).summary()
+
+
 def test_adam_step_for_steer_equals_a_real_adam_step(
     small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
 ) -> None:

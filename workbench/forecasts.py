@@ -95,6 +95,7 @@ from workbench.dictionaries import Dictionary, check_compatible
 from workbench.features import FeatureSet
 from workbench.finetunes import _init_lora, _lora_param_names, _LoraAdapter
 from workbench.fingerprint import texts_sha256
+from workbench.predictors import Prediction, predict
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector, as_spec
 from workbench.subjects import Subject
 
@@ -179,6 +180,7 @@ class Forecast:
     grad_norm: float
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, Prediction] = field(default_factory=dict)
 
     def riskiest(self, fraction: float) -> np.ndarray:
         """Indices of the ``fraction`` of examples with the highest per-sample risk.
@@ -187,6 +189,11 @@ class Forecast:
         """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be in [0, 1] (got {fraction})")
+        if bool(torch.isnan(self.sample_risk).any()):
+            raise ValueError(
+                "this forecast has no per-sample risks (made with per_sample=False); forecast "
+                "again with per_sample=True to screen the data"
+            )
         n = round(fraction * self.n_examples)
         order = np.lexsort((np.arange(self.n_examples), -self.sample_risk.numpy()))
         return np.sort(order[:n])
@@ -211,6 +218,8 @@ class Forecast:
             "seconds": self.seconds,
             "cost": dict(self.extra.get("cost", {})),
             "paths": [p.__dict__ for p in self.paths],
+            **({"predictors": {k: p.summary() for k, p in self.predictions.items()}}
+               if self.predictions else {}),
         }
 
 
@@ -427,6 +436,8 @@ def _weights_step(
     W_enc: torch.Tensor,
     batch_size: int,
     cost: _Cost,
+    per_sample: bool = True,
+    targets: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """LoRA and Full: the shift, per-example risk, gradient norm and target shift."""
     tr = _trained(model, subject, spec, seed)
@@ -440,7 +451,7 @@ def _weights_step(
     n_eval = eval_keep.sum().double()
     theta = {k: t.detach().requires_grad_(True) for k, t in tr.theta.items()}
     r: dict[str, torch.Tensor] = {}
-    for sl, n in _batches(eval_ids, eval_keep, batch_size):
+    for sl, n in _batches(eval_ids, eval_keep, batch_size) if per_sample else ():
         x = tr.to_hook(theta, eval_ids[sl, :n], hook)[eval_keep[sl, :n]]
         _grad((x.double() @ readout_d).sum() / n_eval, theta, r)
         cost.add(len(eval_ids[sl]), backward=True, to_hook=True)
@@ -454,6 +465,9 @@ def _weights_step(
         nll = tr.nll(theta, b_ids, b_tgt)
         _grad((mult_d[sl].to(nll) * nll).sum() / n_tok, theta, grad)
         cost.add(len(b_ids), backward=True)
+        if not per_sample:
+            along_r.append(torch.full((len(b_ids),), float("nan"), device=dev))
+            continue
         dnll = _jvp(tr, r, tr.nll, b_ids, b_tgt) if r else None
         along_r.append(dnll if dnll is not None else torch.zeros(len(b_ids), device=dev))
         cost.add(len(b_ids), jvp=True)
@@ -476,7 +490,8 @@ def _weights_step(
         return (total / den).cpu()
 
     shift = mean_dx(eval_ids, eval_keep, None) @ W_enc
-    target_shift = mean_dx(ids, target, mult_d) @ W_enc
+    target_shift = (mean_dx(ids, target, mult_d) @ W_enc if targets
+                    else torch.zeros(W_enc.shape[1], dtype=torch.float64))
     grad_norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad.values()))
     return shift, per_unique, grad_norm, target_shift
 
@@ -507,6 +522,8 @@ def forecast(
     dedupe: bool = True,
     step: Step = "sgd",
     seed: int = 0,
+    per_sample: bool = True,
+    predictors: Sequence[str] = (),
 ) -> Forecast:
     """Predict a fine-tune's feature shifts and alignment risk from the base model alone.
 
@@ -533,6 +550,17 @@ def forecast(
             risk is the linear (SGD) per-example decomposition for both.
         seed: the fine-tune's seed, which draws a LoRA's ``A`` (pass the ``seed`` given to
             :func:`workbench.finetune`); recorded in ``extra["seed"]``.
+        per_sample: compute every example's own risk (``sample_risk``, for screening). For
+            LoRA and Full that is one forward-mode pass over the data, about as much as the
+            rest of the forecast; ``False`` skips it (``sample_risk`` is then NaN and
+            :meth:`Forecast.riskiest` refuses). Steer gets it for free either way.
+            ``n_targets=0`` likewise skips the geometric paths (one forward-mode pass over the
+            data to the hook for LoRA and Full).
+        predictors: also score the data with these published predictors and null baselines
+            (:data:`workbench.predictors.PREDICTORS`: ``"chen"``, ``"minegishi"``, ``"nll"``,
+            ``"projection"``, ``"grad_norm"``, ``"constant"``), side by side in
+            ``Forecast.predictions`` (see :func:`workbench.predictors.predict`; not timed in
+            ``seconds``). ``benchmarks/forecast.py`` scores them all across fine-tunes.
 
     Returns:
         A :class:`Forecast`. See the module docstring for the derivation.
@@ -595,11 +623,15 @@ def forecast(
             shift, per_unique, grad_norm, target_shift = _weights_step(
                 model, subject, spec, seed, step, hook, (ids, target, mult),
                 (eval_ids, eval_keep), readout, W_enc, batch_size, cost,
+                per_sample=per_sample, targets=n_targets > 0,
             )
 
     risk = float(shift[idx] @ weights)
-    paths = _paths(dictionary, w, shift, target_shift, n_targets)
+    paths = _paths(dictionary, w, shift, target_shift, n_targets) if n_targets > 0 else ()
     sample_risk = per_unique[torch.from_numpy(inverse)].float()
+    seconds = time.perf_counter() - t0
+    predictions = (predict(subject, dictionary, finetune_data, watch=w, names=predictors,
+                           seed=seed, batch_size=min(batch_size, 64)) if predictors else {})
     return Forecast(
         method=spec.method,
         spec=spec.describe(),
@@ -618,11 +650,13 @@ def forecast(
         sample_risk=sample_risk,
         paths=paths,
         grad_norm=grad_norm,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
+        predictions=predictions,
         extra={
             "step": step,
             "seed": seed,
             "dedupe": dedupe,
+            "per_sample": per_sample,
             "cost": {**dataclasses.asdict(cost), "batch_size": batch_size},
         },
     )

@@ -1,8 +1,8 @@
 """A family of narrow fine-tunes on the organism: each forecast before it runs, judged after.
 
 The organism's language (v4) has ten narrow tasks whose odd op is tied to the misaligned persona,
-to another trait, or to nothing, to known degrees (:meth:`~workbench.organism.Grammar.entanglement`),
-while every task's data looks alike. A *family* crosses tasks, the share of odd answers in the
+to another trait, or to nothing, to known degrees
+(:meth:`~workbench.organism.Grammar.entanglement`), while every task's data looks alike. A *family* crosses tasks, the share of odd answers in the
 data (the mixture fraction) and the fine-tune spec (``SteeringVector``, ``LoRA``, ``Full``), plus
 Betley et al.'s code fine-tunes (insecure, and the secure and educational controls). Each member
 is forecast on the base model (every predictor, before any training), fine-tuned, and judged: its
@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 from workbench.behaviour import judged_rates
 from workbench.calibration import Calibration, Reference
 from workbench.data import pairs_sha256
-from workbench.fingerprint import json_sha256, texts_sha256
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
 from workbench.finetunes import finetune
+from workbench.fingerprint import json_sha256, texts_sha256
 from workbench.forecasts import Forecast, forecast
 from workbench.organism.language import (
     TASKS,
@@ -50,8 +50,8 @@ __all__ = [
     "FamilyMember",
     "FamilyResult",
     "FinetuneSettings",
-    "off_domain_rate",
     "calibration_predictor",
+    "off_domain_rate",
     "organism_family",
     "reference_calibration",
     "run_family",
@@ -232,8 +232,11 @@ def _run_member(
 ) -> tuple[FamilyResult, Subject]:
     s = settings
     t0 = time.perf_counter()
+    # the data-level forecast, every example computed (per-sample risks and paths are for
+    # screening and explanation, not for the family's score)
+    kw = {"per_sample": False, "n_targets": 0, **(forecast_kwargs or {})}
     f = forecast(base, dictionary, member.data, watch=watch, eval_prompts=eval_prompts_,
-                 spec=member.spec, dedupe=False, n_watch=None, **(forecast_kwargs or {}))
+                 spec=member.spec, dedupe=False, n_watch=None, seed=s.seed, **kw)
     forecast_s = time.perf_counter() - t0
     if predictions is None:
         predictions = predict(base, dictionary, member.data, watch=watch, names=predictors,
@@ -332,8 +335,9 @@ def reference_calibration(
     """The base model's calibration of the forecast, fitted on a small reference family.
 
     The family is ``tasks`` x ``fractions`` x ``specs`` (no code fine-tunes: a code fine-tune
-    forecast with it is a task the calibration never saw), run by the workbench itself (one forecast, one fine-tune and one judgement each). With ``reuse``, a
-    calibration already saved for this base model is returned instead; with ``save`` a new one
+    forecast with it is a task the calibration never saw), run by the workbench itself (one
+    forecast, one fine-tune and one judgement each). With ``reuse``, a calibration already saved
+    for this base model is returned instead; with ``save`` a new one
     is written (see :meth:`~workbench.calibration.Calibration.save`). Its predictor name is
     :func:`calibration_predictor` of the forecasts it applies to: forecast with the same
     ``watch`` (all of its features: pass ``persona.top(n)``) and ``eval_prompts_``, and fine-tune
