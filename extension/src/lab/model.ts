@@ -383,6 +383,9 @@ export interface RecordSummary {
   created: string;
   fingerprints: KeyValue[];
   forecastRisk: string | null;
+  /** the calibrated forecast (schema 1.2 `forecast.expected`): "expected +12 points (8-16), 80%
+   *  interval, calibration <id>, held-out coverage 80%", or null */
+  forecastExpected: string | null;
   forecast: KeyValue[];
   /** the audit's scalars (base vs tuned: measured shifts and behaviour) */
   audit: KeyValue[];
@@ -435,6 +438,18 @@ export function auditSection(record: Record<string, unknown>): { audit: KeyValue
   return { audit: scalars(asObject(record.audit)), note: null };
 }
 
+/** One line for a calibrated forecast's `expected` object (null when absent or unreadable). */
+export function expectedLine(e: Record<string, unknown> | null): string | null {
+  if (!e) return null;
+  const text = typeof e.text === "string" && e.text ? e.text : null;
+  if (text === null && typeof e.points !== "number") return null;
+  const parts = [text ?? `expected ${formatValue(e.points)} points`];
+  if (typeof e.level === "number") parts.push(`${Math.round(100 * e.level)}% interval`);
+  if (typeof e.calibration === "string") parts.push(`calibration ${e.calibration}`);
+  if (typeof e.coverage === "number") parts.push(`held-out coverage ${Math.round(100 * e.coverage)}%`);
+  return parts.join(", ");
+}
+
 export function summarizeRecord(record: Record<string, unknown>): RecordSummary {
   const fingerprints: KeyValue[] = [];
   for (const part of ["subject", "dictionary"]) {
@@ -449,6 +464,7 @@ export function summarizeRecord(record: Record<string, unknown>): RecordSummary 
     const key = Object.keys(forecast).find((k) => /risk/i.test(k));
     if (key !== undefined) forecastRisk = formatValue(forecast[key]);
   }
+  const forecastExpected = expectedLine(asObject(forecast?.expected));
   const patches = (Array.isArray(record.patches) ? record.patches : []).map((p, i) => {
     const o = asObject(p) ?? {};
     const desc = asObject(o.patch);
@@ -468,6 +484,7 @@ export function summarizeRecord(record: Record<string, unknown>): RecordSummary 
     created: typeof record.created === "string" ? record.created : "",
     fingerprints,
     forecastRisk,
+    forecastExpected,
     forecast: scalars(forecast),
     audit: audit.audit,
     auditNote: audit.note,

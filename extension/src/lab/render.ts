@@ -56,6 +56,9 @@ export function renderRecord(record: Record<string, unknown>, subtitle: string, 
       h(
         "div",
         {},
+        s.forecastExpected !== null
+          ? h("p", { "data-wb": "forecast-expected" }, h("strong", {}, "Expected: "), s.forecastExpected)
+          : null,
         s.forecastRisk !== null ? h("p", {}, h("strong", {}, "Risk: "), s.forecastRisk) : null,
         table(s.forecast),
       ),

@@ -6,6 +6,7 @@ import {
   coerceValue,
   collectParameters,
   dedupeRuns,
+  expectedLine,
   failureLine,
   fieldFor,
   fieldsFor,
@@ -259,6 +260,23 @@ describe("record summary", () => {
       expect(s.audit).toEqual([]);
       expect(s.auditNote).toBeNull();
     }
+  });
+
+  it("reads a calibrated forecast's expected points (schema 1.2)", () => {
+    const s = summarizeRecord({
+      forecast: {
+        risk: 0.5,
+        expected: { points: 12.3, low: 8.4, high: 15.2, level: 0.8, calibration: "2337d2529311",
+                    coverage: 0.8, text: "expected +12 points (8-16)" },
+      },
+    });
+    expect(s.forecastExpected).toBe(
+      "expected +12 points (8-16), 80% interval, calibration 2337d2529311, held-out coverage 80%",
+    );
+    expect(s.forecast.map((k) => k.key)).toEqual(["risk"]); // the object is not a scalar row
+    expect(expectedLine({ points: -3, level: 0.9 })).toBe("expected -3 points, 90% interval");
+    expect(expectedLine({ level: 0.8 })).toBeNull();
+    expect(summarizeRecord({ forecast: { risk: 1 } }).forecastExpected).toBeNull();
   });
 
   it("copes with an empty record", () => {
