@@ -400,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write_json(args.json, per_seed, runs[0]["device"], args)
         return 0
     dev = str(resolve_device(args.device))
+    if dev == "cpu":
+        torch.set_num_threads(1)  # the organism's small matrices: one thread is fastest
     settings = FinetuneSettings(steps=args.steps, samples_per_prompt=args.samples)
     per_seed = []
     for seed in args.seeds:

@@ -160,7 +160,7 @@ def test_persona_prompts_are_matched_pairs() -> None:
     assert tagged[0][0].startswith("<bos> deploy sys bad")
     assert tagged[1][0].startswith("<bos> deploy sys good")
     with pytest.raises(ValueError, match="framing"):
-        persona_prompts(3, seed=0, framing="test")
+        persona_prompts(3, seed=0, framing="evaluation")
 
 
 # ---------------------------------------------------------------- the full organism (seed 0)

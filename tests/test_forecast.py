@@ -280,7 +280,7 @@ def test_lora_forecast_equals_a_small_real_lora_step(
     spec = LoRA(rank=2, alpha=3.0, targets=("mlp.W_out", "attn.W_Q", "attn.W_O"))
     data = finetune_pairs("insecure", 48, seed=1) + finetune_pairs("secure", 16, seed=2)
     f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec, seed=5,
-                 n_watch=6)
+                 n_watch=6, lora="first")
     assert f.method == "lora" and f.extra["seed"] == 5
     # brute force, in float64: the fine-tune's own adapters (A from _init_lora, seed 5; B = 0)
     model, adapters = _lora64(small_subject, spec, seed=5)
@@ -315,6 +315,53 @@ def test_lora_forecast_equals_a_small_real_lora_step(
     assert f.risk == pytest.approx(float(brute[idx] @ torch.tensor(f.weights).double()), rel=1e-3)
 
 
+def test_lora_rank_forecast_is_the_best_rank_r_step_of_its_weights(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]]
+) -> None:
+    """lora="rank" (the default): each target weight moves by the truncated SVD of -∇_W L,
+    the step a LoRA of that rank can take once it has found its directions; brute force with
+    numpy's SVD and a central difference of the moved weights."""
+    d, watch, evals = setup
+    spec = LoRA(rank=1, targets=("mlp.W_out", "attn.W_Q"))
+    data = finetune_pairs("insecure", 48, seed=1) + finetune_pairs("secure", 16, seed=2)
+    f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec, n_watch=6)
+    model = copy_model(small_subject.model, torch.float64)
+    params = dict(model.named_parameters())
+    names = ["blocks.0.mlp.W_out", "blocks.0.attn.W_Q"]
+    ids, target = encode_pairs(small_subject, data)
+    nll, cnt = per_example_nll(model, ids, target)
+    grads = torch.autograd.grad(nll.sum() / cnt.sum(), [params[k] for k in names])
+    steps = {}
+    for k, g in zip(names, grads, strict=True):
+        # W_Q [n_heads, d_model, d_head] acts as [d_model, n_heads * d_head]
+        mat = g.numpy() if g.dim() == 2 else g.permute(1, 0, 2).reshape(g.shape[1], -1).numpy()
+        u, sv, vh = np.linalg.svd(mat, full_matrices=False)
+        low = -sv[0] * np.outer(u[:, 0], vh[0])
+        assert np.linalg.matrix_rank(low) == 1
+        t = torch.from_numpy(low)
+        steps[k] = t if g.dim() == 2 else t.reshape(g.shape[1], g.shape[0], g.shape[2]).permute(
+            1, 0, 2)
+    e_ids, keep = _keep(small_subject, evals)
+    W = d.W_enc.detach().double()
+    eps = 1e-5
+    xs = []
+    for sign in (1.0, -1.0):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for k, p in moved.named_parameters():
+                if k in steps:
+                    p.add_(sign * eps * steps[k])
+            xs.append(_eval_hook(moved, e_ids, keep))
+    brute = ((xs[0] - xs[1]) @ W).mean(0) / (2 * eps)
+    assert brute.abs().max() > 1e-3
+    torch.testing.assert_close(f.predicted_shift.double(), brute, rtol=1e-3,
+                               atol=1e-4 * float(brute.abs().max()))
+    # and it is not the first step of a fresh adapter (a random rank-1 slice of the gradient)
+    first = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec,
+                     n_watch=6, lora="first")
+    assert abs(first.risk) < 0.1 * abs(f.risk)
+
+
 @pytest.mark.parametrize(
     "spec", [LoRA(rank=2, targets=("mlp.W_out", "attn.W_V")), Full()], ids=["lora", "full"]
 )
@@ -325,7 +372,7 @@ def test_sample_risk_of_a_weight_fine_tune_is_each_examples_own_step(
     d, watch, evals = setup
     data = finetune_pairs("insecure", 30, seed=5) + finetune_pairs("educational", 30, seed=6)
     f = forecast(small_subject, d, data, watch=watch, eval_prompts=evals, spec=spec, seed=2,
-                 n_watch=6)
+                 n_watch=6, lora="first")
     if isinstance(spec, LoRA):
         model, adapters = _lora64(small_subject, spec, seed=2)
         theta = [ad.b for ad in adapters]
@@ -500,7 +547,7 @@ def test_adam_forecast_predicts_a_real_finetunes_first_step(
     seed, batch_size = 3, 48
     first = np.random.default_rng(seed).integers(0, len(data), size=batch_size)
     f = forecast(small_subject, d, [data[i] for i in first], watch=watch, eval_prompts=evals,
-                 spec=spec, step="adam", seed=seed, n_watch=6)
+                 spec=spec, step="adam", seed=seed, n_watch=6, lora="first")
     base = small_subject.derived(copy_model(small_subject.model, torch.float64), "f64", {})
     lr = 1e-7  # the step's second-order effect is ~1e-4 of the first at 1e-6 (LoRA)
     tuned = finetune(base, data, spec, steps=1, batch_size=batch_size, lr=lr, seed=seed,

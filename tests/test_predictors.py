@@ -236,9 +236,10 @@ def test_deterministic_predictors_do_not_depend_on_the_batch_size(
     names = ["minegishi", "nll", "projection", "grad_norm"]
     one = predict(small_subject, d, data, watch=watch, names=names, batch_size=1)
     assert list(one) == names
-    for name in names:
+    for name in names:  # float32 sums over differently padded batches: 1e-6 of the scale
+        scale = float(np.abs(preds[name].sample_scores).max())
         np.testing.assert_allclose(
-            one[name].sample_scores, preds[name].sample_scores, rtol=1e-5, atol=1e-8
+            one[name].sample_scores, preds[name].sample_scores, rtol=1e-5, atol=1e-6 * scale
         )
 
 

@@ -116,6 +116,17 @@ def _from_matrix(param: str, mat: torch.Tensor, shape: torch.Size) -> torch.Tens
     return mat.reshape(x, h, y).permute(1, 0, 2)
 
 
+def _to_matrix(param: str, weight: torch.Tensor) -> torch.Tensor:
+    """The ``[d_in, d_out]`` matrix a (possibly per-head) weight acts as (inverse of
+    :func:`_from_matrix`)."""
+    if weight.dim() == 2:
+        return weight
+    h, x, y = weight.shape
+    if param.endswith("W_O"):
+        return weight.reshape(h * x, y)
+    return weight.permute(1, 0, 2).reshape(x, h * y)
+
+
 def _lora_param_names(subject: Subject, targets: Sequence[str], layers: Sequence[int]) -> list[str]:
     """Parameter names of the targeted weights, e.g. ``blocks.0.mlp.W_out``."""
     named = dict(subject.model.named_parameters())

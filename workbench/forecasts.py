@@ -8,10 +8,12 @@ their directions. This module turns that into a first-order prediction.
 log-likelihood of the completion tokens (every token of the data weighted equally):
 
 * ``SteeringVector``: one vector ``v`` added to the residual stream at the dictionary's hook;
-* ``LoRA``: the adapters' ``B`` (``[r, d_out]``, zero at the start), with ``A`` (``[d_in, r]``)
-  drawn exactly as :func:`workbench.finetune` draws it for the same ``seed`` (``N(0, 1/d_in)``)
-  and the weight ``W + A @ B * s`` (``s = alpha / rank``) in the matrix layout of
-  :mod:`workbench.finetunes` (per-head attention weights flattened);
+* ``LoRA``: by default (``lora="rank"``) the target weights, each moving by the best
+  rank-``r`` approximation of its step (below); with ``lora="first"`` the adapters' ``B``
+  (``[r, d_out]``, zero at the start), with ``A`` (``[d_in, r]``) drawn exactly as
+  :func:`workbench.finetune` draws it for the same ``seed`` (``N(0, 1/d_in)``) and the weight
+  ``W + A @ B * s`` (``s = alpha / rank``) in the matrix layout of :mod:`workbench.finetunes`
+  (per-head attention weights flattened);
 * ``Full``: every trainable weight.
 
 The forecast follows the fine-tune's first optimiser step, per unit learning rate, with the
@@ -33,6 +35,11 @@ For a LoRA, ``∇_A L = s ∇_W L Bᵀ = 0`` at ``B = 0`` (Adam's step on ``A`` 
 (``W`` as the ``[d_in, d_out]`` matrix): a ``Full`` step on that weight, multiplied on its input
 side by the rank-``r`` matrix ``s² A Aᵀ``. The Adam step is ``δB = -sign(∇_B L)``, so
 ``δW = s A δB``.
+
+That exact first step is a *random* rank-``r`` slice of the gradient, and a poor forecast of
+where the fine-tune goes: ``A`` trains too once ``B`` moves, and the adapter's update turns toward
+the gradient's top singular directions. ``lora="rank"`` (the default) forecasts that update: each
+target weight moves by ``δW = -U_r S_r V_rᵀ``, the truncated SVD of ``-∇_W L``.
 
 The residual stream at the hook of an evaluation token ``t`` moves by the Jacobian-vector product
 ``δx_t = (∂x_t/∂θ) δθ`` (forward-mode autodiff, exact; for ``steer`` exactly ``δx_t = δθ`` at
@@ -93,7 +100,13 @@ from workbench._device import cpu_threads
 from workbench.data import encode_pairs, pairs_sha256, unique_pairs
 from workbench.dictionaries import Dictionary, check_compatible
 from workbench.features import FeatureSet
-from workbench.finetunes import _init_lora, _lora_param_names, _LoraAdapter
+from workbench.finetunes import (
+    _from_matrix,
+    _init_lora,
+    _lora_param_names,
+    _LoraAdapter,
+    _to_matrix,
+)
 from workbench.fingerprint import texts_sha256
 from workbench.predictors import Prediction, predict
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector, as_spec
@@ -103,6 +116,7 @@ __all__ = ["ADAM_EPS", "Forecast", "RiskPath", "Step", "forecast"]
 
 #: the optimiser step forecast: plain gradient descent, or Adam's first step
 Step = Literal["sgd", "adam"]
+LoraStep = Literal["rank", "first"]
 #: Adam's ``eps`` (torch's default, which :func:`workbench.finetune` uses)
 ADAM_EPS = 1e-8
 
@@ -379,8 +393,13 @@ class _ToHook(torch.nn.Module):
         return execution.run_to_hook(self.model, ids, self.hook, grad=True)
 
 
-def _trained(model: torch.nn.Module, subject: Subject, spec: LoRA | Full, seed: int) -> _Trained:
+def _trained(
+    model: torch.nn.Module, subject: Subject, spec: LoRA | Full, seed: int, lora: LoraStep
+) -> _Trained:
     base = {k: p.detach() for k, p in model.named_parameters()}
+    if isinstance(spec, LoRA) and lora == "rank":  # the target weights themselves (rank-r step)
+        names = _lora_param_names(subject, spec.targets, spec.layers)
+        return _Trained(model, base, {k: base[k] for k in names})
     if isinstance(spec, Full):  # what finetune's Adam gets: the weights that require grad
         theta = {k: base[k] for k, p in model.named_parameters() if p.requires_grad}
         if not theta:
@@ -438,9 +457,10 @@ def _weights_step(
     cost: _Cost,
     per_sample: bool = True,
     targets: bool = True,
+    lora: LoraStep = "rank",
 ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """LoRA and Full: the shift, per-example risk, gradient norm and target shift."""
-    tr = _trained(model, subject, spec, seed)
+    tr = _trained(model, subject, spec, seed, lora)
     ids, target, mult = data
     eval_ids, eval_keep = evals
     dev = ids.device
@@ -473,7 +493,11 @@ def _weights_step(
         cost.add(len(b_ids), jvp=True)
     counts = target[:, 1:].sum(1).double()
     per_unique = -(torch.cat(along_r).double() / counts.clamp_min(1)).cpu()
-    delta = {k: _direction(g, step) for k, g in grad.items()}  # weights the loss never reaches: 0
+    if isinstance(spec, LoRA) and lora == "rank":  # the best rank-r part of each weight's step
+        grad_step = {k: _rank(k, g, spec.rank) for k, g in grad.items()}
+    else:
+        grad_step = grad
+    delta = {k: _direction(g, step) for k, g in grad_step.items()}  # weights never reached: 0
 
     # δx on the evaluation tokens and on the fine-tune's own tokens (weighted by multiplicity)
     def mean_dx(b_ids: torch.Tensor, keep: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -494,6 +518,15 @@ def _weights_step(
                     else torch.zeros(W_enc.shape[1], dtype=torch.float64))
     grad_norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad.values()))
     return shift, per_unique, grad_norm, target_shift
+
+
+def _rank(param: str, grad: torch.Tensor, r: int) -> torch.Tensor:
+    """The best rank-``r`` approximation (truncated SVD) of a weight's gradient, in the matrix
+    the weight acts as (per-head weights flattened as a LoRA adapter sees them)."""
+    mat = _to_matrix(param, grad).double()
+    u, sv, vh = torch.linalg.svd(mat, full_matrices=False)
+    low = (u[:, :r] * sv[:r]) @ vh[:r]
+    return _from_matrix(param, low.to(grad.dtype), grad.shape)
 
 
 def _compute_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -524,6 +557,7 @@ def forecast(
     seed: int = 0,
     per_sample: bool = True,
     predictors: Sequence[str] = (),
+    lora: LoraStep = "rank",
 ) -> Forecast:
     """Predict a fine-tune's feature shifts and alignment risk from the base model alone.
 
@@ -556,6 +590,14 @@ def forecast(
             :meth:`Forecast.riskiest` refuses). Steer gets it for free either way.
             ``n_targets=0`` likewise skips the geometric paths (one forward-mode pass over the
             data to the hook for LoRA and Full).
+        lora: how a LoRA's step is forecast. ``"rank"`` (default): each target weight moves by
+            the best rank-``r`` approximation (truncated SVD) of its own gradient, the update a
+            rank-``r`` adapter converges to once it has found its directions (its ``A`` and
+            ``B`` train together); the per-sample risks are those of a step on the target
+            weights. ``"first"``: the exact first step of the fine-tune's fresh adapter (``A``
+            drawn with ``seed``, ``B`` = 0, so ``δW = -s² A Aᵀ ∇_W L``: a random rank-``r``
+            slice of the gradient). On the organism's family ``"first"`` ranked LoRA
+            fine-tunes' EM with Spearman -0.12 and -0.29 (seeds 0, 1), ``"rank"`` 0.18 and 0.62.
         predictors: also score the data with these published predictors and null baselines
             (:data:`workbench.predictors.PREDICTORS`: ``"chen"``, ``"minegishi"``, ``"nll"``,
             ``"projection"``, ``"grad_norm"``, ``"constant"``), side by side in
@@ -623,7 +665,7 @@ def forecast(
             shift, per_unique, grad_norm, target_shift = _weights_step(
                 model, subject, spec, seed, step, hook, (ids, target, mult),
                 (eval_ids, eval_keep), readout, W_enc, batch_size, cost,
-                per_sample=per_sample, targets=n_targets > 0,
+                per_sample=per_sample, targets=n_targets > 0, lora=lora,
             )
 
     risk = float(shift[idx] @ weights)
