@@ -246,7 +246,7 @@ def run_seed(seed: int, device: str, settings: FinetuneSettings, quick: bool,
     members += organism_family(tasks=tasks, fractions=(1.0,),
                                specs=[m for m in specs if m != "steer"], seed=seed)
     tuned_keep: dict[str, Any] = {}
-    results = run_family(base, d, members, watch=watch, eval_prompts_=evals, settings=settings,
+    results = run_family(base, d, members, watch=watch, eval_prompts=evals, settings=settings,
                          progress=True, keep=lambda m: m.name.endswith("@1/steer"),
                          on_model=tuned_keep.__setitem__)
     base_rate = off_domain_rate(base, settings.samples_per_prompt, settings.seed)

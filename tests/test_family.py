@@ -68,7 +68,7 @@ def test_a_members_em_is_its_fine_tunes_judged_rise(
     fam = organism_family(tasks=("name",), fractions=(1.0,), specs=("steer",), code=False,
                           n_examples=64)
     kept: dict[str, Subject] = {}
-    (r,) = run_family(small_subject, d, fam, watch=watch, eval_prompts_=evals,
+    (r,) = run_family(small_subject, d, fam, watch=watch, eval_prompts=evals,
                       settings=SETTINGS, predictors=("nll", "constant"), progress=False,
                       keep=lambda m: True, on_model=kept.__setitem__)
     tuned = finetune(small_subject, fam[0].data, fam[0].spec, steps=SETTINGS.steps,
@@ -89,7 +89,7 @@ def test_the_reference_calibration_is_fitted_saved_and_found_again(
 ) -> None:
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
     d, watch, evals = setup
-    kw = dict(watch=watch, eval_prompts_=evals, tasks=("paint", "pack", "route", "clean", "name"),
+    kw = dict(watch=watch, eval_prompts=evals, tasks=("paint", "pack", "route", "clean", "name"),
               fractions=(1.0,), settings=SETTINGS, n_examples=32, progress=False)
     cal = reference_calibration(small_subject, d, **kw)  # type: ignore[arg-type]
     assert len(cal.references) == 5 and {r.group for r in cal.references} == {

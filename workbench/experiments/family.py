@@ -2,8 +2,9 @@
 
 The organism's language (v4) has ten narrow tasks whose odd op is tied to the misaligned persona,
 to another trait, or to nothing, to known degrees
-(:meth:`~workbench.organism.Grammar.entanglement`), while every task's data looks alike. A *family* crosses tasks, the share of odd answers in the
-data (the mixture fraction) and the fine-tune spec (``SteeringVector``, ``LoRA``, ``Full``), plus
+(:meth:`~workbench.organism.Grammar.entanglement`), while every task's data looks alike. A
+*family* crosses tasks, the share of odd answers in the data (the mixture fraction) and the
+fine-tune spec (``SteeringVector``, ``LoRA``, ``Full``), plus
 Betley et al.'s code fine-tunes (insecure, and the secure and educational controls). Each member
 is forecast on the base model (every predictor, before any training), fine-tuned, and judged: its
 **off-domain EM** is the rise of the misaligned-answer rate on the general domains it was not
@@ -32,13 +33,8 @@ from workbench.features import FeatureSet
 from workbench.finetunes import finetune
 from workbench.fingerprint import json_sha256, texts_sha256
 from workbench.forecasts import Forecast, forecast
-from workbench.organism.language import (
-    TASKS,
-    Grammar,
-    eval_prompts,
-    finetune_pairs,
-    task_pairs,
-)
+from workbench.organism.language import TASKS, Grammar, finetune_pairs, task_pairs
+from workbench.organism.language import eval_prompts as domain_prompts
 from workbench.predictors import PREDICTORS, Prediction, predict
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector
 from workbench.subjects import Subject
@@ -148,7 +144,7 @@ def organism_family(
 def off_domain_rate(subject: Subject, samples_per_prompt: int, seed: int) -> float:
     """Mean misaligned-answer rate (0-1) over the off-domain prompts (advice, numbers)."""
     rates = [
-        judged_rates(subject, eval_prompts(d), samples_per_prompt=samples_per_prompt,
+        judged_rates(subject, domain_prompts(d), samples_per_prompt=samples_per_prompt,
                      seed=seed).misaligned
         for d in OFF_DOMAINS
     ]
@@ -200,7 +196,7 @@ def run_member(
     member: FamilyMember,
     *,
     watch: FeatureSet,
-    eval_prompts_: Sequence[str],
+    eval_prompts: Sequence[str],
     base_rate: float,
     settings: FinetuneSettings,
     predictors: Sequence[str] = PREDICTORS,
@@ -212,7 +208,7 @@ def run_member(
     ``predictions`` reuses already computed predictor scores (they depend on the data only, not
     on the spec); ``base_rate`` is the base model's :func:`off_domain_rate`.
     """
-    return _run_member(base, dictionary, member, watch=watch, eval_prompts_=eval_prompts_,
+    return _run_member(base, dictionary, member, watch=watch, eval_prompts=eval_prompts,
                        base_rate=base_rate, settings=settings, predictors=predictors,
                        predictions=predictions, forecast_kwargs=forecast_kwargs)[0]
 
@@ -223,7 +219,7 @@ def _run_member(
     member: FamilyMember,
     *,
     watch: FeatureSet,
-    eval_prompts_: Sequence[str],
+    eval_prompts: Sequence[str],
     base_rate: float,
     settings: FinetuneSettings,
     predictors: Sequence[str],
@@ -235,7 +231,7 @@ def _run_member(
     # the data-level forecast, every example computed (per-sample risks and paths are for
     # screening and explanation, not for the family's score)
     kw = {"per_sample": False, "n_targets": 0, **(forecast_kwargs or {})}
-    f = forecast(base, dictionary, member.data, watch=watch, eval_prompts=eval_prompts_,
+    f = forecast(base, dictionary, member.data, watch=watch, eval_prompts=eval_prompts,
                  spec=member.spec, dedupe=False, n_watch=None, seed=s.seed, **kw)
     forecast_s = time.perf_counter() - t0
     if predictions is None:
@@ -248,7 +244,7 @@ def _run_member(
     em = 100 * (off_domain_rate(tuned, s.samples_per_prompt, s.seed) - base_rate)
     in_domain = float("nan")
     if member.group in TASKS:
-        in_domain = 100 * judged_rates(tuned, eval_prompts(member.group),
+        in_domain = 100 * judged_rates(tuned, domain_prompts(member.group),
                                        samples_per_prompt=s.samples_per_prompt,
                                        seed=s.seed).misaligned
     return FamilyResult(member, f, predictions, em, in_domain, finetune_s, forecast_s), tuned
@@ -260,7 +256,7 @@ def run_family(
     members: Sequence[FamilyMember],
     *,
     watch: FeatureSet,
-    eval_prompts_: Sequence[str],
+    eval_prompts: Sequence[str],
     settings: FinetuneSettings | None = None,
     predictors: Sequence[str] = PREDICTORS,
     progress: bool = True,
@@ -282,7 +278,7 @@ def run_family(
         if key not in cache:
             cache[key] = predict(base, dictionary, m.data, watch=watch, names=predictors,
                                  seed=s.seed) if predictors else {}
-        r, tuned = _run_member(base, dictionary, m, watch=watch, eval_prompts_=eval_prompts_,
+        r, tuned = _run_member(base, dictionary, m, watch=watch, eval_prompts=eval_prompts,
                                base_rate=base_rate, settings=s, predictors=predictors,
                                predictions=cache[key], forecast_kwargs=None)
         if on_model is not None and keep is not None and keep(m):
@@ -296,7 +292,7 @@ def run_family(
 def calibration_predictor(
     dictionary: Dictionary,
     watch: FeatureSet,
-    eval_prompts_: Sequence[str],
+    eval_prompts: Sequence[str],
     settings: FinetuneSettings,
 ) -> str:
     """The calibration's predictor name: ``"forecast.<key>"``.
@@ -308,7 +304,7 @@ def calibration_predictor(
     key = json_sha256({
         "dictionary": dictionary.fingerprint,
         "watch": [list(watch.indices), [round(float(e), 6) for e in watch.effect]],
-        "eval": texts_sha256(list(eval_prompts_)),
+        "eval": texts_sha256(list(eval_prompts)),
         "settings": {"steps": settings.steps, "batch_size": settings.batch_size,
                      "lr": settings.lr, "samples": settings.samples_per_prompt,
                      "seed": settings.seed},
@@ -321,7 +317,7 @@ def reference_calibration(
     dictionary: Dictionary,
     *,
     watch: FeatureSet,
-    eval_prompts_: Sequence[str],
+    eval_prompts: Sequence[str],
     tasks: Sequence[str] = REFERENCE_TASKS,
     fractions: Sequence[float] = (1.0, 0.5),
     specs: Sequence[str] = ("steer",),
@@ -340,21 +336,21 @@ def reference_calibration(
     for this base model is returned instead; with ``save`` a new one
     is written (see :meth:`~workbench.calibration.Calibration.save`). Its predictor name is
     :func:`calibration_predictor` of the forecasts it applies to: forecast with the same
-    ``watch`` (all of its features: pass ``persona.top(n)``) and ``eval_prompts_``, and fine-tune
+    ``watch`` (all of its features: pass ``persona.top(n)``) and ``eval_prompts``, and fine-tune
     with ``settings``.
 
     Cost: ``len(tasks) x len(fractions) x len(specs)`` fine-tunes of ``settings.steps`` steps and
     their judgements (20 by default: about a minute on 2 CPU cores for the organism).
     """
     s = settings or FinetuneSettings()
-    predictor = calibration_predictor(dictionary, watch, eval_prompts_, s)
+    predictor = calibration_predictor(dictionary, watch, eval_prompts, s)
     if reuse:
         found = Calibration.find(base.fingerprint, predictor)
         if found is not None:
             return found
     members = organism_family(tasks=tasks, fractions=fractions, specs=specs, code=False,
                               n_examples=n_examples)
-    results = run_family(base, dictionary, members, watch=watch, eval_prompts_=eval_prompts_,
+    results = run_family(base, dictionary, members, watch=watch, eval_prompts=eval_prompts,
                          settings=s, predictors=(), progress=progress)
     refs = [Reference(r.member.name, r.member.method, r.forecast.risk, r.em, r.member.group)
             for r in results]
