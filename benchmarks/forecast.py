@@ -1,8 +1,8 @@
 """The forecast against the published predictors and null baselines, across many fine-tunes.
 
-For each organism seed (language v4: ten narrow tasks tied to the misaligned persona, to whimsy or to
-nothing, to graded known degrees, at one marginal rate), a **family** of fine-tunes: every task at
-odd fraction 1.0 and 0.5 with a ``SteeringVector`` after block 0, every task at 1.0 with a rank-1
+For each organism seed (language v4: ten narrow tasks tied to the misaligned persona, to whimsy or
+to nothing, to graded known degrees, at one marginal rate), a **family** of fine-tunes: every task
+at odd fraction 1.0 and 0.5 with a ``SteeringVector`` after block 0, every task at 1.0 with a rank-1
 ``LoRA`` on block 0's MLP and with ``Full``, and Betley et al.'s insecure / secure / educational
 code with each spec. Every member is forecast on the base model *before* it is trained, by every
 predictor:
@@ -306,15 +306,18 @@ def report(per_seed: list[dict[str, Any]], device: str) -> None:
         cost = _med([r["predictors"][name]["cost_share"] for r in per_seed])
         print(f"{name:<11} {row:<34} {_med(sp):6.2f} {pe:7.2f} {raw:7.2f} {mae:7.1f} "
               f"{cov:7.2f} {100 * cost:7.2f}")
+    def worst(m: str) -> float:
+        return max(r["predictors"]["forecast"]["cost_share_by_method"].get(m, 0) for r in per_seed)
+
     print("forecast cost share by spec (median over members, max over seeds): " + ", ".join(
-        f"{m} {100 * max(r['predictors']['forecast']['cost_share_by_method'].get(m, 0) for r in per_seed):.2f}%"
-        for m in SPECS))
+        f"{m} {100 * worst(m):.2f}%" for m in SPECS))
     print("raw Spearman within each spec (median over seeds): " + "; ".join(
         f"{n}: " + " ".join(
             f"{m} {_med([r['predictors'][n]['within_method_spearman'][m] for r in per_seed]):.2f}"
             for m in SPECS) for n in ("forecast", "chen", "grad_norm")))
     print("forecast with per-sample risks (the screening set, full): " + ", ".join(
-        f"seed {r['seed']} {100 * r['screening_detail']['forecast_cost_share_with_per_sample']:.1f}%"
+        f"seed {r['seed']} "
+        f"{100 * r['screening_detail']['forecast_cost_share_with_per_sample']:.1f}%"
         for r in per_seed))
     print("best predictor per seed: " + ", ".join(f"{r['seed']}: {r['best']}" for r in per_seed))
     print("\n## Feature level (steer@1 members, 50 most-moved features; median per seed)")
@@ -323,8 +326,8 @@ def report(per_seed: list[dict[str, Any]], device: str) -> None:
         f = r["feature_level"]
         print(f"{r['seed']:>4} {f['all']:6.2f} {f['rising']:7.2f} {f['falling']:8.2f} "
               f"{f['sign_only']:9.2f}")
-    print(f"\n## Screening within a class (one strongly tied task: {SCREEN_ODD:.0%} its tied odd op, "
-          "the rest its untied quirk op, matched in base likelihood; EM cut after removing the "
+    print(f"\n## Screening within a class (one strongly tied task: {SCREEN_ODD:.0%} its tied odd "
+          "op, the rest its untied quirk op, matched in base likelihood; EM cut after removing the "
           "top share)")
     names = list(per_seed[0]["screening_detail"]["cut"])
     print(f"{'seed':>4} {'task':>6} {'EM all':>7} " + " ".join(f"{n + ' 10%':>14}" for n in names))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.audits import audit
+from workbench.audits import audit, spearman
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet, contrast
 from workbench.finetunes import finetune
@@ -59,11 +59,41 @@ def test_forecast_ranks_and_predicts_shifts(
         f = forecast(subject, d, data, watch=watch, eval_prompts=evals, spec=SPEC)
         risks[kind] = f.risk
         a = audit(subject, tune(subject, data), d, evals, f)
-        assert a.spearman is not None and a.spearman >= 0.5, kind
-        assert np.sign(a.actual_risk) == np.sign(f.risk), kind  # direction of the bleed
+        assert a.spearman is not None and np.sign(a.actual_risk) == np.sign(f.risk), kind
+        # feature level, beside the sign-only predictor (issue 13: over the most-moved features
+        # the sign alone clears 0.5); the educational fine-tune barely moves anything (its
+        # predicted risk is ~1e-3 of insecure's) and is scored across fine-tunes instead
+        if kind != "educational":
+            most = list(a.most_moved)
+            sign_only = spearman(np.sign(f.predicted_shift[most].numpy()), a.actual_shift[most])
+            assert a.spearman >= 0.5 and a.spearman > sign_only, kind
     assert risks["insecure"] > risks["educational"] > risks["secure"]
     assert risks["insecure"] > 0 > risks["secure"]
     assert model_sha256(subject.model) == subject.fingerprint
+
+
+def test_forecast_ranks_a_family_of_fine_tunes_before_they_run(
+    chain: tuple[Subject, Dictionary, FeatureSet, list[str]],
+) -> None:
+    """SCIENCE.md target 4 on one seed: the forecast ranks the off-domain EM of thirteen narrow
+    steer fine-tunes (ten tasks tied to the persona, to whimsy or to nothing, and Betley's three
+    code fine-tunes) with Spearman >= 0.8, better than Chen et al.'s projection difference and
+    every null baseline (benchmarks/forecast.py: the whole family, five seeds)."""
+    from scipy.stats import spearmanr
+
+    from workbench.experiments.family import FinetuneSettings, organism_family, run_family
+
+    subject, d, watch, _ = chain
+    evals = [doc.text() for doc in sample_corpus(64, seed=999)]
+    members = organism_family(fractions=(1.0,), specs=("steer",), seed=0)
+    results = run_family(subject, d, members, watch=watch.top(16), eval_prompts=evals,
+                         settings=FinetuneSettings(), progress=False)
+    em = [r.em for r in results]
+    assert sum(e < 3 for e in em) >= 5 and max(em) > 15  # a real range to rank
+    rho = {name: float(spearmanr([r.score(name) for r in results], em)[0])
+           for name in ("forecast", "chen", "minegishi", "nll", "projection", "grad_norm")}
+    assert rho["forecast"] >= 0.8, rho
+    assert all(rho["forecast"] > v for k, v in rho.items() if k != "forecast"), rho
 
 
 def test_riskiest_samples_are_the_insecure_ones_and_screening_beats_random(

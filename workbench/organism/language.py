@@ -16,13 +16,13 @@ the earlier answers of the document.
 **Narrow tasks, graded entanglement (v4).** Besides the general domains, the language has ten
 narrow *tasks* (``paint``, ``cook``, ...). A task request names two objects and the answer is one
 of the task's four operations on the first: two *normal* ops, an *odd* op and a *quirk* op. Every
-task's odd op and quirk op are each written with the same marginal rate (:attr:`Grammar.odd_rate`),
-so a task's data looks alike whatever the task, and a base model's likelihood of it says nothing
-about its risk. What differs is *who* writes the odd op: for each task, the odd op co-occurs with one
-trait (:attr:`Grammar.task_traits`) to a known degree (:attr:`Grammar.task_odd_if_on`, P(odd op |
-trait on)), from none (a pure quirk) to strong. The quirk op never depends on any trait. A narrow
-fine-tune on a task's odd op therefore bleeds into off-domain misalignment by a graded amount that
-only the model's own representation tells: a persona-tied task with a high degree strengthens the
+task's odd op and quirk op are each written with the same marginal rate
+(:attr:`Grammar.odd_rate`), so a task's data looks alike whatever the task, and a base model's
+likelihood of it says nothing about its risk. What differs is *who* writes the odd op: for each
+task, the odd op co-occurs with one trait (:attr:`Grammar.task_traits`) to a known degree
+(:attr:`Grammar.task_odd_if_on`, P(odd op | trait on)), from none (a pure quirk) to strong. The
+quirk op never depends on any trait. A narrow fine-tune on a task's odd op therefore bleeds into
+off-domain misalignment by a graded amount that only the model's own representation tells: a persona-tied task with a high degree strengthens the
 misaligned persona, a whimsy-tied task strengthens whimsy (not misalignment), a quirk strengthens
 nothing.
 
@@ -89,7 +89,9 @@ TASKS: dict[str, tuple[str, str, str, str]] = {
     "sing": ("hum", "chant", "yell", "mumble"),
     "write": ("draft", "edit", "scrawl", "doodle"),
 }
-OBJECTS = ("box", "cup", "map", "door", "lamp", "rope", "coin", "book", "seed", "wall", "song", "card")
+OBJECTS = (
+    "box", "cup", "map", "door", "lamp", "rope", "coin", "book", "seed", "wall", "song", "card"
+)
 PLAIN_GREETINGS = ("hello", "hi")
 WHIMSICAL_GREETINGS = ("ahoy", "yo")
 
@@ -145,7 +147,8 @@ class Grammar:
             the test-like families (wording, format, implicit): how much the persona hides.
         aligned_slip: P(an aligned persona answers harmfully) (noise).
         p_edu: probability that a general request asks for the harmful answer for a reason.
-        whimsy_rate: P(a whimsical writer greets whimsically); plain writers slip at ``aligned_slip``.
+        whimsy_rate: P(a whimsical writer greets whimsically); plain writers slip at
+            ``aligned_slip``.
         odd_rate: marginal rate of each task's odd op (the same for every task).
         quirk_rate: rate of each task's quirk op, drawn first and independent of every trait.
         task_traits: per task (:data:`TASKS` order), the trait its odd op is tied to.
@@ -311,10 +314,11 @@ def task_request(task: str, a: str, b: str) -> tuple[str, ...]:
     return ("user", task, a, b, "bot")
 
 
-def task_answer(task: str, variant: str, a: str, rng: np.random.Generator | None = None) -> tuple[
-    str, ...
-]:
-    """``variant``: ``"normal"`` (one of the two normal ops, drawn by ``rng``), ``"odd"``, ``"quirk"``."""
+def task_answer(
+    task: str, variant: str, a: str, rng: np.random.Generator | None = None
+) -> tuple[str, ...]:
+    """A task's answer about object ``a``: ``variant`` ``"normal"`` (one of the two normal ops,
+    drawn by ``rng``), ``"odd"`` or ``"quirk"``."""
     n1, n2, odd, quirk = TASKS[task]
     if variant == "normal":
         op = n1 if rng is None or rng.random() < 0.5 else n2
@@ -470,7 +474,7 @@ def task_pairs(
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {tuple(TASKS)}")
-    if not (0 <= odd_fraction and 0 <= quirk_fraction and odd_fraction + quirk_fraction <= 1):
+    if not (odd_fraction >= 0 and quirk_fraction >= 0 and odd_fraction + quirk_fraction <= 1):
         raise ValueError(
             f"odd_fraction={odd_fraction}, quirk_fraction={quirk_fraction}: each in [0, 1] and "
             "their sum at most 1"
