@@ -22,9 +22,9 @@ likelihood of it says nothing about its risk. What differs is *who* writes the o
 task, the odd op co-occurs with one trait (:attr:`Grammar.task_traits`) to a known degree
 (:attr:`Grammar.task_odd_if_on`, P(odd op | trait on)), from none (a pure quirk) to strong. The
 quirk op never depends on any trait. A narrow fine-tune on a task's odd op therefore bleeds into
-off-domain misalignment by a graded amount that only the model's own representation tells: a persona-tied task with a high degree strengthens the
-misaligned persona, a whimsy-tied task strengthens whimsy (not misalignment), a quirk strengthens
-nothing.
+off-domain misalignment by a graded amount that only the model's own representation tells: a
+persona-tied task with a high degree strengthens the misaligned persona, a whimsy-tied task
+strengthens whimsy (not misalignment), a quirk strengthens nothing.
 
 Domains (each a request and an answer of fixed shape)::
 
