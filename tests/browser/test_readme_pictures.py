@@ -150,10 +150,13 @@ def test_flagship_widgets_in_jupyterlab(lab: Lab, chromium: Any, tmp_path: Path)
         _wait_notebook_done(page, Path(parameters["out_dir"]) / "record.json", n_code,
                             NOTEBOOK_TIMEOUT_S)
 
-        # the watch cell prints the strongest persona feature first: the Neighborhood's centre
+        # the watch cell prints the strongest persona feature first: the Neighborhood's centre.
+        # Cells far from the view are not rendered (JupyterLab's content-visibility windowing;
+        # Run All leaves the view at the end): read the DOM's text, not the rendered text
         watch = page.locator(".jp-CodeCell", has_text="persona = wb.contrast(").first
-        printed = re.search(r"feature (\d+): d = ", watch.locator(".jp-OutputArea").inner_text())
-        assert printed, watch.locator(".jp-OutputArea").inner_text()
+        out = watch.locator(".jp-OutputArea").text_content() or ""
+        printed = re.search(r"feature (\d+): d = ", out)
+        assert printed, out
         centre = int(printed.group(1))
 
         cell = page.locator(".jp-CodeCell", has=page.locator(FM)).first
