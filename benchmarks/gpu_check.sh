@@ -2,14 +2,16 @@
 # The issues' GPU checks in one script, for a machine with CUDA and the package installed:
 #   1. geometry.neighbors at 24,576 x 768 and 65,536 x 2,304 on CUDA (benchmarks/geometry.py)
 #   2. the organism built on CUDA and the toy-EM benchmark on CUDA (benchmarks/organism_em.py)
-#   3. the alignment chain on CUDA (benchmarks/alignment.py)
+#   3. the alignment chain on CUDA (benchmarks/alignment.py), then the forecast family
+#      (benchmarks/forecast.py: 49 fine-tunes forecast and judged, screening; about 11 min per
+#      seed on this project's 2-core CPU machine)
 #   4. the flagship notebook as a run on CUDA (`workbench run alignment_audit -p device cuda`),
 #      then the same run on the CPU of the same machine, for the CPU-vs-GPU time
 # Each step gets what is left of a deadline (default 540 s), so the script ends in time and
 # prints what it measured so far. Logs go to $LOGS (default ./gpu-logs).
 #
 # Usage: bash benchmarks/gpu_check.sh [SEED]   (env: PY=python3 DEADLINE=540 LOGS=dir
-#        SKIP="geometry organism_em alignment notebook_cuda notebook_cpu", any of them)
+#        SKIP="geometry organism_em alignment forecast notebook_cuda notebook_cpu", any of them)
 # With the package installed by `pip install --target DIR` (no venv), point JUPYTER_PATH at
 # DIR/share/jupyter, or nbconvert finds no `lab` template and the runs publish no report.html.
 set -u -o pipefail
@@ -49,6 +51,8 @@ EOF
 step geometry "$PY" "$REPO/benchmarks/geometry.py" --device cuda
 step organism_em "$PY" "$REPO/benchmarks/organism_em.py" --seeds "$SEED" --device cuda
 step alignment "$PY" "$REPO/benchmarks/alignment.py" --seeds "$SEED" --device cuda
+step forecast "$PY" "$REPO/benchmarks/forecast.py" --seeds "$SEED" --device cuda \
+  --json "$LOGS/forecast.json"
 step notebook_cuda "$PY" -m workbench run "$REPO/notebooks/alignment_audit.ipynb" \
   -p seed "$SEED" -p device cuda --runs-root "$LOGS/runs" --no-progress
 step notebook_cpu "$PY" -m workbench run "$REPO/notebooks/alignment_audit.ipynb" \
