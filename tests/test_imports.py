@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parents[1] / "workbench"
 
 #: bottom to top; a module may import modules of its own layer or a lower one
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fingerprint", "_device", "_hub", "_locks", "execution"),
+    ("fingerprint", "_device", "_hub", "_locks", "_atomic", "execution"),
     ("organism",),
     ("subjects",),
     ("dictionaries", "data", "specs", "calibration"),

@@ -50,9 +50,7 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench._atomic import write_text_atomic
 from workbench.fingerprint import json_sha256
 
 __all__ = [
@@ -668,18 +667,8 @@ class Calibration:
         default to ``directory(subject) / "<predictor>-<id>.json"``; returns the path."""
         dest = (Path(path).expanduser() if path is not None
                 else self.directory(self.subject) / f"{self.predictor}-{self.id}.json")
-        dest.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        dest = write_text_atomic(dest, text)
         return dest
 
     @classmethod

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from workbench._atomic import write_text_atomic
 from workbench.fingerprint import texts_sha256
 from workbench.subjects import Subject
 
@@ -82,18 +82,8 @@ def write_jsonl(data: Sequence[Pair], path: str | os.PathLike[str]) -> Path:
     is complete.
     """
     pairs = check_pairs(data)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            for prompt, completion in pairs:
-                fh.write(json.dumps({"prompt": prompt, "completion": completion}) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    lines = "".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs)
+    out = write_text_atomic(path, lines, fsync=False)
     return out
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from workbench import execution
+from workbench._atomic import write_text_atomic
 from workbench.audits import Audit
 from workbench.calibration import Calibration
 from workbench.dictionaries import Dictionary
@@ -295,19 +294,8 @@ def write_record(record: Mapping[str, Any], path: str | Path) -> Path:
     """
     safe = json_safe(record)
     validate_record(safe)
-    dest = Path(path).expanduser()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    dest = write_text_atomic(path, text)
     return dest
 
 
