@@ -175,7 +175,11 @@ def _phase(item: pytest.Item) -> int:
     names = getattr(item, "fixturenames", ())
     if _uses_pytest_jupyter(item):
         return 0
-    if "chromium" in names:
+    path = getattr(item, "path", None)
+    if "chromium" in names or (path is not None and path.parent.name == "browser"):
+        # a browser module's other tests too: with --dist loadfile a module is handed out where
+        # its first test sorts, and a browser module handed out early ran its map click beside
+        # the default organism's background build (the click's round trip timed out)
         return 3
     return 2 if "cache_dir" in names else 1
 
