@@ -184,8 +184,16 @@ def _phase(item: pytest.Item) -> int:
     return 2 if "cache_dir" in names else 1
 
 
+def _order(item: pytest.Item) -> tuple[int, int]:
+    # the widgets' browser test before the flagship's: in three full runs where the flagship's
+    # browser test ran to its end first, the widgets test's map click never reached Python
+    # (alone, or after it in a two-module run, it passes); see the note on issue 13
+    path = getattr(item, "path", None)
+    return _phase(item), 0 if path is not None and path.name == "test_widgets_browser.py" else 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=_phase)  # stable: collection order within each phase
+    items.sort(key=_order)  # stable: collection order within each phase
 
 
 @pytest.fixture(autouse=True)
