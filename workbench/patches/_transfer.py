@@ -1,16 +1,34 @@
 """Transfer: affine maps between two models' residual streams, and patches carried by them.
 
-:func:`fit_map` fits a :class:`ResidualMap` by ridge least squares on token-aligned activations
-(:func:`_fit_affine` is the same fit on in-memory matrices); :func:`map_direction` carries a
+:func:`fit_map` fits a :class:`ResidualMap` by ridge least squares on token-aligned activations,
+both ways at once: the forward map ``y ≈ x @ weight + bias`` (source ``x`` to target ``y``) and
+the reverse map ``x ≈ y @ reverse_weight + reverse_bias`` (:func:`_fit_affine` is the same fit
+on in-memory matrices). :func:`map_direction` carries a
 :class:`~workbench.patches._directions.Direction` through it and :func:`transfer` does so for a
 whole patch from :mod:`~workbench.patches._interventions` (the idea of Oozeer et al. 2025,
 arXiv 2503.04429).
+
+A direction is carried one of two ways, by what the patch does with it (:func:`patch_side`):
+
+* **write side** (:class:`Steer`, which *adds* the vector): a change ``δ`` in source space is
+  ``δ @ weight`` in target space, the push-forward.
+* **read side** (:class:`Ablate`, :class:`Orthogonalize`, which *project out* the component
+  ``x . r``): the target needs the functional ``r_t`` that reads the same quantity,
+  ``y . r_t + reverse_bias . r ≈ x . r``. That is the pull-back ``reverse_weight @ r``: the
+  reverse regression is the best linear predictor of ``x`` (hence of ``x . r``) from ``y``, and
+  is well-posed when the widths differ, where ``pinv(weight) @ r`` is not. For an exact
+  invertible map ``y = x @ A + c`` both sides are exact: ``δ @ A``, and ``A⁻¹ @ r`` with
+  ``(y - c) . A⁻¹ r = x . r``.
+
+The two agree only when ``weight`` is orthogonal; for any other map the push-forward reads the
+wrong quantity (``(y - c) . (r @ A) = x A Aᵀ r``, not ``x . r``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -18,50 +36,80 @@ from workbench._device import cpu_threads
 from workbench.activations import stream
 from workbench.fingerprint import texts_sha256
 from workbench.patches._directions import Direction
-from workbench.patches._interventions import P, Steer, _hook_width
+from workbench.patches._interventions import Ablate, Orthogonalize, P, Patch, Steer, _hook_width
 from workbench.subjects import Subject
 
 _SMALL_MODEL = 256  # d_model up to which models run on one CPU thread (as in activations)
 
+Side = Literal["write", "read"]
+"""How a direction is carried through a map: pushed forward (``"write"``) or pulled back."""
+SIDES: tuple[Side, ...] = get_args(Side)
+
 
 @dataclass(frozen=True, eq=False)
 class ResidualMap:
-    """An affine map from one subject's activations to another's: ``y ≈ x @ weight + bias``.
+    """Affine maps between two subjects' activations: ``y ≈ x @ weight + bias`` and back.
+
+    Both are ridge least-squares fits on the same token pairs: ``weight``/``bias`` regress the
+    target on the source (what a write-side patch is carried by), ``reverse_weight``/
+    ``reverse_bias`` the source on the target (what a read-side patch is carried by; see
+    :func:`map_direction`). The reverse map is not ``weight``'s inverse unless the relation is
+    exact: it is the best linear predictor of the source from the target.
 
     Attributes:
         weight: ``[d_src, d_tgt]`` float64, CPU.
         bias: ``[d_tgt]`` float64, CPU.
+        reverse_weight: ``[d_tgt, d_src]`` float64, CPU.
+        reverse_bias: ``[d_src]`` float64, CPU.
         hook_name: the source hook.
         target_hook_name: the target hook.
         source, target: the subjects' fingerprints.
-        r2: ``1 - SSE / SST`` over all target dimensions; on held-out prompts when
-            ``held_out`` (the fit then used the other prompts), else in-sample.
-        held_out: whether ``r2`` is a held-out score.
+        r2: ``1 - SSE / SST`` of the forward map over all target dimensions; on held-out
+            prompts when ``held_out`` (the fit then used the other prompts), else in-sample.
+        reverse_r2: the same score for the reverse map, over all source dimensions.
+        held_out: whether ``r2`` and ``reverse_r2`` are held-out scores.
         n_tokens: tokens the returned map was fitted on (``<bos>`` left out).
-        ridge: the ridge strength, relative to the mean per-dimension variance of the source.
+        ridge: the ridge strength, relative to the mean per-dimension variance of the regressor
+            (the source for the forward map, the target for the reverse one).
         prompts_sha256: :func:`workbench.fingerprint.texts_sha256` of the prompts.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor
+    reverse_weight: torch.Tensor
+    reverse_bias: torch.Tensor
     hook_name: str
     target_hook_name: str
     source: str
     target: str
     r2: float
+    reverse_r2: float
     held_out: bool
     n_tokens: int
     ridge: float
     prompts_sha256: str = ""
 
+    def __post_init__(self) -> None:
+        d_src, d_tgt = self.weight.shape
+        shapes = [list(t.shape) for t in (self.bias, self.reverse_weight, self.reverse_bias)]
+        if shapes != [[d_tgt], [d_tgt, d_src], [d_src]]:
+            raise ValueError(
+                f"weight is {list(self.weight.shape)}, so bias, reverse_weight and reverse_bias "
+                f"must be {[[d_tgt], [d_tgt, d_src], [d_src]]} (got {shapes})"
+            )
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Map source activations ``[..., d_src]`` to target space (float64, CPU)."""
         return x.detach().to("cpu", torch.float64) @ self.weight + self.bias
 
+    def reverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Predict source activations ``[..., d_src]`` from target ones (float64, CPU)."""
+        return y.detach().to("cpu", torch.float64) @ self.reverse_weight + self.reverse_bias
+
 
 @dataclass
 class _Moments:
-    """Running sums for an affine least-squares fit (float64, CPU)."""
+    """Running sums for an affine least-squares fit, both ways (float64, CPU; memory ``d²``)."""
 
     d_x: int
     d_y: int
@@ -70,7 +118,7 @@ class _Moments:
     sy: torch.Tensor = field(init=False)
     sxx: torch.Tensor = field(init=False)
     sxy: torch.Tensor = field(init=False)
-    syy: float = 0.0  # Σ‖y‖²
+    syy: torch.Tensor = field(init=False)  # Σ yᵀy, for the reverse fit (its trace: Σ‖y‖²)
 
     def __post_init__(self) -> None:
         f64 = torch.float64
@@ -78,6 +126,7 @@ class _Moments:
         self.sy = torch.zeros(self.d_y, dtype=f64)
         self.sxx = torch.zeros(self.d_x, self.d_x, dtype=f64)
         self.sxy = torch.zeros(self.d_x, self.d_y, dtype=f64)
+        self.syy = torch.zeros(self.d_y, self.d_y, dtype=f64)
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         x, y = x.double(), y.double()
@@ -86,13 +135,20 @@ class _Moments:
         self.sy += y.sum(0).cpu()
         self.sxx += (x.T @ x).cpu()
         self.sxy += (x.T @ y).cpu()
-        self.syy += float((y * y).sum())
+        self.syy += (y.T @ y).cpu()
 
     def __add__(self, other: _Moments) -> _Moments:
         out = _Moments(self.d_x, self.d_y, self.n + other.n)
         out.sx, out.sy = self.sx + other.sx, self.sy + other.sy
         out.sxx, out.sxy = self.sxx + other.sxx, self.sxy + other.sxy
         out.syy = self.syy + other.syy
+        return out
+
+    def swapped(self) -> _Moments:
+        """The same sums with the roles of x and y exchanged: the reverse fit's moments."""
+        out = _Moments(self.d_y, self.d_x, self.n)
+        out.sx, out.sy = self.sy, self.sx
+        out.sxx, out.sxy, out.syy = self.syy, self.sxy.T, self.sxx
         return out
 
     def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,14 +168,15 @@ class _Moments:
     def r2(self, w: torch.Tensor, b: torch.Tensor) -> float:
         """``1 - SSE / SST`` of ``y ≈ x W + b`` on these moments."""
         n = self.n
+        syy = float(self.syy.trace())
         sse = (
-            self.syy
+            syy
             - 2 * (float((w * self.sxy).sum()) + float(b @ self.sy))
             + float((w * (self.sxx @ w)).sum())
             + 2 * float((self.sx @ w) @ b)
             + n * float(b @ b)
         )
-        sst = self.syy - float(self.sy @ self.sy) / n
+        sst = syy - float(self.sy @ self.sy) / n
         return 1.0 - max(sse, 0.0) / sst if sst > 0 else float("nan")
 
 
@@ -130,7 +187,8 @@ def _fit_affine(
 
     Closed form on centred float64 moments, ``W = (C_xx + λ I)^-1 C_xy`` with
     ``λ = ridge * mean(diag C_xx)`` (scale-free); ``ridge=0`` is ordinary least squares (minimum
-    norm where ``C_xx`` is singular). ``b = ȳ - x̄ W``.
+    norm where ``C_xx`` is singular). ``b = ȳ - x̄ W``. ``_fit_affine(y, x, ridge)`` is the
+    reverse map a :class:`ResidualMap` carries.
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"need x [n, d_x] and y [n, d_y] (got {list(x.shape)}, {list(y.shape)})")
@@ -197,13 +255,16 @@ def fit_map(
     Both subjects read the same prompts; every real token but ``<bos>`` is one (x, y) pair, so
     the subjects must tokenise each prompt to the same number of tokens. The fit is ridge least
     squares in float64 (:func:`_fit_affine`) on running moments, so memory is ``d²``, not
-    tokens x d.
+    tokens x d. The same moments give both the forward map (target on source, for write-side
+    patches) and the reverse one (source on target, for read-side patches): one more solve.
 
     Args:
         target_hook_name: the target's hook (default: ``hook_name``).
-        ridge: ridge strength relative to the source's mean per-dimension variance.
+        ridge: ridge strength relative to the regressor's mean per-dimension variance (the
+            source's for the forward map, the target's for the reverse one).
         holdout: share of prompts (every k-th, ``k = round(1 / holdout)``) scored for the
-            held-out ``r2``; the returned map is then refitted on all prompts. 0: in-sample.
+            held-out ``r2`` and ``reverse_r2``; the returned map is then refitted on all
+            prompts. 0: in-sample.
 
     Raises:
         ValueError: an unknown hook, too few tokens for the width, or prompts that tokenise to
@@ -238,15 +299,23 @@ def fit_map(
         )
     held_out = held.n > 1 and fit.n > d_x
     w, b = every.solve(ridge)
-    r2 = held.r2(*fit.solve(ridge)) if held_out else every.r2(w, b)
+    v, c = every.swapped().solve(ridge)
+    if held_out:
+        r2 = held.r2(*fit.solve(ridge))
+        reverse_r2 = held.swapped().r2(*fit.swapped().solve(ridge))
+    else:
+        r2, reverse_r2 = every.r2(w, b), every.swapped().r2(v, c)
     return ResidualMap(
         weight=w,
         bias=b,
+        reverse_weight=v,
+        reverse_bias=c,
         hook_name=hook_name,
         target_hook_name=target_hook,
         source=source.fingerprint,
         target=target.fingerprint,
         r2=float(r2),
+        reverse_r2=float(reverse_r2),
         held_out=held_out,
         n_tokens=every.n,
         ridge=ridge,
@@ -254,11 +323,68 @@ def fit_map(
     )
 
 
-def map_direction(direction: Direction, m: ResidualMap) -> Direction:
-    """Carry a direction through a map: a change ``δ`` in source space is ``δ @ weight`` there.
+def patch_side(patch: Patch) -> Side:
+    """Which side of a map a patch's direction is carried by: ``"write"`` or ``"read"``.
 
-    The bias drops out (a direction is a difference of activations).
+    A patch that adds its vector (:class:`Steer`) writes: ``"write"``, the push-forward. A patch
+    that projects out the component ``x . r`` (:class:`Ablate`, :class:`Orthogonalize`) reads:
+    ``"read"``, the pull-back (see :func:`map_direction`). Any other patch class says so
+    itself with a class attribute ``side: ClassVar[str] = "read"`` (or ``"write"``), which also
+    overrides the built-in choice for a subclass.
+
+    Raises:
+        ValueError: a patch class with no (or an unknown) ``side``.
     """
+    own: Any = getattr(type(patch), "side", None)
+    if own is not None:
+        if own not in SIDES:
+            raise ValueError(
+                f"{type(patch).__name__}.side is {own!r}; a patch's side is one of {SIDES}"
+            )
+        return own
+    if isinstance(patch, Steer):
+        return "write"
+    if isinstance(patch, Ablate | Orthogonalize):
+        return "read"
+    raise ValueError(
+        f"cannot tell how to carry a {type(patch).__name__}'s direction to another model: give "
+        f'the class a `side: ClassVar[str]` attribute, "write" if it adds the vector (as '
+        'Steer does) or "read" if it reads or projects out the component along it (as '
+        "Ablate does)"
+    )
+
+
+def map_direction(direction: Direction, m: ResidualMap, *, side: Side = "write") -> Direction:
+    """Carry a direction through a map, as a patch of that ``side`` uses it.
+
+    * ``side="write"``: the push-forward ``vector @ weight``. A change ``δ`` in source space is
+      ``δ @ weight`` in target space, so this is what an added vector (:class:`Steer`) needs.
+    * ``side="read"``: the pull-back ``r_t = reverse_weight @ vector``, the target functional
+      that reads the same quantity: ``y . r_t + reverse_bias . r ≈ x . r``, the best linear
+      prediction of the source reading from the target (as good as ``reverse_r2`` says). This
+      is what a patch that reads or projects out ``x . r`` (:class:`Ablate`,
+      :class:`Orthogonalize`) needs. For an exact invertible map ``y = x @ A + c`` it is
+      ``A⁻¹ @ r``; it equals the push-forward only for orthogonal maps.
+
+    One limit: the exact image of the source's ablation ``x - (x . r̂) r̂`` under ``y = x @ A``
+    is the oblique projection ``y - (y . A⁻¹ r̂) (r̂ @ A)``, which reads along the pull-back but
+    removes along the push-forward. :class:`Ablate` projects orthogonally along one direction,
+    so across a non-orthogonal map the read side zeroes the source's reading exactly while the
+    rest of the target stream is not what the ablated source would give.
+
+    The biases drop out (a direction is a difference of activations, or a linear functional).
+    :func:`patch_side` says which side a patch is. The result is named
+    ``"<name> (transferred, <side> side)"``.
+
+    Raises:
+        ValueError: an unknown side, a direction of another width or from another subject.
+    """
+    if side not in SIDES:
+        raise ValueError(
+            f'side={side!r}: use "write" (push-forward, for a patch that adds the vector, e.g. '
+            'Steer) or "read" (pull-back, for one that projects it out, e.g. Ablate); '
+            "patch_side(patch) tells which"
+        )
     if direction.d_model != m.weight.shape[0]:
         raise ValueError(
             f"the direction has width {direction.d_model} but the map reads {m.weight.shape[0]}"
@@ -268,9 +394,14 @@ def map_direction(direction: Direction, m: ResidualMap) -> Direction:
             f"direction {direction.name!r} was derived on subject {direction.subject[:12]}…, but "
             f"the map starts from {m.source[:12]}…; fit the map from the subject it was derived on"
         )
-    vec = direction.vector.double() @ m.weight
+    v = direction.vector.double()
+    vec = v @ m.weight if side == "write" else m.reverse_weight @ v
     return Direction(
-        vec.float(), m.target_hook_name, m.target, f"{direction.name} (transferred)", "transfer"
+        vec.float(),
+        m.target_hook_name,
+        m.target,
+        f"{direction.name} (transferred, {side} side)",
+        "transfer",
     )
 
 
@@ -287,15 +418,21 @@ def transfer(
 ) -> P:
     """The same patch for ``target``: its direction mapped by :func:`fit_map` on ``prompts``.
 
+    The direction is carried by the side of the map the patch uses (:func:`patch_side`):
+    pushed forward for :class:`Steer` (it adds the vector), pulled back through the reverse map
+    for :class:`Ablate` and :class:`Orthogonalize` (they project out ``x . r``, so the target
+    gets the direction that reads the same quantity); see :func:`map_direction`.
+
     ``hook_name`` defaults to the patch's hook (``Steer.hook_name``, else the direction's).
     A :class:`Steer` with an explicit hook gets the target hook. ``residual_map``: a map already
     fitted from ``source`` to ``target`` at that hook (then ``prompts`` and ``ridge`` are not
     used), e.g. to read its R² too.
 
     Raises:
-        ValueError: the direction was not derived on ``source``, or its width does not fit
-            ``source`` at the hook.
+        ValueError: the direction was not derived on ``source``, its width does not fit
+            ``source`` at the hook, or the patch's class has no side (:func:`patch_side`).
     """
+    side = patch_side(patch)
     d = patch.direction
     if d.subject != source.fingerprint:
         raise ValueError(
@@ -321,7 +458,7 @@ def transfer(
                 f"{hook!r} of {source.name} to {target.name}; fit it with fit_map(source, "
                 "target, prompts, hook)"
             )
-    mapped = map_direction(d, m)
+    mapped = map_direction(d, m, side=side)
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
         return replace(patch, direction=mapped, hook_name=new_hook)
