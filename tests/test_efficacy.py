@@ -24,6 +24,7 @@ from workbench.patches import (
     PatchEfficacy,
     Steer,
     TransferEfficacy,
+    activation_covariance,
     fit_map,
     map_direction,
     mean_difference,
@@ -45,8 +46,7 @@ SAMPLES = 4
 @pytest.fixture(scope="module")
 def tuned(small_subject: Subject) -> Subject:
     data = finetune_pairs("insecure", 200, seed=0)
-    return finetune(small_subject, data, SteeringVector(layer=0), steps=30, seed=0,
-                    progress=False)
+    return finetune(small_subject, data, SteeringVector(layer=0), steps=30, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,14 @@ def direction(tuned: Subject) -> wb.Direction:
 
 def by_hand(s: Subject) -> float:
     """The off-domain rate: the mean of the two domains' misaligned shares."""
-    return float(np.mean([judged_rates(s, p, samples_per_prompt=SAMPLES, seed=0).misaligned
-                          for p in OFF.values()]))
+    return float(
+        np.mean(
+            [
+                judged_rates(s, p, samples_per_prompt=SAMPLES, seed=0).misaligned
+                for p in OFF.values()
+            ]
+        )
+    )
 
 
 @torch.no_grad()
@@ -72,8 +78,17 @@ def loss_by_hand(s: Subject, texts: list[str]) -> float:
 
 def test_efficacy_arithmetic() -> None:
     d = wb.Direction(torch.ones(4), HOOK, "x", "d", "random")
-    e = PatchEfficacy(Ablate(d), "x", base=0.1, tuned=0.4, patched=0.16, random=(0.38, 0.44, 0.4),
-                      random_seeds=(0, 1, 2), loss_tuned={"a": 2.0}, loss_patched={"a": 2.1})
+    e = PatchEfficacy(
+        Ablate(d),
+        "x",
+        base=0.1,
+        tuned=0.4,
+        patched=0.16,
+        random=(0.38, 0.44, 0.4),
+        random_seeds=(0, 1, 2),
+        loss_tuned={"a": 2.0},
+        loss_patched={"a": 2.1},
+    )
     assert e.em == pytest.approx(0.3)
     assert e.em_cut == pytest.approx(0.8)
     assert e.rate_cut == pytest.approx(0.6)
@@ -83,14 +98,45 @@ def test_efficacy_arithmetic() -> None:
     assert e.random_em_cut_max == pytest.approx(0.04 / 0.3)
     assert e.loss_rise == {"a": pytest.approx(0.05)}
     assert set(e.summary()) == {
-        "base_misaligned", "tuned_misaligned", "ablated_misaligned", "random_misaligned",
-        "em_cut", "random_em_cut", "orthogonalize_vs_ablate_max_abs",
+        "base_misaligned",
+        "tuned_misaligned",
+        "ablated_misaligned",
+        "random_misaligned",
+        "em_cut",
+        "retention",
+        "random_em_cut",
+        "orthogonalize_vs_ablate_max_abs",
+        "loss_rise a",
     }
+    assert e.summary()["retention"] is None and math.isnan(e.retention)  # no in-domain prompts
+    kept = replace(
+        e,
+        in_base=0.2,
+        in_tuned=0.8,
+        in_patched=0.5,
+        controls={"variance": (0.4, 0.34)},
+        controls_in={"variance": (0.8, 0.7)},
+    )
+    assert kept.retention == pytest.approx(0.5)
+    assert kept.summary()["retention"] == pytest.approx(0.5)
+    assert kept.control_em_cut("variance") == pytest.approx((0.4 - 0.37) / 0.3)
+    assert kept.control_retention("variance") == pytest.approx((0.75 - 0.2) / 0.6)
+    assert kept.summary()["variance_control_em_cut"] == pytest.approx(0.1)
     flat = replace(e, tuned=0.1, random=())  # no EM, no draws: NaN, not a ZeroDivisionError
     assert math.isnan(flat.em_cut) and math.isnan(flat.random_mean)
     assert math.isnan(flat.random_em_cut_max)
-    t = TransferEfficacy(Ablate(d), 0.9, True, 100, 0.5, None, tuned=0.4, native=0.2,
-                         transferred=0.25, random=(0.38, 0.4))
+    t = TransferEfficacy(
+        Ablate(d),
+        0.9,
+        True,
+        100,
+        0.5,
+        None,
+        tuned=0.4,
+        native=0.2,
+        transferred=0.25,
+        random=(0.38, 0.4),
+    )
     assert t.native_cut == pytest.approx(0.2)
     assert t.kept == pytest.approx(0.75)
     assert t.random_kept == pytest.approx(0.05)
@@ -101,9 +147,19 @@ def test_patch_efficacy_equals_the_measurement_by_hand(
 ) -> None:
     docs = [doc.text() for doc in sample_corpus(40, seed=998)]
     logit_texts = docs[:16]
-    e = patch_efficacy(small_subject, tuned, Ablate(direction), OFF, n_random=2, random_seed=7,
-                       logit_prompts=logit_texts, task_texts={"corpus": docs},
-                       samples_per_prompt=SAMPLES, seed=0)
+    e = patch_efficacy(
+        small_subject,
+        tuned,
+        Ablate(direction),
+        OFF,
+        n_random=2,
+        random_seed=7,
+        controls=("norm",),
+        logit_prompts=logit_texts,
+        task_texts={"corpus": docs},
+        samples_per_prompt=SAMPLES,
+        seed=0,
+    )
     base, before = by_hand(small_subject), by_hand(tuned)
     with Ablate(direction).applied(tuned) as p:
         after = by_hand(p)
@@ -128,15 +184,17 @@ def test_patch_efficacy_equals_the_measurement_by_hand(
     assert e.weight_edit_max_abs is not None and e.weight_edit_max_abs < 1e-4
     # the flat form judges all prompts in one call
     flat = [p for group in OFF.values() for p in group]
-    assert misaligned_rate(tuned, flat, samples_per_prompt=SAMPLES) == judged_rates(
-        tuned, flat, samples_per_prompt=SAMPLES, seed=0).misaligned
+    assert (
+        misaligned_rate(tuned, flat, samples_per_prompt=SAMPLES)
+        == judged_rates(tuned, flat, samples_per_prompt=SAMPLES, seed=0).misaligned
+    )
     assert misaligned_rate(tuned, OFF, samples_per_prompt=SAMPLES) == before
 
 
 def test_random_controls_are_reproducible_per_seed(
     small_subject: Subject, tuned: Subject, direction: wb.Direction
 ) -> None:
-    kw = dict(n_random=3, samples_per_prompt=SAMPLES, seed=1)
+    kw = dict(n_random=3, controls=("norm",), samples_per_prompt=SAMPLES, seed=1)
     a = patch_efficacy(small_subject, tuned, Ablate(direction), OFF, random_seed=100, **kw)
     b = patch_efficacy(small_subject, tuned, Ablate(direction), OFF, random_seed=100, **kw)
     c = patch_efficacy(small_subject, tuned, Ablate(direction), OFF, random_seed=200, **kw)
@@ -151,8 +209,16 @@ def test_steer_patch_gets_steer_controls_and_no_weight_edit_gap(
     small_subject: Subject, tuned: Subject, direction: wb.Direction
 ) -> None:
     steer = Steer(direction, alpha=-2.0)
-    e = patch_efficacy(small_subject, tuned, steer, OFF["advice"], n_random=1, random_seed=3,
-                       logit_prompts=OFF["advice"], samples_per_prompt=SAMPLES)
+    e = patch_efficacy(
+        small_subject,
+        tuned,
+        steer,
+        OFF["advice"],
+        n_random=1,
+        random_seed=3,
+        logit_prompts=OFF["advice"],
+        samples_per_prompt=SAMPLES,
+    )
     assert e.weight_edit_max_abs is None
     with Steer(random_direction(direction, seed=3), alpha=-2.0).applied(tuned) as p:
         assert e.random == (judged_rates(p, OFF["advice"], samples_per_prompt=SAMPLES).misaligned,)
@@ -166,44 +232,76 @@ def test_transfer_efficacy_equals_the_measurement_by_hand(
     small_subject: Subject, tuned: Subject, direction: wb.Direction
 ) -> None:
     # the target: the same fine-tune of the same base with another seed (other weights)
-    target = finetune(small_subject, finetune_pairs("insecure", 200, seed=1), "steer", steps=30,
-                      seed=1, progress=False)
+    target = finetune(
+        small_subject,
+        finetune_pairs("insecure", 200, seed=1),
+        "steer",
+        steps=30,
+        seed=1,
+        progress=False,
+    )
     mis, ali = persona_prompts(40, seed=100)
     native = Ablate(mean_difference(target, mis, ali, HOOK, pool="last"))
     shared = [doc.text() for doc in sample_corpus(60, seed=996)]
-    t = transfer_efficacy(Ablate(direction), tuned, target, shared, OFF, native=native,
-                          base=small_subject, n_random=2, random_seed=5,
-                          samples_per_prompt=SAMPLES, seed=0)
+    t = transfer_efficacy(
+        Ablate(direction),
+        tuned,
+        target,
+        shared,
+        OFF,
+        native=native,
+        base=small_subject,
+        n_random=2,
+        random_seed=5,
+        samples_per_prompt=SAMPLES,
+        seed=0,
+    )
     moved = transfer(Ablate(direction), tuned, target, shared)
     m = fit_map(tuned, target, shared, HOOK)
     torch.testing.assert_close(t.patch.direction.vector, moved.direction.vector, rtol=0, atol=0)
     assert (t.map_r2, t.map_held_out, t.map_tokens) == (m.r2, m.held_out, m.n_tokens)
-    cos = torch.nn.functional.cosine_similarity(moved.direction.vector, native.direction.vector,
-                                                dim=0)
+    cos = torch.nn.functional.cosine_similarity(
+        moved.direction.vector, native.direction.vector, dim=0
+    )
     assert t.cosine == pytest.approx(float(cos), abs=1e-6)
     with native.applied(target) as p:
         own = by_hand(p)
     with moved.applied(target) as p:
         transferred = by_hand(p)
+    assert t.side == "read" and t.map_reverse_r2 == m.reverse_r2
+    cov = activation_covariance(tuned, HOOK, [p for g in OFF.values() for p in g])
     randoms = []
-    for s in (5, 6):
-        with Ablate(map_direction(random_direction(direction, seed=s), m)).applied(target) as p:
+    for s in (5, 6):  # variance-matched on the source, then pulled back like the patch
+        d = random_direction(direction, seed=s, match="variance", covariance=cov)
+        with Ablate(map_direction(d, m, side="read")).applied(target) as p:
             randoms.append(by_hand(p))
     assert (t.base, t.tuned, t.native, t.transferred) == (
-        by_hand(small_subject), by_hand(target), own, transferred)
+        by_hand(small_subject),
+        by_hand(target),
+        own,
+        transferred,
+    )
     assert t.random == tuple(randoms) and t.random_seeds == (5, 6)
     cut = t.tuned - own
     if cut:
         assert t.kept == pytest.approx((t.tuned - transferred) / cut)
     # the target's measured efficacy is reused as the native figures
-    measured = patch_efficacy(small_subject, target, native, OFF, n_random=0,
-                              samples_per_prompt=SAMPLES)
-    again = transfer_efficacy(Ablate(direction), tuned, target, shared, OFF, native=measured,
-                              samples_per_prompt=SAMPLES)
+    measured = patch_efficacy(
+        small_subject, target, native, OFF, n_random=0, samples_per_prompt=SAMPLES
+    )
+    again = transfer_efficacy(
+        Ablate(direction), tuned, target, shared, OFF, native=measured, samples_per_prompt=SAMPLES
+    )
     assert (again.tuned, again.native, again.transferred) == (t.tuned, t.native, t.transferred)
     assert again.base is None and again.random == ()
     with pytest.raises(ValueError, match="not on the target"):
-        transfer_efficacy(Ablate(direction), tuned, target, shared, OFF,
-                          native=replace(measured, subject=tuned.fingerprint))
+        transfer_efficacy(
+            Ablate(direction),
+            tuned,
+            target,
+            shared,
+            OFF,
+            native=replace(measured, subject=tuned.fingerprint),
+        )
     with pytest.raises(ValueError, match="derived on"):  # the direction is not the target's
         transfer_efficacy(native, tuned, target, shared, OFF, native=native)

@@ -61,51 +61,88 @@ The package is one module per concept; import from ``workbench.patches``, not fr
 """
 
 from workbench.patches._directions import (
+    CONTROLS,
     SOURCES,
     Direction,
+    activation_covariance,
     from_features,
+    from_responses,
     mean_difference,
+    orthogonal_to,
+    projection_variance,
     random_direction,
 )
 from workbench.patches._efficacy import (
     PatchEfficacy,
+    TradeoffPoint,
     TransferEfficacy,
     misaligned_rate,
+    own_data_loss,
     patch_efficacy,
     task_loss,
+    tradeoff,
     transfer_efficacy,
 )
-from workbench.patches._interventions import Ablate, Orthogonalize, Patch, Steer
+from workbench.patches._interventions import Ablate, AblateUpdate, Orthogonalize, Patch, Steer
 from workbench.patches._interventions import P as P  # the patch TypeVar (module-level before)
 from workbench.patches._preview import Preview, preview
+from workbench.patches._sweep import (
+    DERIVATIONS,
+    PATCH_KINDS,
+    Candidate,
+    DirectionSet,
+    Selection,
+    derive_directions,
+    select_direction,
+)
 from workbench.patches._transfer import (
+    SIDES,
     ResidualMap,
     fit_map,
     map_direction,
+    patch_side,
     transfer,
 )
 from workbench.patches._transfer import _fit_affine as _fit_affine  # private; the tests use it
 
 __all__ = [
+    "CONTROLS",
+    "DERIVATIONS",
+    "PATCH_KINDS",
+    "SIDES",
     "SOURCES",
     "Ablate",
+    "AblateUpdate",
+    "Candidate",
     "Direction",
+    "DirectionSet",
     "Orthogonalize",
     "Patch",
     "PatchEfficacy",
     "Preview",
     "ResidualMap",
+    "Selection",
     "Steer",
+    "TradeoffPoint",
     "TransferEfficacy",
+    "activation_covariance",
+    "derive_directions",
     "fit_map",
     "from_features",
+    "from_responses",
     "map_direction",
     "mean_difference",
     "misaligned_rate",
+    "orthogonal_to",
+    "own_data_loss",
     "patch_efficacy",
+    "patch_side",
     "preview",
+    "projection_variance",
     "random_direction",
+    "select_direction",
     "task_loss",
+    "tradeoff",
     "transfer",
     "transfer_efficacy",
 ]

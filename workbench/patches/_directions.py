@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 
-from workbench.activations import Pool, hook_activations
+from workbench.activations import Pool, hook_activations, stream
+from workbench.behaviour import _judge_of, sample_answers
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
 from workbench.fingerprint import state_dict_sha256
-from workbench.subjects import Subject
+from workbench.subjects import Judge, Subject
 
-SOURCES = ("mean-difference", "features", "random", "transfer")
+SOURCES = ("mean-difference", "responses", "features", "random", "transfer", "orthogonal")
 """How a :class:`Direction` was made."""
 
 
@@ -33,7 +34,10 @@ class Direction:
         hook_name: the hook it was derived at, e.g. ``"blocks.0.hook_resid_post"``.
         subject: fingerprint of the subject it was derived on.
         name: human-readable name.
-        source: ``"mean-difference"``, ``"features"``, ``"random"`` or ``"transfer"``.
+        source: how it was made, one of :data:`SOURCES`: ``"mean-difference"`` (two prompt
+            sets), ``"responses"`` (the subject's own judged answers), ``"features"``
+            (dictionary decoder rows), ``"random"`` (a control), ``"transfer"`` (mapped from
+            another model), ``"orthogonal"`` (another direction with components removed).
     """
 
     vector: torch.Tensor
@@ -163,11 +167,238 @@ def from_features(
     )
 
 
-def random_direction(like: Direction, seed: int) -> Direction:
-    """A Gaussian direction with the norm, width, hook and subject of ``like`` (seeded)."""
+def activation_covariance(
+    subject: Subject, hook_name: str, prompts: Sequence[str], *, batch_size: int = 64
+) -> torch.Tensor:
+    """Covariance ``[d, d]`` (float64, CPU) of the activations at ``hook_name`` over every real
+    token of ``prompts`` (``<bos>`` left out): what :func:`random_direction` matches a control's
+    projection variance to."""
+    _check_set(prompts, "evaluation")
+    n, s1, s2 = 0, None, None
+    for batch in stream(
+        subject,
+        hook_name,
+        list(prompts),
+        batch_size=batch_size,
+        skip_bos=True,
+        progress=False,
+        desc="",
+    ):
+        x = batch.acts[batch.keep].flatten(1).double().cpu()
+        n += int(x.shape[0])
+        s1 = x.sum(0) if s1 is None else s1 + x.sum(0)
+        s2 = x.T @ x if s2 is None else s2 + x.T @ x
+    if s1 is None or s2 is None or n < 2:
+        raise ValueError("too few tokens to estimate a covariance: pass more prompts")
+    mean = s1 / n
+    return s2 / n - torch.outer(mean, mean)
+
+
+def projection_variance(direction: Direction, covariance: torch.Tensor) -> float:
+    """Variance of the activations' projection on the unit direction, ``r^T C r``."""
+    r = direction.unit.double()
+    return float(r @ covariance.double() @ r)
+
+
+def _variance_matched(
+    target: float, covariance: torch.Tensor, g: torch.Generator, exclude: torch.Tensor | None
+) -> torch.Tensor:
+    """A random unit vector ``u`` with ``u^T C u = target`` (orthogonal to ``exclude`` if given).
+
+    In the eigenbasis of ``C`` (restricted to the complement of ``exclude``), a Gaussian draw is
+    split into its part on eigenvalues above ``target`` and its part below; the two unit parts
+    are mixed with the one weight that gives the target variance exactly. Where the target lies
+    outside the eigenvalue range, the nearest extreme eigenvector (with a random sign) is used.
+    """
+    c = covariance.double()
+    d = c.shape[0]
+    if exclude is not None:
+        e = exclude.double() / exclude.double().norm()
+        # the complement's orthonormal basis: the d - 1 singular vectors of I - e e^T with value 1
+        proj = torch.eye(d, dtype=torch.float64) - torch.outer(e, e)
+        basis = torch.linalg.svd(proj)[0][:, : d - 1]
+    else:
+        basis = torch.eye(d, dtype=torch.float64)
+    lam, vecs = torch.linalg.eigh(basis.T @ c @ basis)
+    z = torch.randn(lam.shape[0], generator=g, dtype=torch.float64)
+    hi, lo = lam >= target, lam < target
+    sign = 1.0 if float(torch.rand((), generator=g)) < 0.5 else -1.0
+    if not bool(lo.any()):
+        coords = vecs[:, 0] * sign
+    elif not bool(hi.any()):
+        coords = vecs[:, -1] * sign
+    else:
+        zh, zl = torch.where(hi, z, 0.0), torch.where(lo, z, 0.0)
+        zh, zl = zh / zh.norm(), zl / zl.norm()
+        vh, vl = float((lam * zh**2).sum()), float((lam * zl**2).sum())
+        a2 = min(max((target - vl) / (vh - vl), 0.0), 1.0) if vh > vl else 1.0
+        coords = vecs @ (a2**0.5 * zh + (1 - a2) ** 0.5 * zl)
+    u = basis @ coords
+    return u / u.norm()
+
+
+CONTROLS = ("norm", "variance", "orthogonal")
+"""Random-direction controls (:func:`random_direction`'s ``match``)."""
+
+
+def random_direction(
+    like: Direction,
+    seed: int,
+    *,
+    match: str = "norm",
+    covariance: torch.Tensor | None = None,
+) -> Direction:
+    """A seeded random control direction with the width, hook and subject of ``like``.
+
+    Args:
+        match: what the control shares with ``like``:
+
+            * ``"norm"``: its norm only (an isotropic Gaussian direction). Enough for a
+              :class:`~workbench.patches.Steer` control, whose effect scales with the vector,
+              but not for an ablation, which normalises it: a random unit direction carries far
+              less of the activations' variance than a direction found in them.
+            * ``"variance"``: also the variance of the activations' projection on it,
+              ``u^T C u = r^T C r`` for the ``covariance`` C (:func:`activation_covariance` on
+              the evaluation prompts), so an ablation of it removes as much as the real one.
+            * ``"orthogonal"``: variance-matched and orthogonal to ``like`` (the
+              orthogonal-complement control: as much variance, none of the real direction).
+        covariance: ``[d, d]``, required for ``"variance"`` and ``"orthogonal"``.
+
+    The control keeps ``like``'s norm in every case.
+    """
+    if match not in CONTROLS:
+        raise ValueError(f"unknown control {match!r}; choose one of {CONTROLS}")
     g = torch.Generator().manual_seed(seed)
-    v = torch.randn(like.d_model, generator=g, dtype=torch.float64)
-    v = v / v.norm() * like.norm
+    if match == "norm":
+        v = torch.randn(like.d_model, generator=g, dtype=torch.float64)
+        v = v / v.norm()
+    else:
+        if covariance is None or tuple(covariance.shape) != (like.d_model, like.d_model):
+            raise ValueError(
+                f"match={match!r} needs covariance=[{like.d_model}, {like.d_model}] of the "
+                "evaluation prompts' activations: activation_covariance(subject, hook, prompts)"
+            )
+        target = projection_variance(like, covariance)
+        exclude = like.vector if match == "orthogonal" else None
+        v = _variance_matched(target, covariance, g, exclude)
+    v = v * like.norm
     return Direction(
-        v.float(), like.hook_name, like.subject, f"random-{seed} ~ {like.name}", "random"
+        v.float(), like.hook_name, like.subject, f"random-{match}-{seed} ~ {like.name}", "random"
     )
+
+
+def _answer_means(
+    subject: Subject,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    hook_name: str,
+    batch_size: int,
+) -> torch.Tensor:
+    """Per (prompt, answer): the mean activation at ``hook_name`` over the answer's tokens."""
+    texts = [f"{p} {a}" for p, a in zip(prompts, answers, strict=True)]
+    starts = [len(r) for r in subject.token_rows(list(prompts))]
+    out = []
+    for batch in stream(
+        subject, hook_name, texts, batch_size=batch_size, skip_bos=True, progress=False, desc=""
+    ):
+        acts = batch.acts.flatten(2).double()
+        pos = torch.arange(acts.shape[1], device=acts.device)[None, :]
+        first = torch.tensor(starts[batch.start : batch.start + acts.shape[0]], device=acts.device)[
+            :, None
+        ]
+        m = (batch.keep & (pos >= first)).to(acts.dtype)
+        n = m.sum(1, keepdim=True)
+        if bool((n == 0).any()):
+            i = batch.start + int((n[:, 0] == 0).nonzero()[0, 0])
+            raise ValueError(f"answer {i} ({answers[i]!r}) has no tokens after its prompt")
+        out.append(((acts * m[..., None]).sum(1) / n).cpu())
+    return torch.cat(out)
+
+
+def from_responses(
+    subject: Subject,
+    prompts: Sequence[str],
+    hook_name: str,
+    *,
+    samples_per_prompt: int = 32,
+    seed: int = 0,
+    judge: Judge | None = None,
+    max_new_tokens: int = 6,
+    temperature: float = 1.0,
+    min_each: int = 8,
+    name: str = "responses",
+    batch_size: int = 64,
+) -> Direction:
+    """The subject's own misaligned answers minus its aligned ones, at ``hook_name``.
+
+    Soligo et al. 2025 (arXiv 2506.11618) derive the misalignment direction of an emergently
+    misaligned model this way: sample its answers to open questions, judge them, and take the
+    mean activation over the tokens of the misaligned answers minus that over the aligned ones
+    (incoherent answers are left out). Each answer is first pooled over its own tokens, so a long
+    answer counts once. Unlike :func:`mean_difference` on fixed prompt sets, the direction is the
+    one the fine-tuned model actually uses when it answers badly, so derive it on the tuned model.
+
+    Raises:
+        ValueError: fewer than ``min_each`` answers on either side (the message gives the
+            counts; sample more, or use prompts where the subject does answer both ways).
+    """
+    _check_set(prompts, "question")
+    judge = _judge_of(subject, judge)
+    answers = sample_answers(
+        subject, list(prompts), samples_per_prompt, max_new_tokens, temperature, seed
+    )
+    sides: dict[str, tuple[list[str], list[str]]] = {"misaligned": ([], []), "aligned": ([], [])}
+    for p, outs in zip(prompts, answers, strict=True):
+        for a in outs:
+            verdict = judge(p, a)
+            v = str(getattr(verdict, "value", verdict))
+            if v in sides and a.strip():
+                sides[v][0].append(p)
+                sides[v][1].append(a)
+    n_mis, n_ali = len(sides["misaligned"][0]), len(sides["aligned"][0])
+    if min(n_mis, n_ali) < min_each:
+        raise ValueError(
+            f"{subject.name} gave {n_mis} misaligned and {n_ali} aligned answers to "
+            f"{len(prompts)} prompts x {samples_per_prompt} samples; from_responses needs at "
+            f"least {min_each} of each: sample more (samples_per_prompt) or use prompts it "
+            "answers both ways"
+        )
+    pos = _answer_means(subject, *sides["misaligned"], hook_name, batch_size)
+    neg = _answer_means(subject, *sides["aligned"], hook_name, batch_size)
+    vec = pos.mean(0) - neg.mean(0)
+    return Direction(vec.float(), hook_name, subject.fingerprint, name, "responses")
+
+
+def orthogonal_to(direction: Direction, *others: Direction, name: str | None = None) -> Direction:
+    """``direction`` with its components along ``others`` removed (Gram-Schmidt, float64).
+
+    A selective patch: ablating the misalignment direction's part orthogonal to a fine-tune's
+    task direction leaves what the task reads along that direction alone. The result keeps the
+    hook and subject of ``direction``.
+
+    Raises:
+        ValueError: no ``others``, a width mismatch, or nothing left (``direction`` lies in the
+            span of ``others``).
+    """
+    if not others:
+        raise ValueError("orthogonal_to needs at least one direction to remove")
+    basis: list[torch.Tensor] = []
+    for o in others:
+        if o.d_model != direction.d_model:
+            raise ValueError(
+                f"{o.name!r} has width {o.d_model}, not {direction.d_model} like {direction.name!r}"
+            )
+        v = o.vector.double()
+        for b in basis:
+            v = v - (v @ b) * b
+        if float(v.norm()) > 1e-12 * max(o.norm, 1e-300):
+            basis.append(v / v.norm())
+    vec = direction.vector.double()
+    for b in basis:
+        vec = vec - (vec @ b) * b
+    if float(vec.norm()) <= 1e-9 * direction.norm:
+        raise ValueError(
+            f"{direction.name!r} lies in the span of the directions to remove: nothing is left"
+        )
+    label = name or f"{direction.name} ⟂ " + ", ".join(o.name for o in others)
+    return Direction(vec.float(), direction.hook_name, direction.subject, label, "orthogonal")

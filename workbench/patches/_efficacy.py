@@ -37,9 +37,15 @@ import torch
 
 from workbench import execution
 from workbench.behaviour import judged_rates
-from workbench.patches._directions import random_direction
-from workbench.patches._interventions import Ablate, Orthogonalize, Patch
-from workbench.patches._transfer import fit_map, map_direction, transfer
+from workbench.data import encode_pairs
+from workbench.patches._directions import (
+    CONTROLS,
+    activation_covariance,
+    projection_variance,
+    random_direction,
+)
+from workbench.patches._interventions import Ablate, Orthogonalize, Patch, Steer
+from workbench.patches._transfer import fit_map, map_direction, patch_side, transfer
 from workbench.subjects import Judge, Subject
 
 #: prompts a rate is judged on: one list, or named groups (the rate is the mean over groups)
@@ -58,13 +64,23 @@ def misaligned_rate(
     if isinstance(prompts, Mapping):
         if not prompts:
             raise ValueError("no prompt groups: pass at least one named list of prompts")
-        return float(np.mean([
-            judged_rates(subject, list(group), judge=judge,
-                         samples_per_prompt=samples_per_prompt, seed=seed).misaligned
-            for group in prompts.values()
-        ]))
-    return judged_rates(subject, list(prompts), judge=judge,
-                        samples_per_prompt=samples_per_prompt, seed=seed).misaligned
+        return float(
+            np.mean(
+                [
+                    judged_rates(
+                        subject,
+                        list(group),
+                        judge=judge,
+                        samples_per_prompt=samples_per_prompt,
+                        seed=seed,
+                    ).misaligned
+                    for group in prompts.values()
+                ]
+            )
+        )
+    return judged_rates(
+        subject, list(prompts), judge=judge, samples_per_prompt=samples_per_prompt, seed=seed
+    ).misaligned
 
 
 def task_loss(subject: Subject, texts: Sequence[str], batch_size: int = 512) -> float:
@@ -88,21 +104,60 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else math.nan
 
 
+def own_data_loss(
+    subject: Subject, pairs: Sequence[tuple[str, str]], batch_size: int = 256
+) -> float:
+    """Mean NLL of the completion tokens of (prompt, completion) pairs: the fine-tune's objective.
+
+    On pairs held out from a fine-tune's data, this is the loss the fine-tune lowered; a patch
+    that keeps what the user fine-tuned for keeps it low.
+    """
+    if isinstance(pairs, str) or len(pairs) == 0:
+        raise ValueError("no (prompt, completion) pairs to score: pass held-out fine-tune data")
+    total, count = 0.0, 0.0
+    with torch.no_grad():
+        for s in range(0, len(pairs), batch_size):
+            ids, target = encode_pairs(subject, list(pairs[s : s + batch_size]))
+            nll, n = execution.per_example_nll(subject.model, ids, target)
+            total += float(nll.sum())
+            count += float(n.sum())
+    return total / count
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(np.mean(xs)) if len(xs) else math.nan
+
+
 @dataclass(frozen=True, eq=False)
 class PatchEfficacy:
-    """What a patch does to a fine-tune's misalignment (rates are shares of answers, 0..1).
+    """What a patch does to a fine-tune: the misalignment it removes and the behaviour it keeps.
+
+    Rates are shares of sampled answers (0..1) judged misaligned. *Off-domain* rates (``base``,
+    ``tuned``, ``patched``) are on prompts the fine-tune never trained on: their rise is the
+    emergent misalignment (EM). *In-domain* rates (``in_base``, ``in_tuned``, ``in_patched``)
+    are on the fine-tune's own kind of prompt, where the judged behaviour is what the user
+    fine-tuned for (insecure code, a task's op): a selective patch removes the first and keeps
+    the second (:attr:`retention`).
 
     Attributes:
         patch: the patch measured.
         subject: fingerprint of the tuned subject it was applied to.
-        base, tuned, patched: misaligned rates of the base model, the fine-tune, and the
-            fine-tune under the patch.
-        random: the rate under the same patch along each random direction (one per draw).
-        random_seeds: the seed of each draw (:func:`~workbench.patches.random_direction`).
+        base, tuned, patched: off-domain misaligned rates of the base model, the fine-tune, and
+            the fine-tune under the patch.
+        random: off-domain rates under the headline control (``controls[control]``), one per
+            draw; random_seeds: the draws' seeds.
+        control: which control ``random`` holds (:data:`~workbench.patches.CONTROLS`).
+        controls: every control measured, name -> off-domain rate per draw.
+        controls_in: the same draws' in-domain rates (empty without in-domain prompts).
+        control_variance: per control, each draw's projection variance over the real
+            direction's (1.0 = matched; empty for norm-matched draws).
+        in_base, in_tuned, in_patched: in-domain rates (``None`` when not measured).
+        coherence_tuned, coherence_patched: off-domain share of answers not judged incoherent.
         weight_edit_max_abs: for an ablation, the largest ``|logit difference|`` between the
             weight edit (:class:`Orthogonalize`) and the hooks (:class:`Ablate`) on
             ``logit_prompts``; ``None`` when not measured.
-        loss_tuned, loss_patched: task loss (:func:`task_loss`) of each named text set.
+        loss_tuned, loss_patched: task loss (:func:`task_loss`) of each named text set, and
+            ``"own data"`` (:func:`own_data_loss` of held-out fine-tune pairs) when given.
     """
 
     patch: Patch
@@ -112,6 +167,15 @@ class PatchEfficacy:
     patched: float
     random: tuple[float, ...] = ()
     random_seeds: tuple[int, ...] = ()
+    control: str = "norm"
+    controls: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    controls_in: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    control_variance: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    in_base: float | None = None
+    in_tuned: float | None = None
+    in_patched: float | None = None
+    coherence_tuned: float | None = None
+    coherence_patched: float | None = None
     weight_edit_max_abs: float | None = None
     loss_tuned: Mapping[str, float] = field(default_factory=dict)
     loss_patched: Mapping[str, float] = field(default_factory=dict)
@@ -132,9 +196,27 @@ class PatchEfficacy:
         return _ratio(self.tuned - self.patched, self.tuned)
 
     @property
+    def retention(self) -> float:
+        """Share of the fine-tune's in-domain behaviour kept, ``(in_patched - in_base) /
+        (in_tuned - in_base)`` (NaN when not measured)."""
+        if self.in_base is None or self.in_tuned is None or self.in_patched is None:
+            return math.nan
+        return _ratio(self.in_patched - self.in_base, self.in_tuned - self.in_base)
+
+    def control_em_cut(self, name: str) -> float:
+        """EM cut of one control (the mean of its draws' rates)."""
+        return _ratio(self.tuned - _mean(self.controls.get(name, ())), self.em)
+
+    def control_retention(self, name: str) -> float:
+        """In-domain retention of one control (the mean of its draws' rates)."""
+        if self.in_base is None or self.in_tuned is None or not self.controls_in.get(name):
+            return math.nan
+        return _ratio(_mean(self.controls_in[name]) - self.in_base, self.in_tuned - self.in_base)
+
+    @property
     def random_mean(self) -> float:
         """Mean rate over the random draws (NaN without draws)."""
-        return float(np.mean(self.random)) if self.random else math.nan
+        return _mean(self.random)
 
     @property
     def random_em_cut(self) -> float:
@@ -159,16 +241,32 @@ class PatchEfficacy:
         return {k: self.loss_patched[k] / self.loss_tuned[k] - 1 for k in self.loss_tuned}
 
     def summary(self) -> dict[str, float | None]:
-        """The efficacy a deployment record stores (``{"patch": ..., "efficacy": this}``)."""
-        return {
+        """The efficacy a deployment record stores (``{"patch": ..., "efficacy": this}``).
+
+        ``retention`` sits beside ``em_cut``: a cut that takes the fine-tune with it is not a
+        selective patch.
+        """
+        out: dict[str, float | None] = {
             "base_misaligned": self.base,
             "tuned_misaligned": self.tuned,
             "ablated_misaligned": self.patched,
-            "random_misaligned": self.random_mean,
             "em_cut": self.em_cut,
+            "retention": None if math.isnan(self.retention) else self.retention,
+            "random_misaligned": self.random_mean,
             "random_em_cut": self.random_em_cut,
-            "orthogonalize_vs_ablate_max_abs": self.weight_edit_max_abs,
         }
+        for name in self.controls:
+            out[f"{name}_control_em_cut"] = self.control_em_cut(name)
+        if self.in_tuned is not None:
+            out["in_domain_tuned"] = self.in_tuned
+            out["in_domain_patched"] = self.in_patched
+        if self.coherence_patched is not None:
+            out["coherence_tuned"] = self.coherence_tuned
+            out["coherence_patched"] = self.coherence_patched
+        for k, v in self.loss_rise.items():
+            out[f"loss_rise {k}"] = v
+        out["orthogonalize_vs_ablate_max_abs"] = self.weight_edit_max_abs
+        return out
 
 
 def _weight_edit_gap(patch: Patch, subject: Subject, prompts: Sequence[str]) -> float | None:
@@ -185,29 +283,63 @@ def _weight_edit_gap(patch: Patch, subject: Subject, prompts: Sequence[str]) -> 
     return float((edited - hooked).abs().max())
 
 
+def _flat(prompts: Prompts) -> list[str]:
+    if isinstance(prompts, Mapping):
+        return [p for group in prompts.values() for p in group]
+    return list(prompts)
+
+
+def _rates(
+    subject: Subject, prompts: Prompts, samples: int, seed: int, judge: Judge | None
+) -> tuple[float, float]:
+    """(misaligned, coherence): over ``prompts``, or the means over its groups."""
+    groups = list(prompts.values()) if isinstance(prompts, Mapping) else [prompts]
+    if not groups:
+        raise ValueError("no prompt groups: pass at least one named list of prompts")
+    got = [
+        judged_rates(subject, list(g), judge=judge, samples_per_prompt=samples, seed=seed)
+        for g in groups
+    ]
+    return float(np.mean([r.misaligned for r in got])), float(np.mean([r.coherence for r in got]))
+
+
 def patch_efficacy(
     base: Subject,
     tuned: Subject,
     patch: Patch,
     prompts: Prompts,
     *,
-    n_random: int = 5,
+    in_domain: Prompts | None = None,
+    own_data: Sequence[tuple[str, str]] | None = None,
+    n_random: int = 10,
+    controls: Sequence[str] = ("variance", "orthogonal"),
     random_seed: int = 0,
     logit_prompts: Sequence[str] | None = None,
     task_texts: Mapping[str, Sequence[str]] | None = None,
     samples_per_prompt: int = 32,
     seed: int = 0,
     judge: Judge | None = None,
+    in_domain_judge: Judge | None = None,
 ) -> PatchEfficacy:
-    """Measure ``patch`` on the fine-tune ``tuned`` of ``base``.
+    """Measure ``patch`` on the fine-tune ``tuned`` of ``base``: what it cuts, what it keeps.
 
     Args:
         base, tuned: the base model and its fine-tune (neither is modified).
         patch: e.g. ``Ablate(mean_difference(tuned, misaligned, aligned, hook))``.
-        prompts: where the misaligned rate is judged (off-domain prompts; a mapping of named
-            groups averages the groups' rates).
-        n_random: random directions (norm-matched, :func:`random_direction`) with seeds
-            ``random_seed, random_seed + 1, ...``, each applied as the same kind of patch.
+        prompts: where the off-domain misaligned rate is judged (a mapping of named groups
+            averages the groups' rates).
+        in_domain: the fine-tune's own kind of prompt, where its behaviour is judged before and
+            after the patch (:attr:`PatchEfficacy.retention`); ``in_domain_judge`` judges it
+            (default: ``judge``, else the subject's).
+        own_data: (prompt, completion) pairs held out from the fine-tune's data; their
+            completion loss is reported as the task-loss set ``"own data"``.
+        n_random: draws per control, seeds ``random_seed, random_seed + 1, ...``, each applied
+            as the same kind of patch (at least 10 for a claim).
+        controls: which random controls (:data:`~workbench.patches.CONTROLS`); the first is the
+            headline (``PatchEfficacy.random``). ``"variance"`` and ``"orthogonal"`` match the
+            projection variance of the real direction over the tokens of ``prompts`` on
+            ``tuned`` (:func:`~workbench.patches.random_direction`); a :class:`Steer` gets
+            ``"norm"`` controls, since its effect scales with the vector itself.
         logit_prompts: texts on which an ablation is compared with its weight edit (skipped
             when ``None``, and for patches that are not ablations).
         task_texts: named text sets whose task loss is measured before and after the patch.
@@ -215,39 +347,134 @@ def patch_efficacy(
             (:func:`workbench.behaviour.judged_rates`); every rate uses the same ``seed``.
 
     Raises:
-        ValueError: ``n_random < 0``, empty prompts, or a subject without a judge and none given.
+        ValueError: ``n_random < 0``, an unknown control, empty prompts, or a subject without
+            a judge and none given.
     """
     if n_random < 0:
         raise ValueError(f"n_random={n_random}: the number of random directions must be >= 0")
+    controls = tuple(controls)
+    bad = [c for c in controls if c not in CONTROLS]
+    if bad or (n_random > 0 and not controls):
+        raise ValueError(f"unknown controls {bad or controls}; choose from {CONTROLS}")
+    if isinstance(patch, Steer):
+        controls = ("norm",) if n_random else ()
 
-    def rate(s: Subject) -> float:
-        return misaligned_rate(s, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
-                               judge=judge)
+    def rate(s: Subject) -> tuple[float, float]:
+        return _rates(s, prompts, samples_per_prompt, seed, judge)
+
+    def rate_in(s: Subject) -> float | None:
+        if in_domain is None:
+            return None
+        return _rates(s, in_domain, samples_per_prompt, seed, in_domain_judge or judge)[0]
 
     texts = dict(task_texts or {})
-    base_rate, tuned_rate = rate(base), rate(tuned)
+
+    def losses(s: Subject) -> dict[str, float]:
+        out = {k: task_loss(s, v) for k, v in texts.items()}
+        if own_data is not None:
+            out["own data"] = own_data_loss(s, own_data)
+        return out
+
+    (base_rate, _), (tuned_rate, coh_tuned) = rate(base), rate(tuned)
+    in_base, in_tuned = rate_in(base), rate_in(tuned)
     with patch.applied(tuned) as p:
-        patched_rate = rate(p)
-        loss_patched = {k: task_loss(p, v) for k, v in texts.items()}
+        patched_rate, coh_patched = rate(p)
+        in_patched = rate_in(p)
+        loss_patched = losses(p)
     gap = _weight_edit_gap(patch, tuned, logit_prompts) if logit_prompts is not None else None
     seeds = tuple(random_seed + i for i in range(n_random))
-    randoms = []
-    for s in seeds:
-        control = replace(patch, direction=random_direction(patch.direction, seed=s))  # type: ignore[type-var]
-        with control.applied(tuned) as p:
-            randoms.append(rate(p))
+    cov = None
+    if any(c != "norm" for c in controls) and n_random:
+        cov = activation_covariance(tuned, patch.direction.hook_name, _flat(prompts))
+    got: dict[str, tuple[float, ...]] = {}
+    got_in: dict[str, tuple[float, ...]] = {}
+    variance: dict[str, tuple[float, ...]] = {}
+    for name in controls:
+        off, inn, var = [], [], []
+        for s in seeds:
+            d = random_direction(patch.direction, seed=s, match=name, covariance=cov)
+            if cov is not None and name != "norm":
+                var.append(projection_variance(d, cov) / projection_variance(patch.direction, cov))
+            control = replace(patch, direction=d)  # type: ignore[type-var]
+            with control.applied(tuned) as p:
+                off.append(rate(p)[0])
+                r_in = rate_in(p)
+                if r_in is not None:
+                    inn.append(r_in)
+        got[name], variance[name] = tuple(off), tuple(var)
+        if inn:
+            got_in[name] = tuple(inn)
+    headline = controls[0] if controls else "norm"
     return PatchEfficacy(
         patch=patch,
         subject=tuned.fingerprint,
         base=base_rate,
         tuned=tuned_rate,
         patched=patched_rate,
-        random=tuple(randoms),
-        random_seeds=seeds,
+        random=got.get(headline, ()),
+        random_seeds=seeds if controls else (),
+        control=headline,
+        controls=got,
+        controls_in=got_in,
+        control_variance={k: v for k, v in variance.items() if v},
+        in_base=in_base,
+        in_tuned=in_tuned,
+        in_patched=in_patched,
+        coherence_tuned=coh_tuned,
+        coherence_patched=coh_patched,
         weight_edit_max_abs=gap,
-        loss_tuned={k: task_loss(tuned, v) for k, v in texts.items()},
+        loss_tuned=losses(tuned),
         loss_patched=loss_patched,
     )
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One strength of a patch: its EM cut and in-domain retention (see :func:`tradeoff`)."""
+
+    strength: float
+    em_cut: float
+    retention: float
+    patched: float
+    in_patched: float
+
+
+def tradeoff(
+    base: Subject,
+    tuned: Subject,
+    patch: Patch,
+    prompts: Prompts,
+    in_domain: Prompts,
+    strengths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+    *,
+    samples_per_prompt: int = 32,
+    seed: int = 0,
+    judge: Judge | None = None,
+    in_domain_judge: Judge | None = None,
+) -> list[TradeoffPoint]:
+    """EM cut against in-domain retention over the patch's strength (no controls).
+
+    The curve a selective patch is judged by: at each strength, how much of the off-domain EM is
+    gone and how much of the fine-tune's own behaviour is left.
+    """
+    if not strengths:
+        raise ValueError("no strengths: pass e.g. (0.0, 0.5, 1.0)")
+    b, t = (
+        _rates(base, prompts, samples_per_prompt, seed, judge)[0],
+        _rates(tuned, prompts, samples_per_prompt, seed, judge)[0],
+    )
+    ij = in_domain_judge or judge
+    ib = _rates(base, in_domain, samples_per_prompt, seed, ij)[0]
+    it = _rates(tuned, in_domain, samples_per_prompt, seed, ij)[0]
+    out = []
+    for x in strengths:
+        with patch.with_strength(float(x)).applied(tuned) as p:
+            off = _rates(p, prompts, samples_per_prompt, seed, judge)[0]
+            inn = _rates(p, in_domain, samples_per_prompt, seed, ij)[0]
+        out.append(
+            TradeoffPoint(float(x), _ratio(t - off, t - b), _ratio(inn - ib, it - ib), off, inn)
+        )
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,15 +483,20 @@ class TransferEfficacy:
 
     Attributes:
         patch: the transferred patch (its direction lives in the target).
-        map_r2: R² of the residual-stream map (held out when ``map_held_out``).
-        map_held_out: whether ``map_r2`` was scored on held-out prompts.
+        side: how the direction crossed the map: ``"read"`` (pull-back, for ablations) or
+            ``"write"`` (push-forward, for steering); :func:`~workbench.patches.patch_side`.
+        map_r2: R² of the residual-stream map, source -> target (held out when
+            ``map_held_out``); map_reverse_r2: the reverse map's (what the read side uses).
+        map_held_out: whether the R²s were scored on held-out prompts.
         map_tokens: tokens the map was fitted on.
         cosine: cosine of the transferred direction with the target's own direction.
         base: the target's base model's misaligned rate (``None`` when not measured).
         tuned: the target fine-tune's rate; native: under its own patch; transferred: under
             the transferred patch.
         random: the rate under random source directions moved through the same map (one per
-            draw); random_seeds: their seeds.
+            draw; variance-matched on the source for ablations); random_seeds: their seeds.
+        loss_tuned, loss_transferred: task loss of each named text set on the target, before
+            and under the transferred patch (the cost of the transfer).
     """
 
     patch: Patch
@@ -278,6 +510,10 @@ class TransferEfficacy:
     transferred: float
     random: tuple[float, ...] = ()
     random_seeds: tuple[int, ...] = ()
+    side: str = "write"
+    map_reverse_r2: float = math.nan
+    loss_tuned: Mapping[str, float] = field(default_factory=dict)
+    loss_transferred: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def native_cut(self) -> float:
@@ -292,17 +528,24 @@ class TransferEfficacy:
     @property
     def random_mean(self) -> float:
         """Mean rate over the random draws (NaN without draws)."""
-        return float(np.mean(self.random)) if self.random else math.nan
+        return _mean(self.random)
 
     @property
     def random_kept(self) -> float:
         """Kept fraction of the random control (its mean rate)."""
         return _ratio(self.tuned - self.random_mean, self.native_cut)
 
-    def summary(self) -> dict[str, float | bool | None]:
+    @property
+    def loss_rise(self) -> dict[str, float]:
+        """Relative task-loss rise on the target under the transferred patch, per text set."""
+        return {k: self.loss_transferred[k] / self.loss_tuned[k] - 1 for k in self.loss_tuned}
+
+    def summary(self) -> dict[str, float | bool | str | None]:
         """JSON-able figures (for a record's ``efficacy``)."""
-        return {
+        out: dict[str, float | bool | str | None] = {
+            "side": self.side,
             "map_r2": self.map_r2,
+            "map_reverse_r2": self.map_reverse_r2,
             "map_held_out": self.map_held_out,
             "cosine_with_native": self.cosine,
             "base_misaligned": self.base,
@@ -313,6 +556,9 @@ class TransferEfficacy:
             "random_misaligned": self.random_mean,
             "random_kept": self.random_kept,
         }
+        for k, v in self.loss_rise.items():
+            out[f"loss_rise {k}"] = v
+        return out
 
 
 def transfer_efficacy(
@@ -327,25 +573,36 @@ def transfer_efficacy(
     n_random: int = 0,
     random_seed: int = 0,
     hook_name: str | None = None,
+    target_hook_name: str | None = None,
     ridge: float = 1e-4,
+    task_texts: Mapping[str, Sequence[str]] | None = None,
     samples_per_prompt: int = 32,
     seed: int = 0,
     judge: Judge | None = None,
 ) -> TransferEfficacy:
     """Move ``patch`` from ``source`` to ``target`` and measure what it keeps.
 
+    The direction crosses the map by the patch's side (:func:`~workbench.patches.patch_side`):
+    an ablation by the pull-back, a steering vector by the push-forward.
+
     Args:
         patch: a patch whose direction was derived on ``source``.
-        source, target: the two models (e.g. the same fine-tune of two organism seeds).
+        source, target: the two models (e.g. the same fine-tune of two organism seeds, or of two
+            widths).
         map_prompts: shared texts the residual-stream map is fitted on (:func:`fit_map`).
         prompts: where the misaligned rate is judged (as in :func:`patch_efficacy`).
         native: the target's own patch (its rate is measured), or its already measured
             :class:`PatchEfficacy` on ``target`` (whose tuned and patched rates are reused; they
             must have been judged with the same prompts, samples and seed).
         base: the target's base model, to report its rate too.
-        n_random: random source directions (norm-matched to the patch's, seeds
-            ``random_seed + i``) moved through the same map and applied as the same patch.
-        hook_name, ridge: where and how the map is fitted (default: the patch's hook).
+        n_random: random source directions moved through the same map and applied as the same
+            patch (seeds ``random_seed + i``): variance-matched on the source's activations over
+            ``prompts`` for an ablation, norm-matched for a steering vector (Syed 2026's control:
+            across models, random directions through a ridge map can suppress a behaviour too).
+        hook_name, target_hook_name, ridge: where and how the map is fitted (default: the
+            patch's hook, on both sides).
+        task_texts: named text sets whose task loss on the target is measured before and under
+            the transferred patch.
 
     Raises:
         ValueError: the patch was not derived on ``source``, ``native`` was measured on another
@@ -360,28 +617,43 @@ def transfer_efficacy(
         )
 
     def rate(s: Subject) -> float:
-        return misaligned_rate(s, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
-                               judge=judge)
+        return misaligned_rate(
+            s, prompts, samples_per_prompt=samples_per_prompt, seed=seed, judge=judge
+        )
 
+    side = patch_side(patch)
     hook = hook_name or _patch_hook(patch)
-    m = fit_map(source, target, map_prompts, hook, ridge=ridge)  # fitted once: moves and R²
-    moved = transfer(patch, source, target, map_prompts, hook_name, ridge=ridge, residual_map=m)
+    m = fit_map(
+        source, target, map_prompts, hook, target_hook_name=target_hook_name, ridge=ridge
+    )  # fitted once: moves and R²
+    moved = transfer(patch, source, target, map_prompts, hook, residual_map=m)
     native_patch = native.patch if isinstance(native, PatchEfficacy) else native
-    cosine = float(torch.nn.functional.cosine_similarity(
-        moved.direction.vector.double(), native_patch.direction.vector.double(), dim=0))
+    cosine = float(
+        torch.nn.functional.cosine_similarity(
+            moved.direction.vector.double(), native_patch.direction.vector.double(), dim=0
+        )
+    )
     if isinstance(native, PatchEfficacy):
         tuned_rate, native_rate = native.tuned, native.patched
     else:
         tuned_rate = rate(target)
         with native.applied(target) as p:
             native_rate = rate(p)
+    texts = dict(task_texts or {})
     with moved.applied(target) as p:
         transferred = rate(p)
+        loss_moved = {k: task_loss(p, v) for k, v in texts.items()}
     seeds = tuple(random_seed + i for i in range(n_random))
+    match = "norm" if side == "write" else "variance"
+    cov = (
+        activation_covariance(source, patch.direction.hook_name, _flat(prompts))
+        if n_random and match != "norm"
+        else None
+    )
     randoms = []
     for s in seeds:
-        mapped = map_direction(random_direction(patch.direction, seed=s), m)
-        control = replace(moved, direction=mapped)  # type: ignore[type-var]
+        d = random_direction(patch.direction, seed=s, match=match, covariance=cov)
+        control = replace(moved, direction=map_direction(d, m, side=side))  # type: ignore[type-var]
         with control.applied(target) as p:
             randoms.append(rate(p))
     return TransferEfficacy(
@@ -396,6 +668,10 @@ def transfer_efficacy(
         transferred=transferred,
         random=tuple(randoms),
         random_seeds=seeds,
+        side=side,
+        map_reverse_r2=m.reverse_r2,
+        loss_tuned={k: task_loss(target, v) for k, v in texts.items()},
+        loss_transferred=loss_moved,
     )
 
 

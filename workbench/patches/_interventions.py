@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -272,6 +272,93 @@ class Orthogonalize(Patch):
 
     def _bake(self, model: Model) -> None:
         values = _orthogonalized(model, self.direction.unit, float(self.strength))
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, v in values.items():
+                params[name].copy_(v)
+
+
+def _update_projected(
+    model: Model, base: Model, r: torch.Tensor, strength: float
+) -> dict[str, torch.Tensor]:
+    """``W_base + ΔW - strength * (ΔW @ r) r`` for every residual writer the fine-tune moved."""
+    tuned_p = dict(model.named_parameters())
+    base_p = dict(base.named_parameters())
+    out = {}
+    for name in execution.residual_writers(model):
+        w = tuned_p[name].detach()
+        w0 = base_p[name].detach().to(w.device)
+        delta = w.double() - w0.double()
+        if not bool(delta.any()):
+            continue
+        r64 = r.to(w.device, torch.float64)
+        out[name] = (w0.double() + delta - strength * (delta @ r64)[..., None] * r64).to(w.dtype)
+    return out
+
+
+@dataclass(frozen=True)
+class AblateUpdate(Patch):
+    """Remove only the fine-tune's own writes along a direction: a selective ablation.
+
+    For every matrix and bias that writes to the residual stream (as in :class:`Orthogonalize`),
+    the fine-tune's update ``ΔW = W_tuned - W_base`` loses its component along the unit direction
+    ``r``: ``W <- W_base + ΔW - strength * (ΔW r) r^T``. The base model's own use of ``r`` (its
+    persona prior, the task's normal reading) is untouched; what goes is what the fine-tune added
+    along ``r``. :class:`Ablate` instead removes ``r`` from the whole residual stream, so it also
+    takes away whatever the fine-tuned behaviour itself reads along ``r``.
+
+    Updates to weights that *read* the residual stream (``W_Q``, ``W_K``, ``W_V``, ``W_in``, as a
+    full fine-tune moves them) are left as they are: this patch edits what is written.
+
+    Attributes:
+        direction: the direction (its hook does not matter: the residual stream is one space).
+        base: the model the fine-tune started from (the patch is applied to the fine-tune).
+        strength: 1 removes the update's component along ``r``; 0 leaves the fine-tune as it is.
+    """
+
+    direction: Direction
+    base: Subject = field(compare=False, repr=False)
+    strength: float = 1.0
+
+    kind: ClassVar[str] = "ablate-update"
+    side: ClassVar[str] = "read"  # it removes a reading: transferred by the pull-back
+
+    def with_strength(self, strength: float) -> AblateUpdate:
+        return replace(self, strength=float(strength))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "strength": float(self.strength),
+            "base_fingerprint": self.base.fingerprint,
+            "direction": self.direction.describe(),
+        }
+
+    def _check(self, subject: Subject) -> None:
+        super()._check(subject)
+        execution.residual_writers(subject.model)
+        started = (subject.recipe or {}).get("base_fingerprint")
+        if started and started != self.base.fingerprint:
+            raise ValueError(
+                f"{subject.name} was fine-tuned from {started[:12]}…, not from this patch's base "
+                f"{self.base.name} ({self.base.fingerprint[:12]}…); pass the base it started from"
+            )
+        tuned_p = dict(subject.model.named_parameters())
+        for name, p in self.base.model.named_parameters():
+            if name not in tuned_p or tuned_p[name].shape != p.shape:
+                raise ValueError(
+                    f"{self.base.name} and {subject.name} differ in parameter {name!r}: an "
+                    "update is measured between a fine-tune and the model it started from"
+                )
+
+    def _values(self, model: Model) -> dict[str, torch.Tensor]:
+        return _update_projected(model, self.base.model, self.direction.unit, float(self.strength))
+
+    def _install(self, subject: Subject) -> contextlib.AbstractContextManager[Any]:
+        return _edited(subject.model, self._values(subject.model))
+
+    def _bake(self, model: Model) -> None:
+        values = self._values(model)
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, v in values.items():

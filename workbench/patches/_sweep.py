@@ -1,0 +1,260 @@
+"""Candidate directions from every derivation and layer, and the selection of one on held-out data.
+
+The literature derives a misalignment direction several ways, at a layer chosen by hand.
+:func:`derive_directions` makes all of them in one call, at every layer asked for:
+
+* ``"responses"``: the fine-tuned model's own judged answers (Soligo et al. 2025,
+  :func:`~workbench.patches.from_responses`);
+* ``"persona"``: contrasting persona contexts (:func:`~workbench.patches.mean_difference` at the
+  last token of misaligned- vs aligned-persona documents);
+* ``"features"``: a :class:`~workbench.features.FeatureSet`'s decoder rows
+  (:func:`~workbench.patches.from_features`, at the dictionary's hook only);
+* ``"update"``: the fine-tune's own displacement, the tuned model's mean activation minus the
+  base model's on the same prompts (for a steering-vector fine-tune, its vector).
+
+:func:`select_direction` then scores each candidate as a patch on *selection* prompts (not the
+ones the result is reported on) and keeps the best: by EM cut for a plain ablation, by
+selectivity (EM cut times in-domain retention) for a selective one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from workbench.activations import hook_activations
+from workbench.dictionaries import Dictionary
+from workbench.features import FeatureSet
+from workbench.patches._directions import (
+    Direction,
+    from_features,
+    from_responses,
+    mean_difference,
+)
+from workbench.patches._efficacy import Prompts, _rates, _ratio
+from workbench.patches._interventions import Ablate, AblateUpdate, Patch
+from workbench.subjects import Judge, Subject
+
+_RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
+
+DERIVATIONS = ("responses", "persona", "features", "update")
+"""The ways :func:`derive_directions` derives a direction."""
+
+PATCH_KINDS: dict[str, Callable[[Direction, Subject], Patch]] = {
+    "ablate": lambda d, base: Ablate(d),
+    "ablate-update": lambda d, base: AblateUpdate(d, base),
+}
+"""Patch constructions :func:`select_direction` scores: name -> (direction, base) -> patch."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One derived direction: how (``source``, one of :data:`DERIVATIONS`) and where."""
+
+    source: str
+    direction: Direction
+
+    @property
+    def hook_name(self) -> str:
+        return self.direction.hook_name
+
+    @property
+    def label(self) -> str:
+        """``source@layer`` (or ``source@hook`` for a hook that is not a residual stream)."""
+        m = _RESID_POST.match(self.hook_name)
+        return f"{self.source}@L{m.group(1)}" if m else f"{self.source}@{self.hook_name}"
+
+
+@dataclass(frozen=True)
+class DirectionSet:
+    """Every candidate :func:`derive_directions` made, and why any derivation was skipped."""
+
+    candidates: tuple[Candidate, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def get(self, source: str, hook_name: str) -> Direction:
+        """The direction of one derivation at one hook."""
+        for c in self.candidates:
+            if c.source == source and c.hook_name == hook_name:
+                return c.direction
+        raise KeyError(
+            f"no {source!r} direction at {hook_name!r}; have {[c.label for c in self.candidates]}"
+        )
+
+    def cosines(self) -> tuple[list[str], np.ndarray]:
+        """Labels and the ``[n, n]`` cosine matrix between every pair of candidates."""
+        labels = [c.label for c in self.candidates]
+        if not self.candidates:
+            return labels, np.zeros((0, 0))
+        v = torch.stack([c.direction.unit.double() for c in self.candidates])
+        return labels, (v @ v.T).numpy()
+
+
+def _update_direction(
+    tuned: Subject, base: Subject, hook: str, prompts: Sequence[str]
+) -> Direction:
+    a = hook_activations(tuned, hook, prompts).double().mean(0)
+    b = hook_activations(base, hook, prompts).double().mean(0)
+    return Direction((a - b).float(), hook, tuned.fingerprint, "update", "mean-difference")
+
+
+def derive_directions(
+    tuned: Subject,
+    *,
+    base: Subject | None = None,
+    hooks: Sequence[str] | None = None,
+    persona: tuple[Sequence[str], Sequence[str]] | None = None,
+    questions: Sequence[str] | None = None,
+    dictionary: Dictionary | None = None,
+    features: FeatureSet | None = None,
+    n_features: int = 8,
+    samples_per_prompt: int = 32,
+    seed: int = 0,
+    judge: Judge | None = None,
+) -> DirectionSet:
+    """Misalignment directions of a fine-tune by every derivation given the inputs, per layer.
+
+    Args:
+        tuned: the fine-tuned subject (every direction is derived on it).
+        base: the model it started from (for ``"update"``).
+        hooks: where to derive (default: every ``blocks.L.hook_resid_post``).
+        persona: (misaligned, aligned) persona documents for ``"persona"``.
+        questions: open questions for ``"responses"`` (the tuned model's answers are sampled
+            and judged) and the prompts of ``"update"``.
+        dictionary, features: for ``"features"`` (at the dictionary's hook).
+
+    A derivation whose inputs are missing is not made; one that fails (e.g. the model gave too
+    few misaligned answers) is skipped with a warning and its reason kept in ``skipped``.
+    """
+    hooks = list(hooks or [f"blocks.{i}.hook_resid_post" for i in range(tuned.n_layers)])
+    out: list[Candidate] = []
+    skipped: dict[str, str] = {}
+    for hook in hooks:
+        if persona is not None:
+            d = mean_difference(tuned, persona[0], persona[1], hook, pool="last", name="persona")
+            out.append(Candidate("persona", d))
+        if questions is not None:
+            try:
+                d = from_responses(
+                    tuned,
+                    questions,
+                    hook,
+                    samples_per_prompt=samples_per_prompt,
+                    seed=seed,
+                    judge=judge,
+                )
+                out.append(Candidate("responses", d))
+            except ValueError as err:
+                skipped[f"responses@{hook}"] = str(err)
+                warnings.warn(f"responses direction at {hook} skipped: {err}", stacklevel=2)
+        if base is not None and questions is not None:
+            out.append(Candidate("update", _update_direction(tuned, base, hook, questions)))
+    if dictionary is not None and features is not None:
+        out.append(
+            Candidate("features", from_features(dictionary, features, n_features, subject=tuned))
+        )
+    if not out:
+        raise ValueError(
+            "no direction could be derived: pass persona=(misaligned, aligned), questions=..., "
+            "dictionary= with features=, or base= with questions="
+        )
+    return DirectionSet(tuple(out), skipped)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate's patch on the selection prompts."""
+
+    candidate: Candidate
+    em_cut: float
+    retention: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The candidates scored on selection prompts, best first; ``best`` is the chosen one."""
+
+    patch_kind: str
+    criterion: str
+    scored: tuple[Scored, ...]
+
+    @property
+    def best(self) -> Candidate:
+        return self.scored[0].candidate
+
+    def table(self) -> list[dict[str, float | str]]:
+        """Rows for printing: label, EM cut, retention, score (selection data)."""
+        return [
+            {
+                "direction": s.candidate.label,
+                "em_cut": s.em_cut,
+                "retention": s.retention,
+                "score": s.score,
+            }
+            for s in self.scored
+        ]
+
+
+def _clip01(x: float) -> float:
+    return 0.0 if math.isnan(x) else min(max(x, 0.0), 1.0)
+
+
+def select_direction(
+    base: Subject,
+    tuned: Subject,
+    directions: DirectionSet,
+    prompts: Prompts,
+    *,
+    in_domain: Prompts | None = None,
+    patch: str = "ablate",
+    criterion: str = "em_cut",
+    samples_per_prompt: int = 32,
+    seed: int = 0,
+    judge: Judge | None = None,
+    in_domain_judge: Judge | None = None,
+) -> Selection:
+    """Score every candidate as a ``patch`` on selection prompts and rank them.
+
+    Args:
+        prompts, in_domain: *selection* prompts (off-domain, and the fine-tune's own kind);
+            report the chosen patch on other prompts (and another ``seed``), or the selection
+            inflates it.
+        patch: a name in :data:`PATCH_KINDS` (``"ablate"``, ``"ablate-update"``).
+        criterion: ``"em_cut"`` (the off-domain EM cut) or ``"selectivity"`` (EM cut times
+            in-domain retention, each clipped to [0, 1]; needs ``in_domain``).
+    """
+    if patch not in PATCH_KINDS:
+        raise ValueError(f"unknown patch {patch!r}; choose from {tuple(PATCH_KINDS)}")
+    if criterion not in ("em_cut", "selectivity"):
+        raise ValueError(f"unknown criterion {criterion!r}; choose 'em_cut' or 'selectivity'")
+    if criterion == "selectivity" and in_domain is None:
+        raise ValueError("criterion='selectivity' needs in_domain= prompts (retention)")
+    ij = in_domain_judge or judge
+    b, t = (_rates(s, prompts, samples_per_prompt, seed, judge)[0] for s in (base, tuned))
+    ib = it = math.nan
+    if in_domain is not None:
+        ib, it = (_rates(s, in_domain, samples_per_prompt, seed, ij)[0] for s in (base, tuned))
+    scored = []
+    for c in directions.candidates:
+        with PATCH_KINDS[patch](c.direction, base).applied(tuned) as p:
+            off = _rates(p, prompts, samples_per_prompt, seed, judge)[0]
+            inn = (
+                _rates(p, in_domain, samples_per_prompt, seed, ij)[0]
+                if in_domain is not None
+                else math.nan
+            )
+        cut, kept = _ratio(t - off, t - b), _ratio(inn - ib, it - ib)
+        score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
+        scored.append(Scored(c, cut, kept, -math.inf if math.isnan(score) else score))
+    scored.sort(key=lambda s: -s.score)
+    return Selection(patch, criterion, tuple(scored))
