@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import torch
+from _toy_superposition import train_toy_models
 
 from workbench._device import cpu_threads
 from workbench.geometry import (
@@ -248,30 +249,6 @@ def test_auto_device() -> None:
 
 # ------------------------------------------------------------------------------------------
 # superposition metrics
-
-
-def train_toy_models(
-    n: int, m: int, sparsity: float, *, instances: int = 4, steps: int = 2000, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Elhage et al. (2022)'s toy model of superposition, several instances at once.
-
-    ``x' = ReLU(WᵀW x + b)`` with ``W: [m, n]``; each feature is 0 with probability
-    ``sparsity`` and uniform on [0, 1] otherwise; importance is uniform; Adam on the squared
-    error. Returns ``W`` ``[instances, m, n]`` and the final per-instance loss.
-    """
-    g = torch.Generator().manual_seed(seed)
-    W = torch.nn.Parameter(torch.randn(instances, m, n, generator=g) * math.sqrt(2 / (n + m)))
-    b = torch.nn.Parameter(torch.zeros(instances, 1, n))
-    opt = torch.optim.Adam([W, b], lr=1e-2)
-    for _ in range(steps):
-        active = torch.rand(instances, 1024, n, generator=g) > sparsity
-        x = torch.rand(instances, 1024, n, generator=g) * active
-        out = torch.relu(x @ W.transpose(1, 2) @ W + b)
-        loss = ((x - out) ** 2).sum(-1).mean(-1)
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    return W.detach(), loss.detach()
 
 
 def test_pentagon_feature_dimensionality() -> None:
