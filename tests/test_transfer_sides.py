@@ -41,9 +41,9 @@ from workbench.patches import (
     fit_map,
     map_direction,
     mean_difference,
+    patch_side,
     transfer,
 )
-from workbench.patches._transfer import patch_side  # not exported from workbench.patches yet
 from workbench.subjects import Subject, make_subject, organism_subject
 
 HOOK = "blocks.0.hook_resid_post"
@@ -193,17 +193,25 @@ def test_transfer_through_an_exact_linear_copy(toy: Subject, d_tgt: int) -> None
     assert read.d_model == write.d_model == d_tgt
     assert rel(read.vector, back @ d.vector.double()) < 1e-6
     assert rel(write.vector, d.vector.double() @ a) < 1e-6
+    unit = Direction(d.unit, d.hook_name, d.subject, "persona", "mean-difference")
+    read_unit = map_direction(unit, m, side="read")
     for reader in (Ablate(d, 0.9), Orthogonalize(d, 0.9)):
+        # an ablation crosses as the oblique projection: it removes along the push-forward what
+        # the pull-back reads
         moved = transfer(reader, toy, tgt, [], residual_map=m)
         assert type(moved) is type(reader) and moved.strength == 0.9
-        assert moved.direction.vector.equal(read.vector)
-        assert moved.direction.name == "persona (transferred, read side)"
+        assert moved.direction.vector.equal(write.vector)
+        assert moved.reading is not None and moved.reading.vector.equal(read_unit.vector)
+        assert moved.direction.name == "persona (transferred, write side)"
+        assert moved.reading.name == "persona (transferred, read side)"
     steer = transfer(Steer(d, 2.0), toy, tgt, [], residual_map=m)
     assert steer.direction.vector.equal(write.vector) and steer.alpha == 2.0
     assert steer.direction.name == "persona (transferred, write side)"
     # fitted by transfer itself with the default ridge: the same side, shrunk a little
     fitted = transfer(Ablate(d), toy, tgt, corpus)
-    assert rel(fitted.direction.vector, read.vector) < 5e-3  # measured 1.3e-3, 8.6e-4 (48)
+    assert fitted.reading is not None
+    assert rel(fitted.reading.vector, read_unit.vector) < 5e-3  # measured 1.3e-3, 8.6e-4 (48)
+    assert rel(fitted.direction.vector, write.vector) < 5e-3
 
     # write side: adding δ @ A to the copy is adding δ to the original, to the logit (measured
     # 2e-9: the vectors are float32); the pulled-back vector steers elsewhere (0.13 off, where
@@ -215,6 +223,17 @@ def test_transfer_through_an_exact_linear_copy(toy: Subject, d_tgt: int) -> None
         with writer.applied(tgt) as t:
             miss = float((logits(t, ids) - steered).abs().max())
         assert miss < most if most is not None else miss > 0.3 * shift
+    # the transferred ablation is the source's ablation, exactly: the copy under it computes the
+    # ablated source's logits; either orthogonal ablation alone (along the pull-back or along
+    # the push-forward) does not
+    with Ablate(d).applied(toy) as s:
+        ablated = logits(s, ids)
+    effect = float((ablated - logits(toy, ids)).abs().max())
+    with transfer(Ablate(d), toy, tgt, [], residual_map=m).applied(tgt) as t:
+        assert float((logits(t, ids) - ablated).abs().max()) < 1e-6 * max(effect, 1.0)
+    for one_side in (read, write):
+        with Ablate(one_side).applied(tgt) as t:
+            assert float((logits(t, ids) - ablated).abs().max()) > 0.05 * effect
     # read side: the ablated copy has no component left that the source's r would read, at any
     # layer (measured 6e-8 of its norm); the push-forward direction leaves all of it (0.99-1.27)
     r = d.unit.double()
@@ -270,7 +289,10 @@ def test_reverse_map_between_two_organism_seeds(
     mis, ali = persona_prompts(40, seed=0)
     d = mean_difference(src, mis, ali, HOOK, name="persona")
     read, write = map_direction(d, m, side="read"), map_direction(d, m, side="write")
-    assert transfer(Ablate(d), src, tgt, [], residual_map=m).direction.vector.equal(read.vector)
+    moved = transfer(Ablate(d), src, tgt, [], residual_map=m)
+    assert moved.direction.vector.equal(write.vector) and moved.reading is not None
+    unit = Direction(d.unit, d.hook_name, d.subject, "persona", "mean-difference")
+    assert moved.reading.vector.equal(map_direction(unit, m, side="read").vector)
     assert transfer(Steer(d), src, tgt, [], residual_map=m).direction.vector.equal(write.vector)
     unseen = [doc.text() for doc in sample_corpus(16, seed=2)]
     xu, yu = tokens(src, unseen), tokens(tgt, unseen)

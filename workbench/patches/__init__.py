@@ -100,6 +100,7 @@ from workbench.patches._transfer import (
     ResidualMap,
     fit_map,
     map_direction,
+    map_patch,
     patch_side,
     transfer,
 )
@@ -131,6 +132,7 @@ __all__ = [
     "from_features",
     "from_responses",
     "map_direction",
+    "map_patch",
     "mean_difference",
     "misaligned_rate",
     "orthogonal_to",

@@ -40,12 +40,13 @@ from workbench.behaviour import judged_rates
 from workbench.data import encode_pairs
 from workbench.patches._directions import (
     CONTROLS,
+    Direction,
     activation_covariance,
     projection_variance,
     random_direction,
 )
-from workbench.patches._interventions import Ablate, Orthogonalize, Patch, Steer
-from workbench.patches._transfer import fit_map, map_direction, patch_side, transfer
+from workbench.patches._interventions import Ablate, Orthogonalize, P, Patch, Steer
+from workbench.patches._transfer import fit_map, map_patch, patch_side, transfer
 from workbench.subjects import Judge, Subject
 
 #: prompts a rate is judged on: one list, or named groups (the rate is the mean over groups)
@@ -273,8 +274,8 @@ def _weight_edit_gap(patch: Patch, subject: Subject, prompts: Sequence[str]) -> 
     """Max |logits(Orthogonalize) - logits(Ablate)| for an ablation-type patch, else None."""
     if not isinstance(patch, Ablate | Orthogonalize):
         return None
-    hooks = Ablate(patch.direction, patch.strength)
-    edit = Orthogonalize(patch.direction, patch.strength)
+    hooks = Ablate(patch.direction, patch.strength, patch.reading)
+    edit = Orthogonalize(patch.direction, patch.strength, patch.reading)
     ids, _ = subject.encode(list(prompts))
     with hooks.applied(subject) as p:
         hooked = execution.logits(p.model, ids)
@@ -395,7 +396,7 @@ def patch_efficacy(
             d = random_direction(patch.direction, seed=s, match=name, covariance=cov)
             if cov is not None and name != "norm":
                 var.append(projection_variance(d, cov) / projection_variance(patch.direction, cov))
-            control = replace(patch, direction=d)  # type: ignore[type-var]
+            control = _with_direction(patch, d)
             with control.applied(tuned) as p:
                 off.append(rate(p)[0])
                 r_in = rate_in(p)
@@ -483,8 +484,9 @@ class TransferEfficacy:
 
     Attributes:
         patch: the transferred patch (its direction lives in the target).
-        side: how the direction crossed the map: ``"read"`` (pull-back, for ablations) or
-            ``"write"`` (push-forward, for steering); :func:`~workbench.patches.patch_side`.
+        side: how the direction crossed the map: ``"write"`` (push-forward, a steering
+            vector), ``"read"`` (pull-back), or ``"read+write"`` (an ablation: its reading
+            pulled back, its removal direction pushed forward; :func:`~workbench.patches.transfer`).
         map_r2: R² of the residual-stream map, source -> target (held out when
             ``map_held_out``); map_reverse_r2: the reverse map's (what the read side uses).
         map_held_out: whether the R²s were scored on held-out prompts.
@@ -582,8 +584,9 @@ def transfer_efficacy(
 ) -> TransferEfficacy:
     """Move ``patch`` from ``source`` to ``target`` and measure what it keeps.
 
-    The direction crosses the map by the patch's side (:func:`~workbench.patches.patch_side`):
-    an ablation by the pull-back, a steering vector by the push-forward.
+    The patch crosses the map as :func:`~workbench.patches.transfer` carries it: a steering
+    vector by the push-forward, an ablation as the oblique projection that reads along the
+    pull-back and removes along the push-forward.
 
     Args:
         patch: a patch whose direction was derived on ``source``.
@@ -621,7 +624,7 @@ def transfer_efficacy(
             s, prompts, samples_per_prompt=samples_per_prompt, seed=seed, judge=judge
         )
 
-    side = patch_side(patch)
+    side = "read+write" if isinstance(patch, Ablate | Orthogonalize) else patch_side(patch)
     hook = hook_name or _patch_hook(patch)
     m = fit_map(
         source, target, map_prompts, hook, target_hook_name=target_hook_name, ridge=ridge
@@ -644,7 +647,7 @@ def transfer_efficacy(
         transferred = rate(p)
         loss_moved = {k: task_loss(p, v) for k, v in texts.items()}
     seeds = tuple(random_seed + i for i in range(n_random))
-    match = "norm" if side == "write" else "variance"
+    match = "norm" if isinstance(patch, Steer) else "variance"
     cov = (
         activation_covariance(source, patch.direction.hook_name, _flat(prompts))
         if n_random and match != "norm"
@@ -653,7 +656,7 @@ def transfer_efficacy(
     randoms = []
     for s in seeds:
         d = random_direction(patch.direction, seed=s, match=match, covariance=cov)
-        control = replace(moved, direction=map_direction(d, m, side=side))  # type: ignore[type-var]
+        control = map_patch(_with_direction(patch, d), m)
         with control.applied(target) as p:
             randoms.append(rate(p))
     return TransferEfficacy(
@@ -673,6 +676,13 @@ def transfer_efficacy(
         loss_tuned={k: task_loss(target, v) for k, v in texts.items()},
         loss_transferred=loss_moved,
     )
+
+
+def _with_direction(patch: P, direction: Direction) -> P:
+    """The same patch along another direction (an oblique ablation's reading dropped)."""
+    if isinstance(patch, Ablate | Orthogonalize):
+        return replace(patch, direction=direction, reading=None)
+    return replace(patch, direction=direction)  # type: ignore[type-var]
 
 
 def _patch_hook(patch: Patch) -> str:

@@ -40,15 +40,39 @@ def _width_error(direction: Direction, subject: Subject, width: int, hook: str) 
     )
 
 
-def _orthogonalized(model: Model, r: torch.Tensor, strength: float) -> dict[str, torch.Tensor]:
-    """New values of every residual writer: ``W - strength * (W @ r)[..., None] * r``."""
+def _removal(direction: Direction, reading: Direction | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(f, q)`` of the projection ``x - (x . f) q``, float64: ``f = q = r̂`` for an orthogonal
+    ablation; with a ``reading``, ``f`` is the reading and ``q = p / (f . p)`` (an oblique
+    projection: it zeroes ``x . f`` and removes along ``p``, the direction)."""
+    if reading is None:
+        u = direction.unit.double()
+        return u, u
+    if reading.d_model != direction.d_model:
+        raise ValueError(
+            f"the reading has width {reading.d_model} but the direction {direction.d_model}"
+        )
+    f, p = reading.vector.double(), direction.vector.double()
+    fp = float(f @ p)
+    if abs(fp) <= 1e-8 * float(f.norm() * p.norm()):
+        raise ValueError(
+            f"the reading {reading.name!r} is orthogonal to the direction {direction.name!r}: an "
+            "oblique ablation removes along the direction what the reading reads, so they must "
+            "not be orthogonal"
+        )
+    return f, p / fp
+
+
+def _orthogonalized(
+    model: Model, f: torch.Tensor, q: torch.Tensor, strength: float
+) -> dict[str, torch.Tensor]:
+    """New values of every residual writer: ``W - strength * (W @ f)[..., None] * q``."""
     params = dict(model.named_parameters())
     out = {}
     for name in execution.residual_writers(model):
         w = params[name].detach()
-        r64 = r.to(w.device, torch.float64)
+        f64, q64 = f.to(w.device, torch.float64), q.to(w.device, torch.float64)
         w64 = w.double()
-        out[name] = (w64 - strength * (w64 @ r64)[..., None] * r64).to(w.dtype)
+        out[name] = (w64 - strength * (w64 @ f64)[..., None] * q64).to(w.dtype)
     return out
 
 
@@ -106,9 +130,13 @@ class Patch:
         fields = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)  # type: ignore[arg-type]
-            if f.name != "direction"
+            if f.name not in ("direction", "reading")
         }
-        return {"kind": self.kind, **fields, "direction": self.direction.describe()}
+        out = {"kind": self.kind, **fields, "direction": self.direction.describe()}
+        reading = getattr(self, "reading", None)
+        if reading is not None:
+            out["reading"] = reading.describe()
+        return out
 
     def _check(self, subject: Subject) -> None:
         width = subject.d_model
@@ -206,10 +234,12 @@ class Steer(Patch):
         execution.fold_into_bias(model, self.hook, v)
 
 
-def _ablation_hooks(model: Model, r: torch.Tensor, strength: float) -> list[execution.Hook]:
+def _ablation_hooks(
+    model: Model, f: torch.Tensor, q: torch.Tensor, strength: float
+) -> list[execution.Hook]:
     def project(x: torch.Tensor, *, hook: Any) -> torch.Tensor:
-        rr = r.to(x.device, x.dtype)
-        return x - strength * (x @ rr)[..., None] * rr
+        ff, qq = f.to(x.device, x.dtype), q.to(x.device, x.dtype)
+        return x - strength * (x @ ff)[..., None] * qq
 
     return [(n, project) for n in execution.residual_write_hooks(model)]
 
@@ -223,10 +253,17 @@ class Ablate(Patch):
     residual stream at every layer has its component along ``r`` scaled by ``1 - strength``
     (zero at ``strength=1``). ``apply`` returns the orthogonalized model
     (:class:`Orthogonalize`), which computes the same function with no hooks.
+
+    With a ``reading`` ``f`` the projection is oblique, ``x <- x - strength * (x . f) p / (f . p)``
+    for the direction ``p``: it zeroes the reading ``x . f`` by removing along ``p``. That is the
+    exact image of an ablation under a non-orthogonal map ``y = x A`` (it reads along the
+    pull-back ``A⁻¹ r`` and removes along the push-forward ``r A``), which is what
+    :func:`~workbench.patches.transfer` builds. ``reading=None`` is the orthogonal ablation.
     """
 
     direction: Direction
     strength: float = 1.0
+    reading: Direction | None = None
 
     kind: ClassVar[str] = "ablate"
 
@@ -234,14 +271,19 @@ class Ablate(Patch):
         return replace(self, strength=float(strength))
 
     def _install(self, subject: Subject) -> contextlib.AbstractContextManager[Any]:
-        hooks = _ablation_hooks(subject.model, self.direction.unit, float(self.strength))
+        f, q = _removal(self.direction, self.reading)
+        hooks = _ablation_hooks(subject.model, f, q, float(self.strength))
         return execution.hooks(subject.model, hooks)
+
+    def _check(self, subject: Subject) -> None:
+        super()._check(subject)
+        _removal(self.direction, self.reading)
 
     def _check_bake(self, model: Model) -> None:
         execution.residual_writers(model)
 
     def _bake(self, model: Model) -> None:
-        Orthogonalize(self.direction, self.strength)._bake(model)
+        Orthogonalize(self.direction, self.strength, self.reading)._bake(model)
 
 
 @dataclass(frozen=True)
@@ -252,10 +294,13 @@ class Orthogonalize(Patch):
     block ``attn.W_O``, ``attn.b_O``, ``mlp.W_out``, ``mlp.b_out``. Equal to :class:`Ablate`'s
     hooks; refused (with the fix) for models where a norm sits between a writer and the residual
     stream. ``applied`` edits the caller's weights in place and restores the saved originals.
+    With a ``reading`` ``f`` the edit is the oblique ``W <- W - strength * (W f) q^T`` with
+    ``q = p / (f . p)``, equal to :class:`Ablate` with the same reading.
     """
 
     direction: Direction
     strength: float = 1.0
+    reading: Direction | None = None
 
     kind: ClassVar[str] = "orthogonalize"
 
@@ -265,13 +310,16 @@ class Orthogonalize(Patch):
     def _check(self, subject: Subject) -> None:
         super()._check(subject)
         execution.residual_writers(subject.model)
+        _removal(self.direction, self.reading)
 
     def _install(self, subject: Subject) -> contextlib.AbstractContextManager[Any]:
-        values = _orthogonalized(subject.model, self.direction.unit, float(self.strength))
+        f, q = _removal(self.direction, self.reading)
+        values = _orthogonalized(subject.model, f, q, float(self.strength))
         return _edited(subject.model, values)
 
     def _bake(self, model: Model) -> None:
-        values = _orthogonalized(model, self.direction.unit, float(self.strength))
+        f, q = _removal(self.direction, self.reading)
+        values = _orthogonalized(model, f, q, float(self.strength))
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, v in values.items():

@@ -418,10 +418,10 @@ def transfer(
 ) -> P:
     """The same patch for ``target``: its direction mapped by :func:`fit_map` on ``prompts``.
 
-    The direction is carried by the side of the map the patch uses (:func:`patch_side`):
-    pushed forward for :class:`Steer` (it adds the vector), pulled back through the reverse map
-    for :class:`Ablate` and :class:`Orthogonalize` (they project out ``x . r``, so the target
-    gets the direction that reads the same quantity); see :func:`map_direction`.
+    The patch is carried as :func:`map_patch` says: a :class:`Steer` vector pushed forward (it
+    adds the vector); an :class:`Ablate` or :class:`Orthogonalize` as the oblique projection
+    that reads the source's reading through the pull-back and removes along the push-forward
+    (the exact image of the ablation under the map); see :func:`map_direction`.
 
     ``hook_name`` defaults to the patch's hook (``Steer.hook_name``, else the direction's).
     A :class:`Steer` with an explicit hook gets the target hook. ``residual_map``: a map already
@@ -432,7 +432,7 @@ def transfer(
         ValueError: the direction was not derived on ``source``, its width does not fit
             ``source`` at the hook, or the patch's class has no side (:func:`patch_side`).
     """
-    side = patch_side(patch)
+    patch_side(patch)  # a patch that cannot be carried fails before any fit
     d = patch.direction
     if d.subject != source.fingerprint:
         raise ValueError(
@@ -458,8 +458,35 @@ def transfer(
                 f"{hook!r} of {source.name} to {target.name}; fit it with fit_map(source, "
                 "target, prompts, hook)"
             )
-    mapped = map_direction(d, m, side=side)
+    moved = map_patch(patch, m)
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
-        return replace(patch, direction=mapped, hook_name=new_hook)
+        return replace(moved, hook_name=new_hook)  # type: ignore[type-var]
+    return moved
+
+
+def map_patch(patch: P, m: ResidualMap) -> P:
+    """``patch`` with its direction(s) carried through the map ``m`` (no fit, no checks of hooks).
+
+    * :class:`Steer`: the vector is pushed forward (``"write"``).
+    * :class:`Ablate`, :class:`Orthogonalize`: the exact image of the projection. The source
+      removes ``(x . f) q`` (``f = q = r̂`` for an orthogonal ablation). Under ``y ≈ x W + b``
+      the reading ``x . f`` is read in the target by the pull-back of ``f`` and the removed
+      vector lives along the push-forward of ``q``, so the target gets the oblique ablation
+      with ``direction`` = push-forward and ``reading`` = pull-back (renormalised by the patch
+      so that it zeroes the reading). For an orthogonal map the two coincide and it is the plain
+      ablation again.
+    * any other patch: its direction by its :func:`patch_side`.
+    """
+    if isinstance(patch, Ablate | Orthogonalize):
+        d = patch.direction
+        reading = patch.reading
+        if reading is None:
+            reading = Direction(d.unit, d.hook_name, d.subject, d.name, d.source)
+        return replace(
+            patch,
+            direction=map_direction(d, m, side="write"),
+            reading=map_direction(reading, m, side="read"),
+        )
+    mapped = map_direction(patch.direction, m, side=patch_side(patch))
     return replace(patch, direction=mapped)  # type: ignore[type-var]
