@@ -311,3 +311,40 @@ def test_derive_and_select_directions(small_subject: Subject, tuned: Subject) ->
         select_direction(small_subject, tuned, ds, OFF, criterion="selectivity")
     with pytest.raises(ValueError, match="unknown patch"):
         select_direction(small_subject, tuned, ds, OFF, patch="steer")
+
+
+# ------------------------------------------------------------------------- preview
+
+
+def test_preview_shows_retention_beside_the_cut(
+    small_subject: Subject, tuned: Subject, direction: Direction
+) -> None:
+    from workbench.patches import preview
+    from workbench.widgets import PatchPreview
+
+    prompts = OFF["advice"][:3]
+    patch = Ablate(direction)
+    kw = dict(samples_per_prompt=SAMPLES, max_new_tokens=4, seed=0)
+    p = preview(tuned, patch, prompts, in_domain=IN, base=small_subject, **kw)
+
+    def rate(s: Subject, ps: list[str]) -> float:
+        return judged_rates(s, ps, samples_per_prompt=SAMPLES, max_new_tokens=4,
+                            seed=0).misaligned
+
+    b, t, ib, it = rate(small_subject, prompts), rate(tuned, prompts), rate(small_subject, IN), \
+        rate(tuned, IN)
+    with patch.applied(tuned) as s:
+        off, inn = rate(s, prompts), rate(s, IN)
+    assert p.metrics_before["in_domain"] == it and p.metrics_after["in_domain"] == inn
+    if t != b:
+        assert p.metrics_before["em_cut"] == 0.0
+        assert p.metrics_after["em_cut"] == pytest.approx((t - off) / (t - b))
+    if it != ib:
+        assert p.metrics_before["retention"] == 1.0
+        assert p.metrics_after["retention"] == pytest.approx((inn - ib) / (it - ib))
+    plain = preview(tuned, patch, prompts, **kw)
+    assert "in_domain" not in plain.metrics_after and "retention" not in plain.metrics_after
+    w = PatchPreview(tuned, patch, prompts, in_domain=IN, base=small_subject, **kw)
+    assert w.payload["metrics_after"] == p.to_dict()["metrics_after"]
+    with pytest.raises(ValueError, match="in_domain is empty"):
+        preview(tuned, patch, prompts, in_domain=[])

@@ -39,7 +39,9 @@ class Preview:
             prompt's tokens (``<bos>`` left out); empty without a dictionary.
         metrics_before, metrics_after: ``"task_loss"`` (mean next-token NLL of the prompts)
             and, with a judge or for the organism, ``"misaligned"`` and ``"incoherent"``
-            (shares of sampled answers, :func:`workbench.behaviour.judged_rates`).
+            (shares of sampled answers, :func:`workbench.behaviour.judged_rates`); with
+            ``in_domain`` prompts ``"in_domain"``, and with a ``base`` also ``"em_cut"`` and
+            ``"retention"`` (see :func:`preview`).
         patch: the patch's description.
         strength: the patch's strength.
     """
@@ -175,8 +177,16 @@ def preview(
     samples_per_prompt: int = 16,
     seed: int = 0,
     judge: Callable[[str, str], object] | None = None,
+    in_domain: Sequence[str] | None = None,
+    base: Subject | None = None,
 ) -> Preview:
     """Run ``patch`` on ``prompts`` (via ``patch.applied``) and compare with the unpatched model.
+
+    With ``in_domain`` (the fine-tune's own kind of prompt) the metrics also hold
+    ``"in_domain"``, the misaligned share there (what the fine-tune was for, e.g. insecure code);
+    with ``base`` (the model the fine-tune started from) too, ``"em_cut"`` (share of the
+    off-domain rise over the base that the patch removes) and ``"retention"`` (share of the
+    in-domain rise it keeps) sit side by side: 0 and 1 before the patch.
 
     Args:
         dictionary: watch its features (mean activation per prompt, before and after).
@@ -198,6 +208,13 @@ def preview(
             f"{subject.name}'s context of {subject.n_ctx}; shorten the prompts"
         )
     watched = _watched(dictionary, features, patch, n_features)
+    if in_domain is not None and (isinstance(in_domain, str) or len(in_domain) == 0):
+        raise ValueError("in_domain is empty (or one string): pass a list of prompt texts")
+
+    def in_rate(s: Subject) -> float:
+        assert in_domain is not None
+        return judged_rates(s, list(in_domain), judge, samples_per_prompt=samples_per_prompt,
+                            max_new_tokens=max_new_tokens, seed=seed).misaligned
 
     def run(s: Subject) -> tuple[list[list[int]], list[list[float]], dict[str, float]]:
         gen = _greedy(s, prompts, max_new_tokens)
@@ -207,11 +224,25 @@ def preview(
             acts = fa[:, list(watched)].double().tolist()
         elif dictionary is not None:
             acts = [[] for _ in prompts]
-        return gen, acts, _metrics(s, prompts, judge, samples_per_prompt, max_new_tokens, seed)
+        met = _metrics(s, prompts, judge, samples_per_prompt, max_new_tokens, seed)
+        if in_domain is not None and "misaligned" in met:
+            met["in_domain"] = in_rate(s)
+        return gen, acts, met
 
     gen0, acts0, met0 = run(subject)
     with patch.applied(subject) as patched:
         gen1, acts1, met1 = run(patched)
+    if base is not None and "in_domain" in met0:
+        b = _metrics(base, prompts, judge, samples_per_prompt, max_new_tokens, seed)["misaligned"]
+        ib = in_rate(base)
+
+        # a share of a rise: left out where the fine-tune did not rise (no NaN in a payload)
+        for key, num, den in (
+            ("em_cut", met0["misaligned"] - met1["misaligned"], met0["misaligned"] - b),
+            ("retention", met1["in_domain"] - ib, met0["in_domain"] - ib),
+        ):
+            if den:
+                met0[key], met1[key] = (0.0 if key == "em_cut" else 1.0), num / den
 
     def changed(r0: list[int], r1: list[int]) -> tuple[bool, ...]:
         n = max(len(r0), len(r1))
