@@ -222,13 +222,19 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     # the measured audit, under its name (record schema 1.1; schema 1.0 called it "degradation")
     assert record["schema_version"] == "1.2"
     assert record["audit"] is not None and "degradation" not in record
-    assert len(record["patches"]) == 1
+    # the plain ablation and the selective patch, each with its retention beside its cut
+    assert [p["patch"]["kind"] for p in record["patches"]] == ["ablate", "ablate-update"]
     efficacy = record["patches"][0]["efficacy"]
     assert set(efficacy) == {
         "base_misaligned", "tuned_misaligned", "ablated_misaligned", "random_misaligned",
-        "em_cut", "random_em_cut", "orthogonalize_vs_ablate_max_abs",
+        "em_cut", "retention", "random_em_cut", "variance_control_em_cut",
+        "orthogonal_control_em_cut", "in_domain_tuned", "in_domain_patched", "coherence_tuned",
+        "coherence_patched", "loss_rise corpus", "loss_rise own data",
+        "orthogonalize_vs_ablate_max_abs",
     }
     assert efficacy["orthogonalize_vs_ablate_max_abs"] < 1e-4
+    selective = record["patches"][1]["efficacy"]
+    assert selective["orthogonalize_vs_ablate_max_abs"] is None and "retention" in selective
     assert len(record["context_audits"]) == 1
     context = record["context_audits"][0]
     assert context["gap"] == pytest.approx(context["misaligned_b"] - context["misaligned_a"])
