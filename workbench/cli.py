@@ -133,6 +133,12 @@ def _print_headline(run_dir: object) -> None:
           f"tuned {pct(patch.get('tuned_misaligned'))}"
           f"{f' (measured {em:+.1f} points)' if em is not None else ''}, "
           f"with the misalignment direction ablated {pct(patch.get('ablated_misaligned'))}")
+    for p in record.get("patches") or []:
+        e, kind = p.get("efficacy", {}), (p.get("patch") or {}).get("kind", "patch")
+        if "em_cut" in e:
+            print(f"  {kind}: EM cut {pct(e.get('em_cut'))}, keeping "
+                  f"{pct(e.get('retention'))} of what the fine-tune learned in its own domain "
+                  f"(random directions: cut {pct(e.get('random_em_cut'))})")
     print(f"  deployment context: misaligned {pct(context.get('misaligned_a'))} under "
           f"{context.get('framing_a')}, {pct(context.get('misaligned_b'))} under "
           f"{context.get('framing_b')}")
