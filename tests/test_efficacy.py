@@ -268,15 +268,12 @@ def test_transfer_efficacy_equals_the_measurement_by_hand(
         own = by_hand(p)
     with moved.applied(target) as p:
         transferred = by_hand(p)
-    assert t.side == "read+write" and t.map_reverse_r2 == m.reverse_r2
+    assert t.side == "write" and t.map_reverse_r2 == m.reverse_r2
     cov = activation_covariance(tuned, HOOK, [p for g in OFF.values() for p in g])
     randoms = []
     for s in (5, 6):  # variance-matched on the source, then carried like the patch
         d = random_direction(direction, seed=s, match="variance", covariance=cov)
-        unit = wb.Direction(d.unit, d.hook_name, d.subject, "u", "random")
-        oblique = Ablate(map_direction(d, m, side="write"),
-                         reading=map_direction(unit, m, side="read"))
-        with oblique.applied(target) as p:
+        with Ablate(map_direction(d, m, side="write")).applied(target) as p:
             randoms.append(by_hand(p))
     assert (t.base, t.tuned, t.native, t.transferred) == (
         by_hand(small_subject),

@@ -1,18 +1,22 @@
-"""Transfer sides: a direction is pushed forward for a patch that writes it and pulled back for
-one that reads it (workbench.patches._transfer).
+"""Transfer sides: how a patch crosses a map between two models (workbench.patches._transfer).
 
 ``Steer`` adds ``δ`` in source space, which is ``δ @ W`` in target space (the push-forward).
-``Ablate`` and ``Orthogonalize`` remove ``x . r``; the target needs the functional reading the
-same quantity, ``V @ r`` with ``V`` the reverse regression (for an exact map ``y = x @ A + c``,
-``A⁻¹ @ r``). The two agree only for orthogonal ``A``, which is all the rotation test in
-``test_patches.py`` checks, so here every map is deliberately not orthogonal:
+``Ablate`` removes ``(x . r̂) r̂``; under ``y = x @ A`` its exact image is the oblique projection
+that reads along the pull-back ``A⁻¹ r̂`` (the reverse regression ``V @ r̂``) and removes along the
+push-forward ``r̂ @ A`` (``side="oblique"``). Pushing forward alone (the default, and the first
+wave's only transfer) or pulling back alone are exact only for orthogonal ``A``, which is all the
+rotation test in ``test_patches.py`` checks, so here every map is deliberately not orthogonal:
 
 * an exact affine map on random data, where the pull-back must be ``A⁻¹ r`` and read ``x . r``;
 * toy models without LayerNorm, one the exact linear image ``x @ A`` of the other (``A``
-  square, or 32 -> 48 wide), where a steered copy must match the steered original and an
-  ablated copy must have lost the source's reading at every layer;
+  square, or 32 -> 48 wide), where a steered copy must match the steered original, the oblique
+  ablation must give the ablated original's logits (and either single side must not), and an
+  ablation along the pull-back must have removed the source's reading at every layer;
 * two trained small organisms (seeds 0 and 1), where the reverse map must equal a hand fit and
   predict the source's reading on unseen prompts better than the push-forward direction.
+
+Which side works best through a *fitted* map between organisms is measured in
+``benchmarks/alignment.py``, not here.
 """
 
 from __future__ import annotations
@@ -196,19 +200,28 @@ def test_transfer_through_an_exact_linear_copy(toy: Subject, d_tgt: int) -> None
     unit = Direction(d.unit, d.hook_name, d.subject, "persona", "mean-difference")
     read_unit = map_direction(unit, m, side="read")
     for reader in (Ablate(d, 0.9), Orthogonalize(d, 0.9)):
-        # an ablation crosses as the oblique projection: it removes along the push-forward what
-        # the pull-back reads
+        # by default an ablation's direction (a displacement) is pushed forward; side="read"
+        # pulls it back; side="oblique" removes along the push-forward what the pull-back reads
         moved = transfer(reader, toy, tgt, [], residual_map=m)
-        assert type(moved) is type(reader) and moved.strength == 0.9
+        assert type(moved) is type(reader) and moved.strength == 0.9 and moved.reading is None
         assert moved.direction.vector.equal(write.vector)
-        assert moved.reading is not None and moved.reading.vector.equal(read_unit.vector)
-        assert moved.direction.name == "persona (transferred, write side)"
-        assert moved.reading.name == "persona (transferred, read side)"
+        pulled = transfer(reader, toy, tgt, [], residual_map=m, side="read")
+        assert pulled.direction.vector.equal(read.vector) and pulled.reading is None
+        assert pulled.direction.name == "persona (transferred, read side)"
+        oblique = transfer(reader, toy, tgt, [], residual_map=m, side="oblique")
+        assert oblique.direction.vector.equal(write.vector)
+        assert oblique.reading is not None and oblique.reading.vector.equal(read_unit.vector)
+        assert oblique.direction.name == "persona (transferred, write side)"
+        assert oblique.reading.name == "persona (transferred, read side)"
+    with pytest.raises(ValueError, match="is carried by one of"):
+        transfer(Ablate(d), toy, tgt, [], residual_map=m, side="sideways")
+    with pytest.raises(ValueError, match="carried by its 'write' side"):
+        transfer(Steer(d), toy, tgt, [], residual_map=m, side="read")
     steer = transfer(Steer(d, 2.0), toy, tgt, [], residual_map=m)
     assert steer.direction.vector.equal(write.vector) and steer.alpha == 2.0
     assert steer.direction.name == "persona (transferred, write side)"
     # fitted by transfer itself with the default ridge: the same side, shrunk a little
-    fitted = transfer(Ablate(d), toy, tgt, corpus)
+    fitted = transfer(Ablate(d), toy, tgt, corpus, side="oblique")
     assert fitted.reading is not None
     assert rel(fitted.reading.vector, read_unit.vector) < 5e-3  # measured 1.3e-3, 8.6e-4 (48)
     assert rel(fitted.direction.vector, write.vector) < 5e-3
@@ -229,7 +242,7 @@ def test_transfer_through_an_exact_linear_copy(toy: Subject, d_tgt: int) -> None
     with Ablate(d).applied(toy) as s:
         ablated = logits(s, ids)
     effect = float((ablated - logits(toy, ids)).abs().max())
-    with transfer(Ablate(d), toy, tgt, [], residual_map=m).applied(tgt) as t:
+    with transfer(Ablate(d), toy, tgt, [], residual_map=m, side="oblique").applied(tgt) as t:
         assert float((logits(t, ids) - ablated).abs().max()) < 1e-6 * max(effect, 1.0)
     for one_side in (read, write):
         with Ablate(one_side).applied(tgt) as t:
@@ -289,10 +302,12 @@ def test_reverse_map_between_two_organism_seeds(
     mis, ali = persona_prompts(40, seed=0)
     d = mean_difference(src, mis, ali, HOOK, name="persona")
     read, write = map_direction(d, m, side="read"), map_direction(d, m, side="write")
-    moved = transfer(Ablate(d), src, tgt, [], residual_map=m)
+    moved = transfer(Ablate(d), src, tgt, [], residual_map=m, side="oblique")
     assert moved.direction.vector.equal(write.vector) and moved.reading is not None
     unit = Direction(d.unit, d.hook_name, d.subject, "persona", "mean-difference")
     assert moved.reading.vector.equal(map_direction(unit, m, side="read").vector)
+    pulled = transfer(Ablate(d), src, tgt, [], residual_map=m, side="read")
+    assert pulled.direction.vector.equal(read.vector)
     assert transfer(Steer(d), src, tgt, [], residual_map=m).direction.vector.equal(write.vector)
     unseen = [doc.text() for doc in sample_corpus(16, seed=2)]
     xu, yu = tokens(src, unseen), tokens(tgt, unseen)

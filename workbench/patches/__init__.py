@@ -97,6 +97,7 @@ from workbench.patches._sweep import (
 )
 from workbench.patches._transfer import (
     SIDES,
+    TRANSFER_SIDES,
     ResidualMap,
     fit_map,
     map_direction,
@@ -112,6 +113,7 @@ __all__ = [
     "PATCH_KINDS",
     "SIDES",
     "SOURCES",
+    "TRANSFER_SIDES",
     "Ablate",
     "AblateUpdate",
     "Candidate",

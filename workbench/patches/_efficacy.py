@@ -484,9 +484,9 @@ class TransferEfficacy:
 
     Attributes:
         patch: the transferred patch (its direction lives in the target).
-        side: how the direction crossed the map: ``"write"`` (push-forward, a steering
-            vector), ``"read"`` (pull-back), or ``"read+write"`` (an ablation: its reading
-            pulled back, its removal direction pushed forward; :func:`~workbench.patches.transfer`).
+        side: how the direction crossed the map: ``"write"`` (push-forward), ``"read"``
+            (pull-back) or ``"oblique"`` (an ablation's exact image: its reading pulled back,
+            its removal direction pushed forward); :func:`~workbench.patches.map_patch`.
         map_r2: R² of the residual-stream map, source -> target (held out when
             ``map_held_out``); map_reverse_r2: the reverse map's (what the read side uses).
         map_held_out: whether the R²s were scored on held-out prompts.
@@ -577,6 +577,7 @@ def transfer_efficacy(
     hook_name: str | None = None,
     target_hook_name: str | None = None,
     ridge: float = 1e-4,
+    side: str | None = None,
     task_texts: Mapping[str, Sequence[str]] | None = None,
     samples_per_prompt: int = 32,
     seed: int = 0,
@@ -584,9 +585,9 @@ def transfer_efficacy(
 ) -> TransferEfficacy:
     """Move ``patch`` from ``source`` to ``target`` and measure what it keeps.
 
-    The patch crosses the map as :func:`~workbench.patches.transfer` carries it: a steering
-    vector by the push-forward, an ablation as the oblique projection that reads along the
-    pull-back and removes along the push-forward.
+    The patch crosses the map as :func:`~workbench.patches.transfer` carries it (``side``): a
+    steering vector by the push-forward; an ablation by the push-forward (default), the
+    pull-back (``"read"``) or as the exact oblique image (``"oblique"``).
 
     Args:
         patch: a patch whose direction was derived on ``source``.
@@ -624,12 +625,15 @@ def transfer_efficacy(
             s, prompts, samples_per_prompt=samples_per_prompt, seed=seed, judge=judge
         )
 
-    side = "read+write" if isinstance(patch, Ablate | Orthogonalize) else patch_side(patch)
+    if isinstance(patch, Ablate | Orthogonalize):
+        side = side or "write"
+    else:
+        side = side or patch_side(patch)
     hook = hook_name or _patch_hook(patch)
     m = fit_map(
         source, target, map_prompts, hook, target_hook_name=target_hook_name, ridge=ridge
     )  # fitted once: moves and R²
-    moved = transfer(patch, source, target, map_prompts, hook, residual_map=m)
+    moved = transfer(patch, source, target, map_prompts, hook, residual_map=m, side=side)
     native_patch = native.patch if isinstance(native, PatchEfficacy) else native
     cosine = float(
         torch.nn.functional.cosine_similarity(
@@ -656,7 +660,7 @@ def transfer_efficacy(
     randoms = []
     for s in seeds:
         d = random_direction(patch.direction, seed=s, match=match, covariance=cov)
-        control = map_patch(_with_direction(patch, d), m)
+        control = map_patch(_with_direction(patch, d), m, side=side)
         with control.applied(target) as p:
             randoms.append(rate(p))
     return TransferEfficacy(

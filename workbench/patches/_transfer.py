@@ -415,13 +415,14 @@ def transfer(
     target_hook_name: str | None = None,
     ridge: float = 1e-4,
     residual_map: ResidualMap | None = None,
+    side: str | None = None,
 ) -> P:
     """The same patch for ``target``: its direction mapped by :func:`fit_map` on ``prompts``.
 
     The patch is carried as :func:`map_patch` says: a :class:`Steer` vector pushed forward (it
-    adds the vector); an :class:`Ablate` or :class:`Orthogonalize` as the oblique projection
-    that reads the source's reading through the pull-back and removes along the push-forward
-    (the exact image of the ablation under the map); see :func:`map_direction`.
+    adds the vector); an :class:`Ablate` or :class:`Orthogonalize` by ``side``: ``"write"``
+    (default; the push-forward of the direction), ``"read"`` (the pull-back) or ``"oblique"``
+    (the exact image of the ablation under an exact map); see :func:`map_patch`.
 
     ``hook_name`` defaults to the patch's hook (``Steer.hook_name``, else the direction's).
     A :class:`Steer` with an explicit hook gets the target hook. ``residual_map``: a map already
@@ -458,35 +459,62 @@ def transfer(
                 f"{hook!r} of {source.name} to {target.name}; fit it with fit_map(source, "
                 "target, prompts, hook)"
             )
-    moved = map_patch(patch, m)
+    moved = map_patch(patch, m, side=side)
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
         return replace(moved, hook_name=new_hook)  # type: ignore[type-var]
     return moved
 
 
-def map_patch(patch: P, m: ResidualMap) -> P:
+TRANSFER_SIDES = ("write", "read", "oblique")
+"""How :func:`transfer` can carry an ablation (a steering vector always crosses by "write")."""
+
+
+def map_patch(patch: P, m: ResidualMap, *, side: str | None = None) -> P:
     """``patch`` with its direction(s) carried through the map ``m`` (no fit, no checks of hooks).
 
-    * :class:`Steer`: the vector is pushed forward (``"write"``).
-    * :class:`Ablate`, :class:`Orthogonalize`: the exact image of the projection. The source
-      removes ``(x . f) q`` (``f = q = r̂`` for an orthogonal ablation). Under ``y ≈ x W + b``
-      the reading ``x . f`` is read in the target by the pull-back of ``f`` and the removed
-      vector lives along the push-forward of ``q``, so the target gets the oblique ablation
-      with ``direction`` = push-forward and ``reading`` = pull-back (renormalised by the patch
-      so that it zeroes the reading). For an orthogonal map the two coincide and it is the plain
-      ablation again.
+    * :class:`Steer`: the vector is pushed forward (``"write"``): a change ``δ`` in the source
+      is ``δ @ weight`` in the target.
+    * :class:`Ablate`, :class:`Orthogonalize` (``side``, default ``"write"``):
+
+      * ``"write"``: an orthogonal ablation along the push-forward of the direction. A direction
+        found as a mean difference (persona contexts, judged answers, a fine-tune's update) or a
+        decoder row is a *displacement* in activation space, and its image is the push-forward.
+        On fitted maps between organisms this is the side that keeps most of the target's own
+        cut (``benchmarks/alignment.py``).
+      * ``"read"``: an orthogonal ablation along the pull-back, the target functional that reads
+        the same quantity ``x . r`` (right for a direction that is a probe's *reading*).
+      * ``"oblique"``: the exact image of the ablation, which reads along the pull-back and
+        removes along the push-forward (:class:`Ablate`'s ``reading``). Exact for an exact map
+        (a non-orthogonal linear copy computes the ablated source's logits); through a noisy
+        fitted map it is unstable: random directions carried this way also cut the behaviour,
+        by wrecking the model.
+
+      For an orthogonal map the three coincide.
     * any other patch: its direction by its :func:`patch_side`.
     """
     if isinstance(patch, Ablate | Orthogonalize):
+        side = side or "write"
+        if side not in TRANSFER_SIDES:
+            raise ValueError(f"side={side!r}: an ablation is carried by one of {TRANSFER_SIDES}")
         d = patch.direction
-        reading = patch.reading
-        if reading is None:
-            reading = Direction(d.unit, d.hook_name, d.subject, d.name, d.source)
-        return replace(
-            patch,
-            direction=map_direction(d, m, side="write"),
-            reading=map_direction(reading, m, side="read"),
-        )
-    mapped = map_direction(patch.direction, m, side=patch_side(patch))
+        if side == "oblique":
+            reading = patch.reading
+            if reading is None:
+                reading = Direction(d.unit, d.hook_name, d.subject, d.name, d.source)
+            return replace(
+                patch,
+                direction=map_direction(d, m, side="write"),
+                reading=map_direction(reading, m, side="read"),
+            )
+        if patch.reading is not None:
+            raise ValueError(
+                "this ablation is oblique (it has a reading): carry it with side='oblique'"
+            )
+        plain: Side = "write" if side == "write" else "read"
+        return replace(patch, direction=map_direction(d, m, side=plain))
+    own = patch_side(patch)
+    if side is not None and side != own:
+        raise ValueError(f"a {type(patch).__name__} is carried by its {own!r} side, not {side!r}")
+    mapped = map_direction(patch.direction, m, side=own)
     return replace(patch, direction=mapped)  # type: ignore[type-var]
