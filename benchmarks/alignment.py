@@ -74,6 +74,7 @@ from workbench.organism.language import (
 from workbench.organism.prompts import answer_pairs, persona_prompts
 from workbench.patches import (
     PATCH_KINDS,
+    TRANSFER_SIDES,
     Ablate,
     PatchEfficacy,
     derive_directions,
@@ -278,26 +279,37 @@ def run_organism(seed: int, width: int | None, device: str, samples: int, steps:
         c.label: float(c.direction.unit.double() @ p.directions.get(
             c.source, c.hook_name).unit.double())
         for c in dirs2.candidates if c.source in ("persona", "update", "responses")}}
-    row["plain_efficacy"] = plain  # dropped before JSON; the native figures of transfers
     return row
 
 
-def run_transfer(src: Prepared, tgt: Prepared, native: PatchEfficacy, samples: int
-                 ) -> dict[str, Any]:
+def run_transfer(src: Prepared, tgt: Prepared, samples: int) -> dict[str, Any]:
+    """The source's plain ablation on the target, against the target's own direction of the
+    same derivation and layer, by each side of the map (the headline is "write")."""
     shared = [doc.text() for doc in sample_corpus(400, seed=996)]
     corpus = [doc.text() for doc in sample_corpus(300, seed=998)]
-    patch = Ablate(src.plain.best.direction)
-    te = transfer_efficacy(patch, src.tuned, tgt.tuned, shared, off_prompts(), native=native,
-                           base=tgt.base, n_random=N_RANDOM, random_seed=500 + tgt.seed,
-                           target_hook_name=tgt.plain.best.hook_name,
-                           task_texts={"corpus": corpus}, samples_per_prompt=samples,
-                           seed=tgt.seed)
-    return {"source": src.key, "target": tgt.key, "kept": te.kept,
-            "random_kept": te.random_kept, "r2": te.map_r2, "reverse_r2": te.map_reverse_r2,
-            "cos": te.cosine, "side": te.side, "loss_rise": te.loss_rise.get("corpus"),
-            "native_cut": 100 * te.native_cut, "tuned": 100 * te.tuned,
-            "transferred": 100 * te.transferred,
-            "random_draws": [100 * x for x in te.random]}
+    chosen = src.plain.best
+    patch = Ablate(chosen.direction)
+    native = Ablate(tgt.directions.get(chosen.source, chosen.hook_name))
+    sides: dict[str, dict[str, Any]] = {}
+    measured = patch_efficacy(tgt.base, tgt.tuned, native, off_prompts(), n_random=0,
+                              samples_per_prompt=samples, seed=tgt.seed)  # the target's own
+    heads = {}
+    for side in TRANSFER_SIDES:
+        te = transfer_efficacy(patch, src.tuned, tgt.tuned, shared, off_prompts(),
+                               native=measured, base=tgt.base, n_random=N_RANDOM,
+                               random_seed=500 + tgt.seed, side=side,
+                               task_texts={"corpus": corpus}, samples_per_prompt=samples,
+                               seed=tgt.seed)
+        heads[side] = te
+        sides[side] = {"kept": te.kept, "random_kept": te.random_kept, "cos": te.cosine,
+                       "loss_rise": te.loss_rise.get("corpus"), "transferred": 100 * te.transferred,
+                       "random_draws": [100 * x for x in te.random]}
+    head = heads["write"]
+    return {"source": src.key, "target": tgt.key, "direction": chosen.label,
+            "kept": sides["write"]["kept"], "random_kept": sides["write"]["random_kept"],
+            "r2": head.map_r2, "reverse_r2": head.map_reverse_r2, "cos": sides["write"]["cos"],
+            "loss_rise": sides["write"]["loss_rise"], "native_cut": 100 * head.native_cut,
+            "tuned": 100 * head.tuned, "sides": sides}
 
 
 # ------------------------------------------------------------------------------ report
@@ -380,14 +392,22 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
 
     tr = [t for r in rows for t in r.get("transfer", [])]
     if tr:
-        print("\n## Target 6: transfer of the plain ablation (read side; kept = % of the "
-              "target's own cut)")
-        print(f"{'source->target':<16} {'kept':>6} {'rnd kept':>8} {'R2':>6} {'rev R2':>6} "
-              f"{'cos':>6} {'loss+':>6} {'native cut pts':>14}")
+        print("\n## Target 6: transfer of the plain ablation (kept = % of the target's own cut "
+              "by its direction of the same derivation and layer; random = "
+              f"{N_RANDOM} variance-matched source directions through the same map)")
+        print(f"{'source->target':<16} {'direction':<13} {'R2':>6} {'rev R2':>6} {'native':>6} "
+              + " ".join(f"{s + ' kept/rnd/cos/loss+':>26}" for s in TRANSFER_SIDES))
         for t in tr:
-            print(f"{t['source'] + '->' + t['target']:<16} {pct(t['kept'])} "
-                  f"{pct(t['random_kept']):>8} {t['r2']:6.3f} {t['reverse_r2']:6.3f} "
-                  f"{t['cos']:+6.3f} {pct(t['loss_rise'])} {t['native_cut']:14.1f}")
+            cells = " ".join(
+                f"{pct(x['kept']).strip():>6}/{pct(x['random_kept']).strip():>5}/"
+                f"{x['cos']:+.2f}/{pct(x['loss_rise']).strip():>5}".rjust(26)
+                for x in (t["sides"][s] for s in TRANSFER_SIDES))
+            print(f"{t['source'] + '->' + t['target']:<16} {t['direction']:<13} {t['r2']:6.3f} "
+                  f"{t['reverse_r2']:6.3f} {t['native_cut']:6.1f} {cells}")
+        for side in TRANSFER_SIDES:
+            k = [t["sides"][side]["kept"] for t in tr]
+            r = [t["sides"][side]["random_kept"] for t in tr]
+            print(f"median {side}: kept {100 * med(k):.1f}%, random {100 * med(r):.1f}%")
         for label, keep in (("across seeds", lambda t: t["source"][0] == t["target"][0] == "s"),
                             ("across widths", lambda t: t["source"][0] != t["target"][0])):
             xs = [t for t in tr if keep(t)]
@@ -421,8 +441,7 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
 def _write_json(path: Path, rows: list[dict[str, Any]], device: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    clean = [{k: v for k, v in r.items() if k != "plain_efficacy"} for r in rows]
-    tmp.write_text(json.dumps({"per_seed": clean, "device": device, "torch": torch.__version__,
+    tmp.write_text(json.dumps({"per_seed": rows, "device": device, "torch": torch.__version__,
                                "argv": sys.argv[1:]}, indent=1, default=float))
     tmp.replace(path)
 
@@ -458,21 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ring = args.ring or args.seeds
     organisms = [(s, None) for s in args.seeds] + [(args.width_seed, w) for w in args.widths]
     rows: list[dict[str, Any]] = []
-    natives: dict[str, PatchEfficacy] = {}
-
-    def native_of(seed: int, width: int | None) -> PatchEfficacy:
-        key = organism_key(seed, width)
-        if key not in natives:
-            p = prepare(seed, width, dev, args.samples, args.steps)
-            natives[key] = patch_efficacy(p.base, p.tuned, Ablate(p.plain.best.direction),
-                                          off_prompts(), n_random=0,
-                                          samples_per_prompt=args.samples, seed=seed)
-        return natives[key]
 
     for seed, width in organisms:
         t0 = time.perf_counter()
         row = run_organism(seed, width, dev, args.samples, args.steps, not args.no_forecast)
-        natives[row["organism"]] = row["plain_efficacy"]
         # transfers from this organism: to the next seed of the ring; a width organism both
         # ways with the default organism of its seed
         pairs: list[tuple[tuple[int, int | None], tuple[int, int | None]]] = []
@@ -482,8 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs += [((seed, width), (seed, None)), ((seed, None), (seed, width))]
         row["transfer"] = [
             run_transfer(prepare(*src, dev, args.samples, args.steps),
-                         prepare(*tgt, dev, args.samples, args.steps), native_of(*tgt),
-                         args.samples)
+                         prepare(*tgt, dev, args.samples, args.steps), args.samples)
             for src, tgt in pairs
         ]
         rows.append(row)
