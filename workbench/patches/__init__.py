@@ -1,63 +1,60 @@
-"""Patches: steer, ablate or orthogonalize a direction in the residual stream, and move it across
-models.
+"""Patches: steer, ablate or orthogonalize a direction in the residual stream, selectively or
+not, measure what they cut and what they keep, and move them across models.
 
 A **direction** (:class:`Direction`) is a vector in one hook's activation space, recorded with the
-hook and the fingerprint of the subject it was derived on. Four ways to get one:
+hook and the fingerprint of the subject it was derived on. The ways to get one:
 
 * :func:`mean_difference`: the mean activation over a positive prompt set minus the mean over a
-  negative one (Soligo et al. 2025, *Convergent linear representations of emergent
-  misalignment*, arXiv 2506.11618, use exactly this as a "misalignment direction"). The raw
-  difference is kept, not normalised, so its norm is in activation units and ``Steer(d, 1.0)``
-  moves the negative mean onto the positive one.
+  negative one (persona contexts). The raw difference is kept, not normalised, so its norm is in
+  activation units and ``Steer(d, 1.0)`` moves the negative mean onto the positive one.
+* :func:`from_responses`: the fine-tuned model's own judged answers, misaligned minus aligned,
+  pooled over each answer's tokens (Soligo et al. 2025, *Convergent linear representations of
+  emergent misalignment*, arXiv 2506.11618).
 * :func:`from_features`: dictionary decoder rows of the top features of a
   :class:`workbench.features.FeatureSet`, each weighted by its signed effect size.
-* :func:`random_direction`: a norm-matched Gaussian control.
+* :func:`derive_directions`: all of these (and the fine-tune's update, tuned minus base) at every
+  layer in one call, with their cosines (:class:`DirectionSet`); :func:`select_direction`
+  scores each as a patch on *selection* prompts and ranks them (:class:`Selection`).
+* :func:`orthogonal_to`: a direction with others' components removed.
+* :func:`random_direction`: a control, matched in norm, or in the projection variance of the
+  activations (:func:`activation_covariance`), or variance-matched in the orthogonal complement.
 * :func:`map_direction` / :func:`transfer`: a direction carried to another model through an
-  affine map fitted between the two residual streams (:func:`fit_map`; the idea of Oozeer et
-  al. 2025, *Activation space interventions can be transferred between large language models*,
-  arXiv 2503.04429).
+  affine map fitted between the two residual streams (:func:`fit_map`; Oozeer et al. 2025,
+  arXiv 2503.04429), by the push-forward, the pull-back, or (an ablation) as its exact oblique
+  image (:func:`map_patch`).
 
-A **patch** applies a direction to a subject. Three kinds, each a frozen dataclass:
+A **patch** applies a direction to a subject. Each is a frozen dataclass:
 
 * :class:`Steer` adds ``alpha * direction.vector`` at one hook, at every position.
 * :class:`Ablate` removes (``strength=1``) or shrinks the component along the unit direction
   ``r`` from every write to the residual stream, ``x <- x - strength * (x . r) r`` on the token
   and position embeddings and on every attention and MLP output: directional ablation
-  (Arditi et al. 2024, *Refusal in language models is mediated by a single direction*,
-  arXiv 2406.11717).
+  (Arditi et al. 2024, arXiv 2406.11717); with a ``reading`` the projection is oblique.
 * :class:`Orthogonalize` is the same map as a weight edit, ``W <- W - strength * (W r) r^T`` on
-  every matrix and bias that writes to the residual stream (``W_E``, ``W_pos``, each block's
-  ``W_O``, ``b_O``, ``W_out``, ``b_out``; in TransformerLens the residual axis is the last one).
-  TransformerLens adds ``b_O`` once after summing the heads, and the map is linear, so the edit
-  is exact: the orthogonalized model computes what the ablation hooks compute.
+  every matrix and bias that writes to the residual stream. TransformerLens adds ``b_O`` once
+  after summing the heads, and the map is linear, so the edit is exact.
+* :class:`AblateUpdate` is selective: it removes only the fine-tune's own update along ``r``
+  from the residual writers, ``W <- W_base + ΔW - strength * (ΔW r) r^T``, and leaves the base
+  model's use of ``r`` alone.
 
 Every patch has two verbs:
 
 * ``patch.apply(subject)`` returns a **new** Subject (a deep copy of the model, edited; the base
-  is untouched) whose ``recipe`` records the patch and the base fingerprint. ``Steer`` folds its
-  vector into a bias (only for ``blocks.L.hook_resid_post``), ``Ablate`` returns the
-  orthogonalized weights (mathematically the same model, and a plain TransformerLens model
-  with no hooks to lose on ``reset_hooks()``).
+  is untouched) whose ``recipe`` records the patch and the base fingerprint.
 * ``with patch.applied(subject) as s:`` patches the caller's model in place only inside the
-  block (hooks, or a weight edit whose originals are saved) and restores it bit for bit on exit,
-  also when the block raises. It works for any hook. The yielded ``s`` shares the caller's model;
-  its ``fingerprint`` is a sha256 of (base fingerprint, patch), not a weight hash.
+  block and restores it bit for bit on exit, also when the block raises.
 
-:func:`preview` runs a patch on a few prompts and returns what a notebook widget shows
-(:class:`Preview`): greedy answers before and after, which tokens changed, watched feature
-activations and behaviour metrics.
+**Measuring** (:mod:`~workbench.patches._efficacy`): :func:`patch_efficacy` reports the off-domain
+EM cut beside the **retention** of the fine-tune's in-domain behaviour, the loss on its own data
+and on named text sets, coherence, and random-direction controls (:data:`CONTROLS`);
+:func:`tradeoff` the cut against retention over strength; :func:`transfer_efficacy` the kept
+fraction of a transferred patch with random directions through the same map, the map's R² both
+ways, the cosine with the target's own direction and the loss cost. :func:`preview` runs a patch
+on a few prompts for the PatchPreview widget.
 
 The package is one module per concept; import from ``workbench.patches``, not from these:
-
-* :mod:`~workbench.patches._directions`: :class:`Direction` and the functions that derive one;
-* :mod:`~workbench.patches._interventions`: :class:`Patch`, :class:`Steer`, :class:`Ablate`,
-  :class:`Orthogonalize`, and the residual-stream hook and weight-edit machinery they share;
-* :mod:`~workbench.patches._transfer`: :class:`ResidualMap`, :func:`fit_map`,
-  :func:`map_direction`, :func:`transfer`;
-* :mod:`~workbench.patches._preview`: :class:`Preview`, :func:`preview`;
-* :mod:`~workbench.patches._efficacy`: :class:`PatchEfficacy`, :func:`patch_efficacy` (EM cut,
-  random-direction controls, weight edit vs hooks, task loss) and :class:`TransferEfficacy`,
-  :func:`transfer_efficacy` (kept fraction of a transferred patch, with its controls).
+``_directions`` (directions and controls), ``_interventions`` (the patches), ``_transfer``
+(maps), ``_sweep`` (derivations over layers, selection), ``_preview``, ``_efficacy``.
 """
 
 from workbench.patches._directions import (
