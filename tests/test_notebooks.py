@@ -34,7 +34,7 @@ SMALL: dict[str, dict[str, Any]] = {
         "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
     },
     "patch_transfer": {"steps": 30, "n_examples": 200, "n_prompts": 40, "n_shared": 60,
-                       "samples": 4, "n_random": 1},
+                       "samples": 4, "n_random": 1, "target_d_model": 48},  # across widths
     "alignment_audit": {
         "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
         "n_random": 2,
@@ -200,6 +200,14 @@ def test_notebook_runs_small(name: str, executed: Run) -> None:
     assert len(charts) >= EXPECT[name]["charts"], f"{name}: {len(charts)} charts"
     for w in widgets:  # every widget view also carries its static PNG fallback
         assert "image/png" in w.data and "text/plain" in w.data
+
+
+def test_patch_transfer_crosses_widths(executed: Run) -> None:
+    """The small run transfers from the 32-wide small organism to a 48-wide build of it."""
+    nb, _ = executed("patch_transfer")
+    text = "".join(o.get("text", "") for o in _outputs(nb) if o.output_type == "stream")
+    assert "d_model 48" in text and "carried by the write side" in text
+    assert "kept fraction of the target's own direction's cut" in text
 
 
 def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
