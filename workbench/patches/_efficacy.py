@@ -8,16 +8,20 @@ al. 2025 (arXiv 2506.11618) and Arditi et al. 2024 (arXiv 2406.11717):
 * :func:`patch_efficacy` (:class:`PatchEfficacy`): base, tuned and patched misaligned rates, so
   the **EM cut** ``(tuned - patched) / (tuned - base)`` and the **rate cut**
   ``(tuned - patched) / tuned`` (the organism's base rate is not 0, so the rate cut's ceiling is
-  ``(tuned - base) / tuned``); the same patch along ``n_random`` norm-matched random directions
-  (every draw's rate kept), the control a mediating direction must beat; for an ablation, the
-  largest ``|logit difference|`` between :class:`~workbench.patches.Orthogonalize` (weight edit)
-  and :class:`~workbench.patches.Ablate` (hooks), which are the same map; and the task loss (mean
-  next-token NLL) of named text sets before and after the patch.
+  ``(tuned - base) / tuned``); the **retention** of the fine-tune's in-domain behaviour (what
+  the user fine-tuned for); the same patch along ``n_random`` random directions per control,
+  matched to the real direction's projection variance on the evaluation prompts and drawn from
+  its orthogonal complement (every draw's rates kept), the controls a mediating direction must
+  beat; for an ablation, the largest ``|logit difference|`` between
+  :class:`~workbench.patches.Orthogonalize` (weight edit) and :class:`~workbench.patches.Ablate`
+  (hooks), which are the same map; coherence; and the task loss (mean next-token NLL) of named
+  text sets and of held-out fine-tune data (:func:`own_data_loss`) before and after the patch.
+* :func:`tradeoff`: the EM cut against retention over the patch's strength.
 * :func:`transfer_efficacy` (:class:`TransferEfficacy`): a patch carried to another model through
   a fitted residual-stream map (:func:`~workbench.patches.transfer`), measured against the target's
-  own patch: the **kept fraction** of its cut, the map's R², the cosine of the mapped direction
-  with the target's own, and random source directions through the same map (Oozeer et al. 2025;
-  Syed 2026's control).
+  own patch: the **kept fraction** of its cut, the map's R² both ways, the cosine of the mapped
+  direction with the target's own, random source directions through the same map (Oozeer et al.
+  2025; Syed 2026's control) and the loss cost on the target.
 
 Rates are judged by the subject's own judge (or ``judge=``) on sampled answers
 (:func:`workbench.behaviour.judged_rates`). ``prompts`` is a list of prompts (one rate over all
