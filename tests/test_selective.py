@@ -348,3 +348,25 @@ def test_preview_shows_retention_beside_the_cut(
     assert w.payload["metrics_after"] == p.to_dict()["metrics_after"]
     with pytest.raises(ValueError, match="in_domain is empty"):
         preview(tuned, patch, prompts, in_domain=[])
+
+
+def test_select_direction_over_strengths(small_subject: Subject, tuned: Subject) -> None:
+    mis, ali = persona_prompts(40, seed=100)
+    ds = derive_directions(tuned, persona=(mis, ali))
+    kw = dict(in_domain=IN, criterion="selectivity", samples_per_prompt=SAMPLES, seed=5)
+    sel = select_direction(small_subject, tuned, ds, OFF, patch="ablate",
+                           strengths=(0.5, 1.0), **kw)
+    assert len(sel.scored) == 2 * len(ds)
+    assert {(s.candidate.label, s.strength) for s in sel.scored} == {
+        (c.label, x) for c in ds.candidates for x in (0.5, 1.0)}
+    at_one = select_direction(small_subject, tuned, ds, OFF, patch="ablate", **kw)
+    ones = {s.candidate.label: s for s in sel.scored if s.strength == 1.0}
+    for s in at_one.scored:  # the same measurement at strength 1, whatever else was scored
+        assert (ones[s.candidate.label].em_cut, ones[s.candidate.label].score) == (
+            s.em_cut, s.score) or math.isnan(s.em_cut)
+    best = sel.best_patch(small_subject)
+    assert isinstance(best, Ablate) and best.strength == sel.best_strength
+    assert best.direction is sel.best.direction
+    assert sel.scored[0].score == max(s.score for s in sel.scored)
+    with pytest.raises(ValueError, match="no strengths"):
+        select_direction(small_subject, tuned, ds, OFF, strengths=())

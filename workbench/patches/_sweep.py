@@ -172,12 +172,13 @@ def derive_directions(
 
 @dataclass(frozen=True)
 class Scored:
-    """One candidate's patch on the selection prompts."""
+    """One candidate's patch, at one strength, on the selection prompts."""
 
     candidate: Candidate
     em_cut: float
     retention: float
     score: float
+    strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -192,17 +193,21 @@ class Selection:
     def best(self) -> Candidate:
         return self.scored[0].candidate
 
+    @property
+    def best_strength(self) -> float:
+        """The strength the best candidate was scored at."""
+        return self.scored[0].strength
+
+    def best_patch(self, base: Subject) -> Patch:
+        """The chosen patch: the best candidate's direction, kind and strength."""
+        top = self.scored[0]
+        return PATCH_KINDS[self.patch_kind](top.candidate.direction, base).with_strength(
+            top.strength)
+
     def table(self) -> list[dict[str, float | str]]:
-        """Rows for printing: label, EM cut, retention, score (selection data)."""
-        return [
-            {
-                "direction": s.candidate.label,
-                "em_cut": s.em_cut,
-                "retention": s.retention,
-                "score": s.score,
-            }
-            for s in self.scored
-        ]
+        """Rows for printing: label, strength, EM cut, retention, score (selection data)."""
+        return [{"direction": s.candidate.label, "strength": s.strength, "em_cut": s.em_cut,
+                 "retention": s.retention, "score": s.score} for s in self.scored]
 
 
 def _clip01(x: float) -> float:
@@ -218,6 +223,7 @@ def select_direction(
     in_domain: Prompts | None = None,
     patch: str = "ablate",
     criterion: str = "em_cut",
+    strengths: Sequence[float] = (1.0,),
     samples_per_prompt: int = 32,
     seed: int = 0,
     judge: Judge | None = None,
@@ -232,7 +238,11 @@ def select_direction(
         patch: a name in :data:`PATCH_KINDS` (``"ablate"``, ``"ablate-update"``).
         criterion: ``"em_cut"`` (the off-domain EM cut) or ``"selectivity"`` (EM cut times
             in-domain retention, each clipped to [0, 1]; needs ``in_domain``).
+        strengths: the patch strengths each candidate is scored at (a partial ablation can be
+            more selective than a full one; see :func:`~workbench.patches.tradeoff`).
     """
+    if not strengths:
+        raise ValueError("no strengths: pass e.g. (1.0,) or (0.5, 0.75, 1.0)")
     if patch not in PATCH_KINDS:
         raise ValueError(f"unknown patch {patch!r}; choose from {tuple(PATCH_KINDS)}")
     if criterion not in ("em_cut", "selectivity"):
@@ -246,15 +256,15 @@ def select_direction(
         ib, it = (_rates(s, in_domain, samples_per_prompt, seed, ij)[0] for s in (base, tuned))
     scored = []
     for c in directions.candidates:
-        with PATCH_KINDS[patch](c.direction, base).applied(tuned) as p:
-            off = _rates(p, prompts, samples_per_prompt, seed, judge)[0]
-            inn = (
-                _rates(p, in_domain, samples_per_prompt, seed, ij)[0]
-                if in_domain is not None
-                else math.nan
-            )
-        cut, kept = _ratio(t - off, t - b), _ratio(inn - ib, it - ib)
-        score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
-        scored.append(Scored(c, cut, kept, -math.inf if math.isnan(score) else score))
-    scored.sort(key=lambda s: -s.score)
+        for x in strengths:
+            made = PATCH_KINDS[patch](c.direction, base).with_strength(float(x))
+            with made.applied(tuned) as p:
+                off = _rates(p, prompts, samples_per_prompt, seed, judge)[0]
+                inn = (_rates(p, in_domain, samples_per_prompt, seed, ij)[0]
+                       if in_domain is not None else math.nan)
+            cut, kept = _ratio(t - off, t - b), _ratio(inn - ib, it - ib)
+            score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
+            scored.append(Scored(c, cut, kept, -math.inf if math.isnan(score) else score,
+                                 float(x)))
+    scored.sort(key=lambda s: -s.score)  # stable: ties keep candidate, then strength, order
     return Selection(patch, criterion, tuple(scored))
