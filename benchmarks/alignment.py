@@ -463,22 +463,20 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: Path) -> Path:
                 title="off-domain EM cut (%)"),
         y=alt.Y("retention %:Q", scale=alt.Scale(domain=[-20, 105], clamp=True),
                 title="in-domain behaviour kept (%)"),
-        color=alt.Color("patch:N", title=None,
+        color=alt.Color("patch:N", title="patch",
                         scale=alt.Scale(domain=["ablate", "ablate-update"],
                                         range=["#d62728", "#1f77b4"])),
         detail="organism:N", order="strength:Q")
     at_one = [v for v in values if v["strength"] == 1.0]
     dots = alt.Chart(alt.Data(values=at_one)).mark_point(filled=True, size=50).encode(
-        x="EM cut %:Q", y="retention %:Q", color=alt.Color("patch:N", legend=None,
-                                                          scale=alt.Scale(
-                                                              domain=["ablate", "ablate-update"],
-                                                              range=["#d62728", "#1f77b4"])))
+        x="EM cut %:Q", y="retention %:Q", color="patch:N")
     target = alt.Chart(alt.Data(values=[{"x": 70, "y": 50}])).mark_rule(
         strokeDash=[4, 4], color="gray").encode(x="x:Q") + alt.Chart(
         alt.Data(values=[{"y": 50}])).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
     chart = (base.mark_line(opacity=0.6) + dots + target).properties(
         width=420, height=280,
-        title=f"Patch strength 0-1.5 ({len(rows)} organisms; dots: strength 1)")
+        title=f"EM cut vs behaviour kept, strength 0 to 1.5 ({len(rows)} organisms; "
+              "dots: strength 1)")
     path.parent.mkdir(parents=True, exist_ok=True)
     chart.save(str(path), scale_factor=2)
     return path
