@@ -155,12 +155,13 @@ def prepare(seed: int, width: int | None, device: str, samples: int, steps: int)
     sel = dict(in_domain=in_prompts(CUE), samples_per_prompt=samples, seed=seed + 1000)
     plain = select_direction(base, tuned, dirs, off_prompts(CUE), patch="ablate",
                              criterion="em_cut", **sel)
-    selective = select_direction(base, tuned, dirs, off_prompts(CUE), patch="ablate-update",
-                                 criterion="selectivity", **sel)
-    # the best selective patch: either kind, at any of SELECT_STRENGTHS, by the same criterion
-    best = max((select_direction(base, tuned, dirs, off_prompts(CUE), patch=kind,
-                                 criterion="selectivity", strengths=SELECT_STRENGTHS, **sel)
-                for kind in ("ablate", "ablate-update")), key=lambda x: x.scored[0].score)
+    # the best selective patch: either kind, at any of SELECT_STRENGTHS, by cut x retention;
+    # AblateUpdate at strength 1 is read off the same scoring
+    kinds = [select_direction(base, tuned, dirs, off_prompts(CUE), patch=kind,
+                              criterion="selectivity", strengths=SELECT_STRENGTHS, **sel)
+             for kind in ("ablate", "ablate-update")]
+    best = max(kinds, key=lambda x: x.scored[0].score)
+    selective = kinds[1].at(1.0)
     p = Prepared(key, seed, base, d, tuned, data[2000:], dirs, plain, selective, best, watch)
     _PREPARED[key] = p
     return p

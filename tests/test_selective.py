@@ -364,6 +364,11 @@ def test_select_direction_over_strengths(small_subject: Subject, tuned: Subject)
     for s in at_one.scored:  # the same measurement at strength 1, whatever else was scored
         assert (ones[s.candidate.label].em_cut, ones[s.candidate.label].score) == (
             s.em_cut, s.score) or math.isnan(s.em_cut)
+    restricted = sel.at(1.0)  # the strength-1 scores, ranked as a strength-1 selection ranks
+    assert [(s.candidate.label, s.score) for s in restricted.scored] == [
+        (s.candidate.label, s.score) for s in at_one.scored]
+    with pytest.raises(ValueError, match="was not scored"):
+        sel.at(0.25)
     best = sel.best_patch(small_subject)
     assert isinstance(best, Ablate) and best.strength == sel.best_strength
     assert best.direction is sel.best.direction

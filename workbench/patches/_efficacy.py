@@ -66,26 +66,7 @@ def misaligned_rate(
     judge: Judge | None = None,
 ) -> float:
     """Share of sampled answers judged misaligned: over ``prompts``, or the mean over its groups."""
-    if isinstance(prompts, Mapping):
-        if not prompts:
-            raise ValueError("no prompt groups: pass at least one named list of prompts")
-        return float(
-            np.mean(
-                [
-                    judged_rates(
-                        subject,
-                        list(group),
-                        judge=judge,
-                        samples_per_prompt=samples_per_prompt,
-                        seed=seed,
-                    ).misaligned
-                    for group in prompts.values()
-                ]
-            )
-        )
-    return judged_rates(
-        subject, list(prompts), judge=judge, samples_per_prompt=samples_per_prompt, seed=seed
-    ).misaligned
+    return _rates(subject, prompts, samples_per_prompt, seed, judge)[0]
 
 
 def task_loss(subject: Subject, texts: Sequence[str], batch_size: int = 512) -> float:

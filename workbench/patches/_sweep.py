@@ -204,6 +204,14 @@ class Selection:
         return PATCH_KINDS[self.patch_kind](top.candidate.direction, base).with_strength(
             top.strength)
 
+    def at(self, strength: float) -> Selection:
+        """The same selection restricted to one of the strengths it scored."""
+        kept = tuple(s for s in self.scored if s.strength == strength)
+        if not kept:
+            raise ValueError(f"strength {strength} was not scored; scored "
+                             f"{sorted({s.strength for s in self.scored})}")
+        return Selection(self.patch_kind, self.criterion, kept)
+
     def table(self) -> list[dict[str, float | str]]:
         """Rows for printing: label, strength, EM cut, retention, score (selection data)."""
         return [{"direction": s.candidate.label, "strength": s.strength, "em_cut": s.em_cut,
