@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Subject": "workbench.subjects",
     "load_subject": "workbench.subjects",
+    "load_tuned": "workbench.subjects",
     "Organism": "workbench.organism",
     "SteeringVector": "workbench.specs",
     "LoRA": "workbench.specs",
@@ -143,6 +144,7 @@ __all__ = [
     "judged_rates",
     "load_dictionary",
     "load_subject",
+    "load_tuned",
     "mean_difference",
     "neighborhood",
     "neighbors",
@@ -219,7 +221,7 @@ if TYPE_CHECKING:
     )
     from workbench.predictors import Prediction, predict
     from workbench.specs import Full, LoRA, SteeringVector
-    from workbench.subjects import Subject, load_subject
+    from workbench.subjects import Subject, load_subject, load_tuned
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,40 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+#: dtype names accepted by ``load_subject(..., dtype=)`` and the notebooks' ``dtype`` parameter
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """The torch dtype ``dtype`` names; ``"auto"`` is bfloat16 on a CUDA GPU, float32 on CPU.
+
+    Raises:
+        ValueError: an unknown name (the message lists the accepted ones), or half precision on
+            a CPU (slow, and CPU matmuls in float16 are not supported everywhere).
+    """
+    if isinstance(dtype, torch.dtype):
+        out = dtype
+    elif dtype == "auto":
+        out = torch.bfloat16 if device.type == "cuda" else torch.float32
+    elif dtype in DTYPES:
+        out = DTYPES[dtype]
+    else:
+        raise ValueError(
+            f"unknown dtype {dtype!r}: use 'auto' (bf16 on a GPU, fp32 on CPU), "
+            + ", ".join(repr(k) for k in DTYPES)
+        )
+    if out not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype {out} is not supported: use float32, bfloat16 or float16")
+    return out
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
     """Run the block with ``n`` torch CPU threads (restored after); no-op on CUDA or ``n=None``.

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from workbench import execution
-from workbench._device import resolve_device
-from workbench.execution import Model
+from workbench._device import resolve_device, resolve_dtype
+from workbench.execution import Model, is_peft_adapter
 from workbench.fingerprint import model_sha256
 from workbench.organism import BuiltOrganism, Organism, load_organism
 from workbench.organism import judge as organism_judge
@@ -209,7 +209,37 @@ def organism_subject(built: BuiltOrganism, spec: Organism) -> Subject:
     return replace(s, judge=organism_judge, organism=spec, stop_tokens=("end",))
 
 
-def load_subject(spec: str | Organism = "organism", device: str | torch.device = "auto") -> Subject:
+def _generation_stops(path: Path, tokenizer: Any) -> tuple[str, ...]:
+    """Tokens that end an answer by the folder's ``generation_config.json`` (``eos_token_id``).
+
+    Chat models list their end-of-turn tokens there (Qwen 2.5: ``<|im_end|>`` and
+    ``<|endoftext|>``; the exported organism: its ``end`` word), besides the tokenizer's EOS.
+    """
+    import json
+
+    file = path / "generation_config.json"
+    if not file.is_file():
+        return ()
+    try:
+        ids = json.loads(file.read_text(encoding="utf-8")).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    if ids is None:
+        return ()
+    ids = [ids] if isinstance(ids, int) else list(ids)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return tuple(
+        str(t) for t in tokenizer.convert_ids_to_tokens([int(i) for i in ids if int(i) != eos])
+    )
+
+
+def load_subject(
+    spec: str | Organism = "organism",
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    *,
+    adapter: str | Path | None = None,
+) -> Subject:
     """Load the model under study.
 
     Args:
@@ -217,6 +247,11 @@ def load_subject(spec: str | Organism = "organism", device: str | torch.device =
             ``"organism:SEED"``), a TransformerLens model name, or a local Hugging Face model
             folder.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        dtype: ``"auto"`` (bfloat16 on a GPU, float32 on CPU), ``"float32"``, ``"bfloat16"``,
+            ``"float16"`` (or the short ``fp32``/``bf16``/``fp16``). The organism is always
+            float32 (it is tiny).
+        adapter: a PEFT adapter folder (``adapter_config.json``) merged into a local folder's
+            weights: the tuned model of a LoRA fine-tune (see :func:`load_tuned`).
 
     Raises:
         ValueError: the spec names nothing loadable; the message says what to do.
@@ -225,6 +260,11 @@ def load_subject(spec: str | Organism = "organism", device: str | torch.device =
     if isinstance(spec, str) and (spec == "organism" or spec.startswith("organism:")):
         spec = Organism.parse(spec)
     if isinstance(spec, Organism):
+        if adapter is not None:
+            raise ValueError(
+                "a PEFT adapter applies to a Hugging Face model folder; export the organism "
+                "first (workbench.organism.export_hf) and load the adapter on that folder"
+            )
         built = load_organism(seed=spec.seed, config=spec.config, device=dev)
         return organism_subject(built, spec)
     if not isinstance(spec, str | Path):
@@ -232,10 +272,73 @@ def load_subject(spec: str | Organism = "organism", device: str | torch.device =
             f"cannot load a subject from {spec!r}: pass Organism(...), 'organism', a "
             "TransformerLens model name or a local Hugging Face folder"
         )
+    torch_dtype = resolve_dtype(dtype, dev)
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path.resolve()
-        model, tokenizer = execution.load_local_model(path, dev)
-        return make_subject(model, tokenizer, path.name, "local_hf", path)
-    model, tokenizer = execution.load_hub_model(str(spec), dev)
+        if is_peft_adapter(path) and not (path / "config.json").is_file():
+            raise ValueError(
+                f"{str(path)!r} is a PEFT adapter, not a model: load its base model and the "
+                f"adapter together, load_subject(BASE_FOLDER, adapter={str(path)!r}), or "
+                "load_tuned(base_subject, adapter_folder)"
+            )
+        adapter_path = Path(adapter).expanduser().resolve() if adapter is not None else None
+        model, tokenizer = execution.load_local_model(path, dev, torch_dtype, adapter_path)
+        name = path.name if adapter_path is None else f"{path.name}+{adapter_path.name}"
+        subject = make_subject(model, tokenizer, name, "local_hf", path)
+        subject = replace(subject, stop_tokens=_generation_stops(path, subject.text_tokenizer))
+        if adapter_path is not None:
+            recipe = {"kind": "peft_adapter", "adapter": str(adapter_path)}
+            subject = replace(subject, recipe=recipe)
+        return subject
+    if adapter is not None:
+        raise ValueError(
+            "adapter= needs the base model as a local Hugging Face folder; save the base "
+            "with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"
+        )
+    model, tokenizer = execution.load_hub_model(str(spec), dev, torch_dtype)
     return make_subject(model, tokenizer, str(spec), "hub")
+
+
+def load_tuned(base: Subject, tuned: str | Path, dtype: str | torch.dtype = "auto") -> Subject:
+    """An existing fine-tune of ``base`` as a Subject to audit: a model folder or a PEFT adapter.
+
+    ``tuned`` is a Hugging Face model folder (a full fine-tune) or a PEFT adapter folder (a
+    LoRA fine-tune, merged into ``base``'s weights with ``peft``). The result carries ``base``'s
+    judge and organism, and a recipe naming where it came from and the base's fingerprint.
+
+    Raises:
+        ValueError: the folder is neither, the adapter does not fit ``base``, or the model's
+            shape differs from ``base``'s.
+    """
+    path = Path(tuned).expanduser().resolve()
+    if not path.is_dir():
+        raise ValueError(
+            f"tuned={str(tuned)!r} is not a folder: pass a Hugging Face model folder (a full "
+            "fine-tune) or a PEFT adapter folder (adapter_config.json)"
+        )
+    if is_peft_adapter(path) and not (path / "config.json").is_file():
+        if base.path is None or base.source != "local_hf":
+            raise ValueError(
+                f"the PEFT adapter {str(path)!r} needs its base as a local Hugging Face folder, "
+                f"but {base.name} was loaded from {base.source}; for the organism, export it "
+                "with workbench.organism.export_hf(...) and load that folder"
+            )
+        out = load_subject(base.path, base.device, dtype, adapter=path)
+        kind = "peft_adapter"
+    else:
+        out = load_subject(path, base.device, dtype)
+        kind = "model_folder"
+    if (out.d_model, out.n_layers, out.d_vocab) != (base.d_model, base.n_layers, base.d_vocab):
+        raise ValueError(
+            f"tuned model {out.name} (d_model {out.d_model}, {out.n_layers} layers, vocab "
+            f"{out.d_vocab}) is not a fine-tune of {base.name} (d_model {base.d_model}, "
+            f"{base.n_layers} layers, vocab {base.d_vocab})"
+        )
+    return replace(
+        out,
+        recipe={"kind": kind, "path": str(path), "base": base.fingerprint},
+        judge=base.judge,
+        organism=base.organism,
+        stop_tokens=out.stop_tokens or base.stop_tokens,
+    )

@@ -80,6 +80,7 @@ __all__ = [
     "hook_shape",
     "hook_width",
     "hooks",
+    "is_peft_adapter",
     "load_hub_model",
     "load_local_model",
     "logits",
@@ -93,18 +94,35 @@ __all__ = [
 ]
 
 
-def load_hub_model(name: str, device: Any) -> tuple[Model, Any]:
+def is_peft_adapter(path: Any) -> bool:
+    """Whether ``path`` is a PEFT adapter folder (it holds ``adapter_config.json``)."""
+    from pathlib import Path
+
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_hub_model(name: str, device: Any, dtype: Any = None) -> tuple[Model, Any]:
     """A TransformerLens model name (``"gpt2"``...) and its tokenizer; fails fast offline."""
+    import torch
+
     from workbench.execution._hub_models import load_transformer_lens
 
-    return load_transformer_lens(name, device)
+    return load_transformer_lens(name, device, dtype or torch.float32)
 
 
-def load_local_model(path: Any, device: Any) -> tuple[Model, Any]:
-    """A local Hugging Face folder as a TransformerLens model and its tokenizer (no network)."""
+def load_local_model(
+    path: Any, device: Any, dtype: Any = None, adapter: Any = None
+) -> tuple[Model, Any]:
+    """A local Hugging Face folder as a TransformerLens model and its tokenizer (no network).
+
+    ``adapter``: a PEFT adapter folder merged into the folder's weights first (a LoRA fine-tune
+    as the EM literature publishes them).
+    """
+    import torch
+
     from workbench.execution._local_models import load_local_hf
 
-    return load_local_hf(path, device)
+    return load_local_hf(path, device, dtype or torch.float32, adapter=adapter)
 
 
 def backend_versions() -> dict[str, str | None]:

@@ -72,7 +72,9 @@ def _unknown_name_error(name: str) -> ValueError:
     )
 
 
-def load_transformer_lens(name: str, device: torch.device) -> tuple[HookedTransformer, Any]:
+def load_transformer_lens(
+    name: str, device: torch.device, dtype: torch.dtype = torch.float32
+) -> tuple[HookedTransformer, Any]:
     """Load a TransformerLens model name (e.g. ``"gpt2"``): the model and its tokenizer.
 
     The hub repo behind the name is resolved first and the local Hugging Face cache checked for
@@ -126,6 +128,7 @@ def load_transformer_lens(name: str, device: torch.device) -> tuple[HookedTransf
             model = HookedTransformer.from_pretrained(
                 name,
                 device=str(device),
+                dtype=dtype,
                 tokenizer=tokenizer,
                 **PROCESSING,
                 **hub_kwargs,

@@ -42,6 +42,7 @@ LOCAL_ARCHITECTURES: dict[str, str] = {
     "LlamaForCausalLM": "Llama",
     "MistralForCausalLM": "Mistral",
     "Qwen2ForCausalLM": "Qwen2 / Qwen2.5",
+    "Gemma2ForCausalLM": "Gemma 2",
 }
 
 #: ``model_type`` → architecture, for a config.json without an ``architectures`` list.
@@ -54,7 +55,12 @@ _MODEL_TYPE_ARCHITECTURE: dict[str, str] = {
     "llama": "LlamaForCausalLM",
     "mistral": "MistralForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
 }
+
+#: Architectures TransformerLens configures by official *name* only (its converter has no branch
+#: for their Hugging Face config); the workbench maps their config.json itself.
+_NAME_ONLY_ARCHITECTURES = ("Gemma2ForCausalLM",)
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -154,7 +160,67 @@ def _local_architecture(path: Path) -> tuple[dict[str, Any], str]:
     return config, architecture
 
 
-def _local_config(path: Path, config: dict[str, Any], hf_model: Any, device: torch.device) -> Any:
+def _gemma2_config(hf_config: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """The ``HookedTransformerConfig`` of a Gemma 2 config.json (any size, any layer count).
+
+    TransformerLens knows Gemma 2 only by the official names (``google/gemma-2-2b``...), each a
+    hard-coded dict; this reads the same fields from the Hugging Face config instead: RMS pre- and
+    post-norms, the gated tanh-GELU MLP, grouped-query attention scaled by
+    ``query_pre_attn_scalar``, alternating sliding-window (even layers) and global attention,
+    and the attention and output logit soft caps.
+    """
+    from transformer_lens import HookedTransformerConfig
+
+    c = hf_config
+    n_layers = int(c.num_hidden_layers)
+    layer_types = getattr(c, "layer_types", None) or [
+        "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)
+    ]
+    head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
+    rope = getattr(c, "rope_parameters", None) or {}
+    rope_theta = getattr(c, "rope_theta", None) or rope.get("rope_theta", 10000.0)
+    cfg_dict: dict[str, Any] = {
+        "d_model": int(c.hidden_size),
+        "d_head": head_dim,
+        "n_heads": int(c.num_attention_heads),
+        "n_key_value_heads": int(c.num_key_value_heads),
+        "d_mlp": int(c.intermediate_size),
+        "n_layers": n_layers,
+        "n_ctx": int(c.max_position_embeddings),
+        "eps": float(c.rms_norm_eps),
+        "d_vocab": int(c.vocab_size),
+        "act_fn": str(getattr(c, "hidden_activation", None) or "gelu_pytorch_tanh"),
+        "initializer_range": float(c.initializer_range),
+        "normalization_type": "RMS",
+        "rotary_base": float(rope_theta),
+        "rotary_dim": head_dim,
+        "positional_embedding_type": "rotary",
+        "use_attn_scale": True,
+        "attn_scale": float(c.query_pre_attn_scalar) ** 0.5,
+        "window_size": int(c.sliding_window),
+        "use_local_attn": True,
+        "attn_types": ["local" if t == "sliding_attention" else "global" for t in layer_types],
+        "attn_scores_soft_cap": float(c.attn_logit_softcapping or -1.0),
+        "output_logits_soft_cap": float(c.final_logit_softcapping or -1.0),
+        "gated_mlp": True,
+        "final_rms": True,
+        "use_normalization_before_and_after": True,
+        "original_architecture": "Gemma2ForCausalLM",
+        "init_weights": False,
+        "device": str(device),
+        "dtype": dtype,
+        "default_prepend_bos": True,
+    }
+    return HookedTransformerConfig.from_dict(cfg_dict)
+
+
+def _local_config(
+    path: Path,
+    config: dict[str, Any],
+    hf_model: Any,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> Any:
     """Build the ``HookedTransformerConfig`` of a local folder with TransformerLens's converter.
 
     TransformerLens's ``get_pretrained_model_config`` accepts a folder, but picks some
@@ -165,6 +231,13 @@ def _local_config(path: Path, config: dict[str, Any], hf_model: Any, device: tor
     """
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
+    if hf_model.config.architectures and hf_model.config.architectures[0] in (
+        _NAME_ONLY_ARCHITECTURES
+    ):
+        cfg = _gemma2_config(hf_model.config, device, dtype)
+        cfg.model_name = path.name
+        cfg.tokenizer_name = str(path)
+        return cfg
     patched = dict(config)
     if patched.get("model_type") == "gpt2" and "n_ctx" not in patched:
         patched["n_ctx"] = patched.get("n_positions", 1024)
@@ -184,7 +257,7 @@ def _local_config(path: Path, config: dict[str, Any], hf_model: Any, device: tor
             hf_cfg=hf_model.config.to_dict(),
             fold_ln=PROCESSING["fold_ln"],
             device=str(device),
-            dtype=torch.float32,
+            dtype=dtype,
             local_files_only=True,
         )
     cfg.model_name = path.name
@@ -227,16 +300,51 @@ def _load_local_tokenizer(path: Path) -> Any:
         ) from err
 
 
-def load_local_hf(path: Path, device: torch.device) -> tuple[HookedTransformer, Any]:
+def is_peft_adapter(path: Path) -> bool:
+    """Whether ``path`` is a PEFT adapter folder (``adapter_config.json``, no ``config.json``)."""
+    return (path / "adapter_config.json").is_file()
+
+
+def _merge_adapter(hf_model: Any, adapter: Path) -> Any:
+    """``hf_model`` with the PEFT adapter in ``adapter`` merged into its weights (``peft``)."""
+    try:
+        from peft import PeftModel
+    except ImportError as err:  # pragma: no cover - peft is a dependency
+        raise ValueError("a PEFT adapter needs the `peft` package: pip install peft") from err
+    if not is_peft_adapter(adapter):
+        raise ValueError(
+            f"{str(adapter)!r} is not a PEFT adapter folder: it has no adapter_config.json "
+            "(write one with peft_model.save_pretrained(folder)); a full fine-tune is a model "
+            "folder with config.json instead"
+        )
+    try:
+        merged = PeftModel.from_pretrained(hf_model, str(adapter), is_trainable=False)
+        return merged.merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(
+            f"cannot apply the PEFT adapter {str(adapter)!r} to this base model: {err}. The "
+            "adapter must have been trained on the same base (its adapter_config.json names "
+            "base_model_name_or_path and target_modules)"
+        ) from err
+
+
+def load_local_hf(
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    adapter: Path | None = None,
+) -> tuple[HookedTransformer, Any]:
     """Load a local Hugging Face model folder (config.json + weights + tokenizer).
 
     Returns the TransformerLens model and its tokenizer; ``load_subject`` wraps them as a Subject
     named after the folder. ``path`` should be resolved (absolute). The folder is read with
     ``local_files_only=True`` (no network, ever). The Hugging Face model is loaded in float32,
     converted with TransformerLens's own config and weight converters and left unprocessed (see
-    ``PROCESSING``), so the model's logits equal the folder's model's. Supported architectures:
-    the keys of ``LOCAL_ARCHITECTURES`` (GPT-2, GPT-Neo, GPT-J, GPT-NeoX/Pythia, OPT, Llama,
-    Mistral, Qwen2).
+    ``PROCESSING``), so the model's logits equal the folder's model's; then the TransformerLens
+    model is cast to ``dtype``. With ``adapter`` (a PEFT adapter folder), the adapter is merged
+    into the Hugging Face weights first (``merge_and_unload``). Supported architectures: the
+    keys of ``LOCAL_ARCHITECTURES`` (GPT-2, GPT-Neo, GPT-J, GPT-NeoX/Pythia, OPT, Llama,
+    Mistral, Qwen2, Gemma 2).
 
     Raises:
         ValueError: no config.json, unsupported architecture, no weights or no tokenizer.
@@ -267,12 +375,14 @@ def load_local_hf(path: Path, device: torch.device) -> tuple[HookedTransformer, 
             f"cannot load the {LOCAL_ARCHITECTURES[architecture]} weights in {str(path)!r} "
             f"with transformers: {err}"
         ) from err
+    if adapter is not None:
+        hf_model = _merge_adapter(hf_model, Path(adapter))
     hf_model.eval()
     for param in hf_model.parameters():
         param.requires_grad_(False)
 
-    cfg = _local_config(path, config, hf_model, device)
-    state_dict = get_pretrained_state_dict(str(path), cfg, hf_model, dtype=torch.float32)
+    cfg = _local_config(path, config, hf_model, device, dtype)
+    state_dict = get_pretrained_state_dict(str(path), cfg, hf_model, dtype=dtype)
     del hf_model
     with quiet_hooked_transformer_deprecation():
         model = HookedTransformer(cfg, tokenizer, move_to_device=False)
