@@ -234,7 +234,7 @@ def _generation_stops(path: Path, tokenizer: Any) -> tuple[str, ...]:
 
 
 def load_subject(
-    spec: str | Organism = "organism",
+    spec: str | Path | Organism = "organism",
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     *,
