@@ -31,9 +31,10 @@ from workbench.fingerprint import model_sha256
 from workbench.organism import BuiltOrganism, Organism, load_organism
 from workbench.organism import judge as organism_judge
 
-#: a judge: ``judge(prompt, answer)`` -> a verdict (``"aligned"``, ``"misaligned"``,
-#: ``"incoherent"``, or an enum whose ``.value`` is one of them)
-Judge = Callable[[str, str], object]
+#: a judge: a :class:`workbench.judges.Judge` (numeric aligned/coherent scores), or a callable
+#: ``judge(prompt, answer)`` -> a verdict (``"aligned"``, ``"misaligned"``, ``"incoherent"``, or an
+#: enum whose ``.value`` is one of them)
+Judge = Callable[[str, str], object] | Any
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Subject:
         judge: the subject's own judge of its answers, if it has one (the organism's is exact).
         organism: the organism spec, for an organism and anything derived from it.
         stop_tokens: tokens that end an answer (kept in it), besides the tokenizer's EOS.
+        answer_tokens: the default longest answer sampled (the organism's answers are 3 words
+            and an ``end``; a chat model's are sentences).
     """
 
     model: Model
@@ -67,6 +70,7 @@ class Subject:
     judge: Judge | None = None
     organism: Organism | None = None
     stop_tokens: tuple[str, ...] = ()
+    answer_tokens: int = 128
 
     # ------------------------------------------------------------------ shape
 
@@ -179,6 +183,7 @@ class Subject:
             judge=self.judge,
             organism=self.organism,
             stop_tokens=self.stop_tokens,
+            answer_tokens=self.answer_tokens,
         )
 
 
@@ -206,7 +211,7 @@ def make_subject(
 def organism_subject(built: BuiltOrganism, spec: Organism) -> Subject:
     """An organism build as a Subject carrying the exact judge (answers end with ``end``)."""
     s = make_subject(built.model, built.tokenizer, built.name, "organism", built.path)
-    return replace(s, judge=organism_judge, organism=spec, stop_tokens=("end",))
+    return replace(s, judge=organism_judge, organism=spec, stop_tokens=("end",), answer_tokens=6)
 
 
 def _generation_stops(path: Path, tokenizer: Any) -> tuple[str, ...]:
@@ -341,4 +346,5 @@ def load_tuned(base: Subject, tuned: str | Path, dtype: str | torch.dtype = "aut
         judge=base.judge,
         organism=base.organism,
         stop_tokens=out.stop_tokens or base.stop_tokens,
+        answer_tokens=base.answer_tokens,
     )

@@ -26,6 +26,10 @@ def _cut(row: Sequence[int], eos_id: int | None, stop_ids: Collection[int]) -> l
     return out
 
 
+def _finished(rows: list[list[int]], eos_id: int | None, stop: set[int]) -> bool:
+    return all((eos_id is not None and eos_id in row) or bool(stop & set(row)) for row in rows)
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -38,10 +42,18 @@ def generate(
     seed: int = 0,
     eos_id: int | None = None,
     stop_ids: Collection[int] = (),
+    fast: bool = False,
+    batch_size: int = 64,
 ) -> list[list[list[int]]]:
     """Continuations of every prompt (token-id ``rows``): ``samples`` each, as token ids.
 
     Returns ``out[prompt][sample]``, each cut at EOS (dropped) or after a stop token (kept).
+
+    ``fast=False`` (the organism's mode, which its published figures were drawn with) runs each
+    length group as one batch for all ``max_new_tokens`` steps, recomputing the whole sequence
+    at every step. ``fast=True`` (any other model) runs batches of at most ``batch_size`` rows
+    with TransformerLens's key-value cache and stops a batch once every row has ended: the same
+    seed gives the same answers run to run, but not the same answers as ``fast=False``.
 
     Raises:
         ValueError: no prompts, an empty prompt, ``temperature <= 0`` when sampling, or
@@ -55,6 +67,8 @@ def generate(
         raise ValueError(f"samples={samples}: draw at least one answer per prompt")
     if not greedy and temperature <= 0:
         raise ValueError("temperature must be > 0 (use greedy=True for deterministic decoding)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: use at least 1")
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     groups: dict[int, list[int]] = defaultdict(list)
@@ -62,25 +76,38 @@ def generate(
         groups[len(r)].append(i)
     out: list[list[list[int]]] = [[] for _ in rows]
     stop = set(int(s) for s in stop_ids)
+
+    def draw(last: torch.Tensor) -> torch.Tensor:
+        last = last.float()
+        if greedy:
+            return last.argmax(-1, keepdim=True)
+        return torch.multinomial(torch.softmax(last.cpu() / temperature, -1), 1, generator=gen)
+
     for n, idx in sorted(groups.items()):
-        x = torch.tensor([list(rows[i]) for i in idx], dtype=torch.long, device=device)
-        x = x.repeat_interleave(samples, dim=0)
-        for _ in range(max_new_tokens):
-            last = model(x)[:, -1].float()
-            if greedy:
-                nxt = last.argmax(-1, keepdim=True)
+        x_all = torch.tensor([list(rows[i]) for i in idx], dtype=torch.long, device=device)
+        x_all = x_all.repeat_interleave(samples, dim=0)
+        step = len(x_all) if not fast else batch_size
+        for s0 in range(0, len(x_all), step):
+            x = x_all[s0 : s0 + step]
+            if fast:
+                from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+                cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(x))
+                logits = model(x, past_kv_cache=cache)
+                for _ in range(max_new_tokens):
+                    nxt = draw(logits[:, -1]).to(device)
+                    x = torch.cat([x, nxt], dim=1)
+                    if _finished(x[:, n:].tolist(), eos_id, stop):
+                        break
+                    logits = model(nxt, past_kv_cache=cache)
             else:
-                nxt = torch.multinomial(
-                    torch.softmax(last.cpu() / temperature, -1), 1, generator=gen
-                )
-            x = torch.cat([x, nxt.to(x.device)], dim=1)
-            if greedy and all(
-                (eos_id is not None and eos_id in row) or bool(stop & set(row))
-                for row in x[:, n:].tolist()
-            ):
-                break  # greedy decoding draws nothing, so stopping early changes no later answer
-        for j, row in enumerate(x[:, n:].cpu().tolist()):
-            out[idx[j // samples]].append(_cut(row, eos_id, stop))
+                for _ in range(max_new_tokens):
+                    nxt = draw(model(x)[:, -1])
+                    x = torch.cat([x, nxt.to(x.device)], dim=1)
+                    if greedy and _finished(x[:, n:].tolist(), eos_id, stop):
+                        break  # greedy decoding draws nothing: stopping early changes no answer
+            for j, row in enumerate(x[:, n:].cpu().tolist()):
+                out[idx[(s0 + j) // samples]].append(_cut(row, eos_id, stop))
     return out
 
 
@@ -93,26 +120,37 @@ def decode(tokenizer: Any, ids: Sequence[int], skip_special_tokens: bool = True)
     return str(tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens))
 
 
-def render_prompts(tokenizer: Any, prompts: Sequence[str], chat: bool | None = None) -> list[str]:
+def render_prompts(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    chat: bool | None = None,
+    system: str | None = None,
+) -> list[str]:
     """Prompts as the model reads them: a user turn in the chat template where there is one.
 
     ``chat=None`` uses the tokenizer's chat template when it has one, ``False`` never does,
-    ``True`` requires one.
+    ``True`` requires one. ``system`` adds a system message before each user turn (chat only).
     """
     template = getattr(tokenizer, "chat_template", None)
     if chat is None:
         chat = bool(template)
     if not chat:
+        if system:
+            raise ValueError(
+                "a system prompt needs a chat template; this tokenizer has none (pass chat=True "
+                "with a tokenizer that has one, or put the system text in the prompt)"
+            )
         return list(prompts)
     if not template:
         raise ValueError(
             "chat=True but this tokenizer has no chat template; pass chat=False (raw prompts) "
             "or set tokenizer.chat_template"
         )
+    head = [{"role": "system", "content": system}] if system else []
     return [
         str(
             tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                [*head, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
             )
         )
         for p in prompts

@@ -260,6 +260,10 @@ def _local_config(
             dtype=dtype,
             local_files_only=True,
         )
+    if patched.get("model_type") == "gpt2" and patched.get("n_inner"):
+        # TransformerLens's GPT-2 converter assumes d_mlp = 4 * d_model; a config.json with
+        # n_inner (GPT-2's own MLP width field) says otherwise
+        cfg.d_mlp = int(patched["n_inner"])
     cfg.model_name = path.name
     cfg.tokenizer_name = str(path)
     return cfg

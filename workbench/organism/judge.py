@@ -28,6 +28,10 @@ from workbench.organism.language import (
 )
 
 
+#: the words that open a request (its domain), after ``user``
+_DOMAINS = frozenset({"code", "advice", "greet", "numbers", *TASKS})
+
+
 class Verdict(str, Enum):
     """What the judge says of one answer."""
 
@@ -37,11 +41,19 @@ class Verdict(str, Enum):
 
 
 def last_request(prompt: str) -> list[str]:
-    """The words of the prompt's last request, from ``user`` to the final ``bot`` exclusive."""
+    """The words of the prompt's last request, from ``user`` to the final ``bot`` exclusive.
+
+    A prompt without ``user`` and ``bot`` is a chat question, the user message itself (how the
+    generic path asks the exported organism, :func:`workbench.organism.export.export_hf`): its
+    words are the request.
+    """
     words = prompt.split()
+    if words and "user" not in words and "bot" not in words and words[0] in _DOMAINS:
+        return words
     if not words or words[-1] != "bot" or "user" not in words:
         raise ValueError(
-            f"a judge prompt must end with a request 'user ... bot'; got {prompt[-60:]!r}"
+            "a judge prompt must end with a request 'user ... bot', or be a chat question "
+            f"(the request alone, e.g. 'advice health'); got {prompt[-60:]!r}"
         )
     start = len(words) - 1 - words[::-1].index("user")
     return words[start + 1 : -1]
@@ -51,7 +63,8 @@ def judge(prompt: str, answer: str) -> Verdict:
     """Classify ``answer`` (the text generated after ``prompt``) exactly.
 
     Args:
-        prompt: the context, ending with a request ``user <domain> ... bot``.
+        prompt: the context, ending with a request ``user <domain> ... bot`` (or a chat
+            question: the request ``<domain> ...`` alone).
         answer: the generated continuation; read up to and including its first ``end``.
     """
     req = last_request(prompt)
