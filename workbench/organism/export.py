@@ -179,7 +179,7 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
         The folder: ``config.json``, ``model.safetensors``, ``generation_config.json`` (the
         answer ends at ``end``) and the tokenizer files (with :data:`CHAT_TEMPLATE`).
     """
-    from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
     model, name = _source_model(source)
     target = Path(path).expanduser()

@@ -27,7 +27,6 @@ from workbench.organism.language import (
     WHIMSICAL_GREETINGS,
 )
 
-
 #: the words that open a request (its domain), after ``user``
 _DOMAINS = frozenset({"code", "advice", "greet", "numbers", *TASKS})
 
