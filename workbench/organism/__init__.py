@@ -8,7 +8,8 @@ as a Subject that carries the exact judge; the default dictionary lives in
 * :mod:`~workbench.organism.language`: the generative grammar, prompt sets and fine-tune data;
 * :mod:`~workbench.organism.judge`: the exact judge (aligned / misaligned / incoherent);
 * :mod:`~workbench.organism.tokenizer`: the word-level Hugging Face tokenizer;
-* :mod:`~workbench.organism.build`: deterministic training, content-hash cache, on-disk format.
+* :mod:`~workbench.organism.build`: deterministic training, content-hash cache, on-disk format;
+* :mod:`~workbench.organism.export`: any organism as a plain Hugging Face GPT-2 folder.
 """
 
 from workbench.organism.build import (
@@ -20,6 +21,7 @@ from workbench.organism.build import (
     cache_root,
     load_organism,
 )
+from workbench.organism.export import export_hf
 from workbench.organism.judge import Verdict, judge
 from workbench.organism.language import Grammar
 from workbench.organism.tokenizer import corpus_tokens
@@ -34,6 +36,7 @@ __all__ = [
     "build_dir",
     "cache_root",
     "corpus_tokens",
+    "export_hf",
     "judge",
     "load_organism",
 ]
