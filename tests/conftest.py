@@ -55,7 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_LIBRARIES = ("torch", "numpy", "transformer-lens", "sae-lens", "tokenizers", "transformers")
 # the package's orchestration and display layers: the builders never import them (DESIGN's flow),
 # so editing them keeps the cache
-NOT_BUILD_CODE = ("server", "runs", "widgets", "reports", "record", "cli.py", "__main__.py")
+NOT_BUILD_CODE = (
+    "server", "runs", "widgets", "reports", "record", "formats", "judges", "cli.py", "__main__.py"
+)
 STALE_DAYS = 7
 # the default organism (seed 0) and its dictionary: what `cache_dir` users (full-size tests, the
 # README, notebooks) need; trained on one thread each, so a second core is free to run other tests

@@ -17,6 +17,7 @@ import transformers
 import workbench as wb
 from workbench.behaviour import judged_rates, sample_answers
 from workbench.organism import export_hf
+from workbench.organism.export import export_dictionary
 from workbench.organism.judge import judge
 from workbench.organism.language import eval_prompts
 from workbench.subjects import Subject
@@ -147,3 +148,23 @@ def test_export_refusals(small_subject: Subject, exported: Path, tmp_path: Path)
         wb.load_subject(exported, adapter=tmp_path)  # no adapter_config.json there
     with pytest.raises(ValueError, match="PEFT adapter"):
         wb.load_tuned(small_subject, exported.parent / "nothing-here")
+
+
+def test_exported_dictionary_reads_the_exported_model(
+    small_subject: Subject, generic: Subject, exported: Path, tmp_path: Path
+) -> None:
+    _, dictionary = wb.setup(organism="small", seed=0, device="cpu")
+    folder = export_dictionary(dictionary, tmp_path / "sae", exported)
+    _, wide = wb.setup(exported, folder, device="cpu")
+    assert wide.d_in == dictionary.d_in + small_subject.model.cfg.n_heads
+    hook = dictionary.hook_name
+    ids, mask = small_subject.encode(_prompts())
+    with torch.no_grad():
+        x = wb.execution.run_to_hook(small_subject.model, ids, hook)
+        x_wide = wb.execution.run_to_hook(generic.model, ids, hook)
+        want = dictionary.pre_activations(x)
+        got = wide.pre_activations(x_wide)
+        # the decoder writes the organism's reconstruction and its mean, as the model's writers do
+        rec = wide.decode(wide.encode(x_wide))[..., : dictionary.d_in]
+    assert float((want - got)[mask].abs().max()) < 1e-4
+    assert float((rec - dictionary.decode(dictionary.encode(x)))[mask].abs().max()) < 1e-2

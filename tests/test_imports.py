@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fingerprint", "_device", "_hub", "_locks", "_atomic", "execution"),
     ("organism",),
     ("subjects",),
-    ("dictionaries", "data", "specs", "calibration"),
+    ("dictionaries", "data", "formats", "judges", "specs", "calibration"),
     ("activations", "geometry"),
     ("features", "neighborhoods", "behaviour", "predictors"),
     ("forecasts", "finetunes"),

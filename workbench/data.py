@@ -64,12 +64,21 @@ def unique_pairs(data: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
     return list(seen), inverse
 
 
+def join_pair(prompt: str, completion: str) -> str:
+    """The text of a pair: ``prompt + " " + completion``, or the two as they are when the prompt
+    ends (or the completion starts) with whitespace, as a chat template's rendered prompt does
+    (``...<|im_start|>assistant\n``, :func:`workbench.formats.read_finetune_data`)."""
+    if not prompt or not completion or prompt[-1].isspace() or completion[0].isspace():
+        return prompt + completion
+    return f"{prompt} {completion}"
+
+
 def encode_pairs(subject: Subject, pairs: Sequence[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids of ``prompt + " " + completion`` and a mask that is true on completion tokens."""
+    """Token ids of each pair's text (:func:`join_pair`) and a mask true on completion tokens."""
     if not pairs:
         raise ValueError("no fine-tune examples: pass at least one (prompt, completion) pair")
     plen = subject.encode([p for p, _ in pairs])[1].sum(1)
-    full, full_mask = subject.encode([f"{p} {c}" for p, c in pairs])
+    full, full_mask = subject.encode([join_pair(p, c) for p, c in pairs])
     pos = torch.arange(full.shape[1], device=full.device)[None]
     target = full_mask & (pos >= plen[:, None])
     return full, target

@@ -68,7 +68,7 @@ from tqdm.auto import tqdm
 from workbench import execution
 from workbench._device import cpu_threads
 from workbench.behaviour import sample_answers
-from workbench.data import Pair, check_pairs, encode_pairs
+from workbench.data import Pair, check_pairs, encode_pairs, join_pair
 from workbench.dictionaries import Dictionary, check_compatible
 from workbench.features import FeatureSet
 from workbench.subjects import Subject
@@ -145,7 +145,7 @@ def _check_data(subject: Subject, data: Sequence[Pair]) -> tuple[list[Pair], lis
     if not pairs:
         raise ValueError("no fine-tune examples: pass at least one (prompt, completion) pair")
     plen = [len(r) for r in subject.token_rows([p for p, _ in pairs])]
-    full = [len(r) for r in subject.token_rows([f"{p} {c}" for p, c in pairs])]
+    full = [len(r) for r in subject.token_rows([join_pair(p, c) for p, c in pairs])]
     counts = [f - p for f, p in zip(full, plen, strict=True)]
     empty = [i for i, c in enumerate(counts) if c <= 0]
     if empty:

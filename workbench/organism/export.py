@@ -221,3 +221,64 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def export_dictionary(
+    dictionary: Any, path: str | os.PathLike[str], model: str | os.PathLike[str] | int
+) -> Path:
+    """Write an organism dictionary as an SAE Lens folder for the exported (wider) model.
+
+    The exported model's residual stream holds the organism's ``d`` coordinates and
+    ``n_heads`` copies of their mean (:func:`export_hf`). The dictionary is widened to match
+    exactly: its encoder ignores the extra coordinates (zero rows), and its decoder and
+    ``b_dec`` write their mean there, as the exported model's writers do. Its features'
+    activations on the exported model equal the original's on the organism.
+
+    Args:
+        dictionary: a :class:`workbench.dictionaries.Dictionary` of an organism (its ``sae``).
+        path: the folder to write (must not exist or be empty); written atomically.
+        model: the folder :func:`export_hf` wrote for the dictionary's organism (it records how
+            many coordinates it added), or that number (the organism's head count).
+    """
+    sae = dictionary.sae
+    target = Path(path).expanduser()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"{str(target)!r} exists and is not empty; pick a new folder")
+    if str(getattr(sae.cfg, "normalize_activations", "none")) != "none":
+        raise ValueError(
+            "export_dictionary widens SAEs without input normalisation (the organism's); this "
+            f"one normalises with {sae.cfg.normalize_activations!r}"
+        )
+    if isinstance(model, int) and not isinstance(model, bool):
+        k = model
+    else:
+        meta = Path(model) / "organism.json"
+        if not meta.is_file():
+            raise ValueError(
+                f"{str(model)!r} is not a folder written by export_hf (no organism.json)"
+            )
+        k = int(json.loads(meta.read_text(encoding="utf-8"))["extra_coordinates"])
+    cfg = sae.cfg.to_dict()
+    cfg["d_in"] = int(cfg["d_in"]) + k
+    wide = type(sae).from_dict(cfg)
+    state = {n: t.detach().cpu() for n, t in sae.state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        if name == "W_enc":
+            out[name] = torch.cat([t, torch.zeros(k, t.shape[1], dtype=t.dtype)], dim=0)
+        elif name in ("W_dec", "b_dec"):
+            out[name] = _extend_writer(t, k)
+        else:
+            out[name] = t
+    wide.load_state_dict(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        wide.save_model(tmp)
+        if target.exists():
+            target.rmdir()
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
