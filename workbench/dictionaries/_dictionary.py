@@ -87,6 +87,53 @@ class Dictionary:
         """Reconstructed activations (``..., d_in``) from feature activations."""
         return self.sae.decode(feature_acts.to(device=self.sae.device, dtype=self.sae.dtype))
 
+    @property
+    def normalizes_per_input(self) -> bool:
+        """Whether the SAE rescales each input by that input's own statistics when it encodes
+        (SAE Lens's ``constant_norm_rescale``: ``x * sqrt(d_in) / |x|``; ``layer_norm``), so its
+        pre-activation is not an affine function of the input. SAE Lens folds a constant scale
+        (``expected_average_only_in``) and whitening into ``W_enc`` and ``b_dec``, which stay
+        affine."""
+        return str(self.sae.cfg.normalize_activations) in _PER_INPUT_NORMS
+
+    def pre_activations(self, acts: torch.Tensor) -> torch.Tensor:
+        """The SAE's own pre-activations (``..., d_sae``) of ``acts`` (in the layout
+        :meth:`encode` takes), differentiable in ``acts``.
+
+        What SAE Lens's ``encode`` passes through ``hook_sae_acts_pre``: after its input
+        normalisation and ``b_dec`` subtraction (when ``apply_b_dec_to_input``), before the
+        activation function; ``(norm(x) - b_dec) @ W_enc + b_enc`` for ReLU, TopK and JumpReLU
+        SAEs (the magnitude path of a gated SAE). The encode stops there.
+        """
+        box: list[torch.Tensor] = []
+
+        def grab(module: Any, args: Any, out: torch.Tensor) -> None:
+            box.append(out)
+            raise _Stop
+
+        handle = self.sae.hook_sae_acts_pre.register_forward_hook(grab)
+        try:
+            self.encode(acts)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if not box:
+            raise ValueError(
+                f"dictionary {self.name!r} ({type(self.sae).__name__}) does not pass its "
+                "pre-activations through SAE Lens's hook_sae_acts_pre; use a ReLU, TopK, "
+                "JumpReLU or gated SAE"
+            )
+        return box[0]
+
+
+class _Stop(Exception):
+    """Ends an SAE's encode once its pre-activations are read."""
+
+
+#: SAE Lens input normalisations that depend on the input itself (applied when encoding)
+_PER_INPUT_NORMS = ("constant_norm_rescale", "layer_norm")
+
 
 def make_dictionary(
     sae: SAE[Any],
