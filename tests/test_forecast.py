@@ -568,3 +568,167 @@ def test_a_lora_after_the_hook_moves_nothing_there(
     assert f.grad_norm > 0
     assert not f.predicted_shift.any() and f.risk == 0 and not f.sample_risk.any()
 
+
+
+# ------------------------------------------------------------------ how the dictionary reads x
+
+
+def _sae_dictionary(
+    folder: Path, d_in: int, hook: str, *, normalize: str = "none", reshape: str = "none",
+    head: int | None = None, seed: int = 0,
+) -> Dictionary:
+    """A random ReLU SAE with SAE Lens's input normalisation ``normalize`` (and hook_z layout),
+    saved and opened through the workbench (so the settings survive SAE Lens's cfg.json)."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    from workbench.dictionaries import load_dictionary
+
+    meta = SAEMetadata(hook_name=hook, **({} if head is None else {"hook_head_index": head}))
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=48, normalize_activations=normalize,
+                                        reshape_activations=reshape, metadata=meta))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.02 if name == "b_enc" else 0.3))
+    sae.save_model(folder)
+    return load_dictionary(folder, device="cpu")
+
+
+def _own_pre(d: Dictionary) -> torch.nn.Module:
+    """The dictionary's SAE in float64; its pre-activations are read at ``hook_sae_acts_pre``."""
+    return copy.deepcopy(d.sae).to(torch.float64)
+
+
+def _pre64(sae64: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    _, cache = sae64.run_with_cache(x)  # type: ignore[operator]
+    out: torch.Tensor = cache["hook_sae_acts_pre"]
+    return out
+
+
+@pytest.mark.parametrize("normalize", ["constant_norm_rescale", "layer_norm"])
+def test_steer_forecast_reads_the_dictionarys_own_normalised_pre_activation(
+    small_subject: Subject, tmp_path: Path, normalize: str
+) -> None:
+    """An SAE that rescales each input (x -> sqrt(d_in) x / |x|, or a layer norm): the forecast's
+    shift is the actual change of the SAE's own pre-activation under a small steering step
+    (central difference through the model); the raw W_enc would miss it by the per-token scale."""
+    s = small_subject
+    d = _sae_dictionary(tmp_path, s.d_model, HOOK, normalize=normalize)
+    assert d.normalizes_per_input
+    mis, ali = persona_prompts(40, seed=3)
+    watch = contrast(s, d, mis, ali, n_boot=20)
+    evals = [doc.text() for doc in sample_corpus(24, seed=7)]
+    data = finetune_pairs("insecure", 60, seed=1) + finetune_pairs("secure", 20, seed=2)
+    f = forecast(s, d, data, watch=watch, eval_prompts=evals, n_watch=6)
+    # brute force: the data's gradient w.r.t. a vector at the hook, a step of ±eta along -g
+    ids, target = encode_pairs(s, data)
+    v = torch.zeros(s.d_model, requires_grad=True)
+    with execution.hooks(s.model, [execution.add_vector(HOOK, v)]):
+        (g,) = torch.autograd.grad(completion_nll(s.model, ids, target), v)
+    e_ids, keep = _keep(s, evals)
+    sae64, eta = _own_pre(d), 1e-2
+    pre = []
+    for sign in (1.0, -1.0):
+        step = execution.add_vector(HOOK, -sign * eta * g)
+        with torch.no_grad(), execution.hooks(s.model, [step]):
+            pre.append(_pre64(sae64, _eval_hook(s.model, e_ids, keep)))
+    brute = (pre[0] - pre[1]).mean(0) / (2 * eta)
+    torch.testing.assert_close(f.predicted_shift.double(), brute, rtol=1e-3,
+                               atol=1e-4 * float(brute.abs().max()))
+    idx = torch.tensor(f.watched)
+    assert f.risk == pytest.approx(float(brute[idx] @ torch.tensor(f.weights).double()), rel=1e-3)
+    # the raw encoder would have been wrong: for the norm rescale by sqrt(d_in)/|x_t| (and the
+    # projection along x_t), which the closed-form derivative puts back
+    raw = -g.double() @ d.W_enc.detach().double()
+    assert float((raw - brute).abs().max()) > 0.2 * float(brute.abs().max())
+    if normalize == "constant_norm_rescale":
+        with torch.no_grad():
+            x = _eval_hook(s.model, e_ids, keep)
+        u = x / x.norm(dim=1, keepdim=True)
+        step = -g.double()[None] - u * (u @ -g.double())[:, None]  # (I - x̂ x̂ᵀ) δv per token
+        closed = ((s.d_model**0.5 / x.norm(dim=1))[:, None] * step).mean(0) @ sae64.W_enc
+        torch.testing.assert_close(closed, brute, rtol=1e-3, atol=1e-4 * float(brute.abs().max()))
+    # the per-sample risks still add up to the risk (token-weighted mean, SGD)
+    n_tok = target[:, 1:].sum(1).double()
+    assert float((f.sample_risk.double() * n_tok).sum() / n_tok.sum()) == pytest.approx(
+        f.risk, rel=1e-4)
+    assert f.extra["cost"]["eval_prompts"] == len(evals)  # the hook read at the eval tokens
+
+
+def test_full_forecast_reads_the_dictionarys_own_normalised_pre_activation(
+    small_subject: Subject, tmp_path: Path
+) -> None:
+    """Full, with a norm-rescaling SAE: J(x_t) δx_t at every token equals a central difference
+    of the SAE's own pre-activation after a tiny real step of every weight (float64)."""
+    s = small_subject
+    d = _sae_dictionary(tmp_path, s.d_model, HOOK, normalize="constant_norm_rescale", seed=2)
+    mis, ali = persona_prompts(40, seed=3)
+    watch = contrast(s, d, mis, ali, n_boot=20)
+    evals = [doc.text() for doc in sample_corpus(24, seed=7)]
+    data = finetune_pairs("insecure", 48, seed=1) + finetune_pairs("secure", 16, seed=2)
+    f = forecast(s, d, data, watch=watch, eval_prompts=evals, spec="full", n_watch=6)
+    model = copy_model(s.model, torch.float64)
+    ids, target = encode_pairs(s, data)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(completion_nll(model, ids, target), params, allow_unused=True)
+    e_ids, keep = _keep(s, evals)
+    sae64, eta = _own_pre(d), 1e-6
+    pre = []
+    with torch.no_grad():
+        for sign in (-1.0, 2.0):  # theta - eta g, then theta + eta g
+            for p, g in zip(params, grads, strict=True):
+                if g is not None:
+                    p.add_(sign * eta * g)
+            pre.append(_pre64(sae64, _eval_hook(model, e_ids, keep)))
+    brute = (pre[0] - pre[1]).mean(0) / (2 * eta)
+    torch.testing.assert_close(f.predicted_shift.double(), brute, rtol=2e-3,
+                               atol=2e-4 * float(brute.abs().max()))
+    idx = torch.tensor(f.watched)
+    assert f.risk == pytest.approx(float(brute[idx] @ torch.tensor(f.weights).double()), rel=2e-3)
+
+
+@pytest.mark.parametrize("layout", ["flat", "sae-reshapes", "one-head"])
+def test_full_forecast_at_hook_z_reads_the_heads_as_the_dictionary_does(
+    small_subject: Subject, tmp_path: Path, layout: str
+) -> None:
+    """A dictionary at ``blocks.0.attn.hook_z`` ([pos, n_heads, d_head]): heads flattened by the
+    workbench, flattened by SAE Lens (``reshape_activations="hook_z"``) or one head
+    (``hook_head_index``); the Full forecast equals a central difference of a tiny real step."""
+    s = small_subject
+    hook = "blocks.0.attn.hook_z"
+    n_heads, d_head = s.model.cfg.n_heads, s.model.cfg.d_head
+    head = 1 if layout == "one-head" else None
+    d = _sae_dictionary(tmp_path, d_head if head is not None else n_heads * d_head, hook,
+                        reshape="hook_z" if layout == "sae-reshapes" else "none", head=head)
+    mis, ali = persona_prompts(40, seed=3)
+    watch = contrast(s, d, mis, ali, n_boot=20)
+    evals = [doc.text() for doc in sample_corpus(24, seed=7)]
+    data = finetune_pairs("insecure", 48, seed=1) + finetune_pairs("secure", 16, seed=2)
+    f = forecast(s, d, data, watch=watch, eval_prompts=evals, spec="full", n_watch=6)
+    model = copy_model(s.model, torch.float64)
+    ids, target = encode_pairs(s, data)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(completion_nll(model, ids, target), params, allow_unused=True)
+    e_ids, keep = _keep(s, evals)
+
+    def z(m: torch.nn.Module) -> torch.Tensor:  # [tokens, d_in] as the SAE reads hook_z
+        box: list[torch.Tensor] = []
+        m.run_with_hooks(e_ids, fwd_hooks=[(hook, lambda x, hook: box.append(x))])  # type: ignore[operator]
+        acts = box[0][keep].double()  # [tokens, n_heads, d_head]
+        return acts[:, head] if head is not None else acts.reshape(len(acts), n_heads * d_head)
+
+    eta, xs = 1e-6, []
+    with torch.no_grad():
+        for sign in (-1.0, 2.0):
+            for p, g in zip(params, grads, strict=True):
+                if g is not None:
+                    p.add_(sign * eta * g)
+            xs.append(z(model))
+    brute = ((xs[0] - xs[1]) @ d.W_enc.detach().double()).mean(0) / (2 * eta)
+    assert brute.abs().max() > 1e-3
+    torch.testing.assert_close(f.predicted_shift.double(), brute, rtol=2e-3,
+                               atol=2e-4 * float(brute.abs().max()))
+    # a steering vector is added to the residual stream, never at hook_z: refused, with the fix
+    with pytest.raises(ValueError, match=r"hook_z.*not the residual stream.*LoRA\(...\) or Full"):
+        forecast(s, d, data, watch=watch, eval_prompts=evals, spec="steer")

@@ -41,12 +41,28 @@ where the fine-tune goes: ``A`` trains too once ``B`` moves, and the adapter's u
 the gradient's top singular directions. ``lora="rank"`` (the default) forecasts that update: each
 target weight moves by ``δW = -U_r S_r V_rᵀ``, the truncated SVD of ``-∇_W L``.
 
-The residual stream at the hook of an evaluation token ``t`` moves by the Jacobian-vector product
+The activation at the hook of an evaluation token ``t`` moves by the Jacobian-vector product
 ``δx_t = (∂x_t/∂θ) δθ`` (forward-mode autodiff, exact; for ``steer`` exactly ``δx_t = δθ`` at
-every token). A dictionary feature ``f`` reads its pre-activation ``a_f = x · W_enc[:, f] + b``
-(ReLU, TopK and JumpReLU SAEs all read an affine function of ``x``), so its predicted shift is
+every token; a per-head hook such as ``hook_z``, ``[n_heads, d_head]``, is read as the dictionary
+reads it in :mod:`workbench.activations`: heads flattened, or the SAE's one head). A dictionary
+feature ``f`` reads its pre-activation, the SAE's own (``Dictionary.pre_activations``, SAE Lens's
+``hook_sae_acts_pre``; ReLU, TopK and JumpReLU SAEs alike)
 
-    Δ_f = mean_t δx_t · W_enc[:, f].
+    a_f(x) = (norm(x) - b_dec · [apply_b_dec_to_input]) · W_enc[:, f] + b_enc[f],
+
+so its predicted shift is, to first order,
+
+    Δ_f = mean_t J_f(x_t) δx_t,    J = ∂a/∂x.
+
+When ``norm`` is the identity (or a constant, which SAE Lens folds into ``W_enc``) ``J = W_enc``
+at every token, and ``Δ_f = (mean_t δx_t) · W_enc[:, f]``; the forecast takes ``J`` from the
+dictionary's own encode by forward-mode autodiff along the unit vectors (exactly ``W_enc`` for a
+plain SAE). An SAE that normalises each input by its own statistics (SAE Lens's
+``constant_norm_rescale``, ``x ↦ √d_in x / |x|``, and ``layer_norm``) has a ``J`` that depends
+on ``x``: ``√d_in / |x| (I - x̂ x̂ᵀ) W_enc`` for the norm rescale. Then ``J(x_t) δx_t`` is taken
+at every token, by autodiff through the dictionary's own encode at the activations the
+forward-mode pass already has; ``W_enc`` alone would be off by the per-token factor
+``√d_in / |x_t|`` (and the projection along ``x_t``).
 
 The **alignment risk** of the fine-tune for a watched :class:`~workbench.features.FeatureSet`
 (e.g. the features that separate a misaligned from an aligned persona, ``effect`` = Cohen's d,
@@ -55,7 +71,8 @@ positive when the feature is higher on the misaligned side) is
     risk = Σ_{f ∈ watched} d_f Δ_f = r · δθ,
 
 with ``r = ∇_θ R`` the gradient of the watched read-out ``R(θ) = mean_t Σ_f d_f a_f(x_t)``
-(for ``steer`` ``r = W_enc[:, watched] d``); positive when the fine-tune pushes the watched
+(for ``steer`` ``r = mean_t J(x_t)[:, watched] d``, ``W_enc[:, watched] d`` for an affine
+encoder); positive when the fine-tune pushes the watched
 features toward the misaligned side. Example ``i``'s **per-sample risk** is ``-∇L_i · r`` with
 ``L_i`` its own mean completion NLL: the risk of an SGD step on that example alone (for screening
 data, as the paper's removal of the samples closest to toxic features). It is the linear (SGD)
@@ -67,11 +84,19 @@ The **geometric path** says why: the *target features* are those the step raises
 fine-tune's own tokens (what the data asks for), and each watched feature is linked to the target
 feature whose decoder direction it shares most (cosine), with its share of the risk.
 
-**Cost** (``Forecast.extra["cost"]``), in batches of ``batch_size`` and the model's own dtype
-(float32; half precision is computed in float32), each distinct example once (``dedupe``):
+**Cost** (``Forecast.extra["cost"]``), in batches of ``batch_size``, each distinct example once
+(``dedupe``). **Memory** is bounded by the batch: the model runs in its own dtype (float32; half
+precision on a float32 copy, the one copy of the model the forecast makes), with the trained
+weights swapped in by :func:`torch.func.functional_call` (the model's own tensors, detached;
+gradients only for what the fine-tune trains). Nothing of the size ``batch x pos x d_vocab`` is
+cast to float64; float64 only holds per-batch sums (``[d_in]``, ``[d_sae]``, ``[n]``). Beyond
+the model, a Full forecast holds two weight-sized buffers at a time (``∇L`` and ``r``, then
+``∇L`` and ``δθ``).
 
 * ``steer``: one forward and backward pass over the examples (a vector per example, so one
-  backward pass gives every example's gradient); no pass over the evaluation prompts;
+  backward pass gives every example's gradient); no pass over the evaluation prompts (with an
+  SAE that normalises each input: one forward pass to the hook over the evaluation prompts, and
+  one over the examples for the target features);
 * ``lora`` and ``full``: over the evaluation prompts, one forward and backward pass to the hook
   (``r``) and one forward-mode pass to the hook (``δx_t``); over the examples, one forward and
   backward pass (``∇L``), one forward-mode pass along ``r`` (every per-sample risk at once, as the
@@ -79,7 +104,8 @@ feature whose decoder direction it shares most (cosine), with its share of the r
   ``δθ`` (the target features).
 
 The fine-tune itself takes ``steps x batch_size`` forward and backward passes;
-``benchmarks/alignment.py`` reports the ratio.
+``benchmarks/alignment.py`` reports the ratio on the organism, ``benchmarks/real_scale.py`` the
+time and memory on a GPT-2-small shape.
 """
 
 from __future__ import annotations
@@ -97,8 +123,9 @@ import torch.autograd.forward_ad as fwAD
 
 from workbench import execution
 from workbench._device import cpu_threads
+from workbench.activations._stream import dictionary_input
 from workbench.data import encode_pairs, pairs_sha256, unique_pairs
-from workbench.dictionaries import Dictionary, check_compatible
+from workbench.dictionaries import Dictionary, check_compatible, hook_trailing_shape
 from workbench.features import FeatureSet
 from workbench.finetunes import (
     _from_matrix,
@@ -112,7 +139,8 @@ from workbench.predictors import Prediction, predict
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector, as_spec
 from workbench.subjects import Subject
 
-__all__ = ["ADAM_EPS", "Forecast", "RiskPath", "Step", "forecast"]
+__all__ = ["ADAM_EPS", "BATCH_FLOATS", "Forecast", "RiskPath", "Step", "auto_batch_size",
+           "forecast"]
 
 #: the optimiser step forecast: plain gradient descent, or Adam's first step
 Step = Literal["sgd", "adam"]
@@ -253,6 +281,28 @@ def _check_watch(watch: FeatureSet, dictionary: Dictionary, n_watch: int | None)
     return w
 
 
+#: the activations a forecast batch aims at (floats; 2^28 float32 is 1 GiB)
+BATCH_FLOATS = 2**28
+
+
+def auto_batch_size(subject: Subject, length: int, floats: int = BATCH_FLOATS) -> int:
+    """Sequences of ``length`` tokens per forecast batch: what keeps one backward pass's saved
+    activations near ``floats`` (between 1 and 256).
+
+    Per token, a TransformerLens block keeps about ``16 d_model + 3 d_mlp + 3 n_heads length``
+    floats for its backward pass (residual stream, layer norms, q/k/v/z, attention scores and
+    pattern, MLP pre- and post-activations), and the loss ``3 d_vocab`` (logits, log-softmax
+    and its gradient); a rough count, within a small factor of ``benchmarks/real_scale.py``'s
+    measured peaks.
+    """
+    cfg = subject.model.cfg
+    d_model, n_heads = int(cfg.d_model), int(cfg.n_heads)
+    d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d_model)
+    per_token = (int(cfg.n_layers) * (16 * d_model + 3 * d_mlp + 3 * n_heads * length)
+                 + 3 * int(cfg.d_vocab))
+    return max(1, min(256, floats // (per_token * max(1, length))))
+
+
 def _token_level(subject: Subject, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and the mask of evaluation tokens (real tokens, ``<bos>`` left out)."""
     if not prompts:
@@ -299,6 +349,94 @@ class _Cost:
         self.to_hook += n if to_hook else 0
 
 
+# ------------------------------------------------------------------ the dictionary's read-in
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """The dictionary's pre-activations ``a(x)`` of one token's hook activation ``x`` (flattened
+    to ``width``; per-head hooks as :mod:`workbench.activations` hands them to the dictionary),
+    their derivative, and the watched read-out ``R(x) = Σ_f d_f a_f(x)``.
+
+    ``jacobian`` (``[width, d_sae]``, float64, CPU) is ``∂a/∂x`` when ``a`` is affine, the same at
+    every token: ``W_enc`` for a plain SAE at a residual hook (exactly: forward-mode autodiff
+    through the dictionary's own encode along the unit vectors). ``None`` when the SAE rescales
+    each input by its own norm (SAE Lens's ``constant_norm_rescale``, ``layer_norm``): then the
+    derivative is taken at every token, by autodiff through the dictionary's own encode.
+    """
+
+    dictionary: Dictionary
+    shape: tuple[int, ...]  # one token's hook activation, e.g. (d_model,) or (n_heads, d_head)
+    jacobian: torch.Tensor | None
+    watched: torch.Tensor  # [n_watch] feature indices
+    weights: torch.Tensor  # [n_watch] float64 effect sizes
+
+    @property
+    def readout(self) -> torch.Tensor:
+        """``∂R/∂x`` ``[width]`` (float64, CPU): the same at every token (affine ``a`` only)."""
+        assert self.jacobian is not None
+        return self.jacobian[:, self.watched] @ self.weights
+
+    def pre(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``[N, d_sae]`` of tokens ``x`` ``[N, width]`` (differentiable)."""
+        acts = dictionary_input(x.reshape(len(x), *self.shape), self.dictionary)
+        return self.dictionary.pre_activations(acts)
+
+    def read(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_t R(x_t)`` over tokens ``x`` ``[N, width]`` up to a constant (float64 scalar,
+        differentiable in ``x``)."""
+        if self.jacobian is not None:
+            return (x.double() @ self.readout.to(x.device)).sum()
+        return (self.pre(x)[:, self.watched].double() @ self.weights.to(x.device)).sum()
+
+    def jvp(self, x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """``J(x_t) δx_t`` at every token ``[N, d_sae]`` (forward mode, exact)."""
+        with torch.no_grad(), fwAD.dual_level():
+            tangent = fwAD.unpack_dual(self.pre(fwAD.make_dual(x, dx.to(x)))).tangent
+        if tangent is None:  # the pre-activations do not depend on x
+            return torch.zeros(len(x), self.dictionary.d_sae, device=x.device)
+        return tangent
+
+    def grad_read(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_t ∂R/∂x (x_t)`` ``[width]`` over tokens ``x`` (float64)."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.read(x), x)
+        return g.double().sum(0)
+
+    def accumulate(self, x: torch.Tensor, dx: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        """``Σ_t wt_t δx_t`` (affine ``a``: ``[width]``, times the Jacobian in :meth:`finish`) or
+        ``Σ_t wt_t J(x_t) δx_t`` (``[d_sae]``) over a batch ``[b, pos, width]``, ``wt`` ``[b, pos]``
+        (zero off the tokens counted)."""
+        if self.jacobian is not None:
+            return (dx.double() * wt[..., None]).sum((0, 1))
+        k = wt != 0
+        return (self.jvp(x[k], dx[k]).double() * wt[k][:, None]).sum(0)
+
+    def finish(self, total: torch.Tensor) -> torch.Tensor:
+        """The feature shift ``[d_sae]`` (CPU) of what :meth:`accumulate` summed."""
+        total = total.cpu()
+        return total @ self.jacobian if self.jacobian is not None else total
+
+    @property
+    def width(self) -> int:
+        return math.prod(self.shape)
+
+
+def _encoder(
+    subject: Subject, dictionary: Dictionary, watched: torch.Tensor, weights: torch.Tensor
+) -> _Encoder:
+    shape = hook_trailing_shape(subject, dictionary.hook_name)
+    enc = _Encoder(dictionary, shape, None, watched, weights)
+    if dictionary.normalizes_per_input:
+        return enc
+    sae = dictionary.sae
+    width = enc.width
+    eye = torch.eye(width, device=sae.device, dtype=sae.dtype)
+    jac = enc.jvp(torch.zeros_like(eye), eye)  # row i: ∂a/∂x_i (affine: anywhere)
+    return dataclasses.replace(enc, jacobian=jac.detach().to(torch.float64).cpu())
+
+
 # ------------------------------------------------------------------ steer
 
 
@@ -324,12 +462,43 @@ def _steer_grads(
         # scoped: removes only this hook, never the caller's (a patch in force stays in force)
         with execution.hooks(model, [execution.add_vector(hook, v)]):
             nll, cnt = execution.per_example_nll(
-                lambda x: torch.func.functional_call(model, frozen, (x,)), b_ids, b_tgt
+                lambda x: torch.func.functional_call(model, frozen, (x,)), b_ids, b_tgt,
+                dtype=_dtype(model),
             )
         (g,) = torch.autograd.grad(nll.sum(), v)
         grads.append(g[:, 0].double().cpu())
         counts.append(cnt.cpu())
     return torch.cat(grads), torch.cat(counts)
+
+
+def _steer_per_token(
+    model: torch.nn.Module,
+    enc: _Encoder,
+    delta: torch.Tensor,
+    tokens: tuple[torch.Tensor, torch.Tensor],
+    mult: torch.Tensor | None,
+    batch_size: int,
+    cost: _Cost,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A steering step ``δv`` read by a dictionary that normalises each input: the mean over the
+    tokens (weighted by ``mult``) of ``J(x_t) δv`` ``[d_sae]`` and of ``∂R/∂x (x_t)``
+    ``[width]``, from one forward pass to the hook (no gradient through the model)."""
+    ids, keep = tokens
+    shift = torch.zeros(enc.dictionary.d_sae, dtype=torch.float64)
+    readout = torch.zeros(enc.width, dtype=torch.float64)
+    den = 0.0
+    for sl, n in _batches(ids, keep, batch_size):
+        k = keep[sl, :n]
+        x = execution.run_to_hook(model, ids[sl, :n], enc.dictionary.hook_name).flatten(2)[k]
+        cost.add(len(ids[sl]), to_hook=True)
+        wt = (torch.ones(len(x), dtype=torch.float64) if mult is None
+              else mult[sl, None].expand(k.shape)[k.cpu()].double()).to(x.device)
+        dx = delta.to(x).expand_as(x)
+        shift += (enc.jvp(x, dx).double() * wt[:, None]).sum(0).cpu()
+        if mult is None:
+            readout += enc.grad_read(x).cpu()
+        den += float(wt.sum())
+    return shift / den, readout / den
 
 
 # ------------------------------------------------------------------ lora and full
@@ -362,14 +531,15 @@ class _Trained:
     def nll(
         self, theta: Mapping[str, torch.Tensor], ids: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
-        """Each example's summed completion NLL ``[n]`` (float64) with ``theta``'s weights."""
+        """Each example's summed completion NLL ``[n]`` with ``theta``'s weights, in the
+        model's dtype (the ``[batch, pos, d_vocab]`` log-softmax is never cast up)."""
         weights = self.weights(theta)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             out: torch.Tensor = torch.func.functional_call(self.model, weights, (x,))
             return out
 
-        return execution.per_example_nll(forward, ids, target)[0]
+        return execution.per_example_nll(forward, ids, target, dtype=_dtype(self.model))[0]
 
     def to_hook(
         self, theta: Mapping[str, torch.Tensor], ids: torch.Tensor, hook: str
@@ -418,16 +588,16 @@ def _jvp(
     direction: Mapping[str, torch.Tensor],
     fn: Callable[..., torch.Tensor],
     *args: Any,
-) -> torch.Tensor | None:
-    """Forward-mode derivative of ``fn(θ, *args)`` along ``direction`` (exact, one pass;
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``fn(θ, *args)`` and its forward-mode derivative along ``direction`` (exact, one pass;
     ``None`` where ``fn`` does not depend on it)."""
     with torch.no_grad(), fwAD.dual_level():
         theta = {
             k: fwAD.make_dual(t, direction[k]) if k in direction else t
             for k, t in tr.theta.items()
         }
-        tangent: torch.Tensor | None = fwAD.unpack_dual(fn(theta, *args)).tangent
-    return tangent
+        primal, tangent = fwAD.unpack_dual(fn(theta, *args))
+    return primal, tangent
 
 
 def _grad(
@@ -439,7 +609,10 @@ def _grad(
     grads = torch.autograd.grad(loss, list(theta.values()), allow_unused=True)
     for k, g in zip(theta, grads, strict=True):
         if g is not None:
-            into[k] = into[k] + g if k in into else g
+            if k in into:
+                into[k].add_(g)  # in place: one weight-sized buffer per weight, never two
+            else:
+                into[k] = g
 
 
 def _weights_step(
@@ -451,8 +624,7 @@ def _weights_step(
     hook: str,
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     evals: tuple[torch.Tensor, torch.Tensor],
-    readout: torch.Tensor,
-    W_enc: torch.Tensor,
+    enc: _Encoder,
     batch_size: int,
     cost: _Cost,
     per_sample: bool = True,
@@ -464,7 +636,6 @@ def _weights_step(
     ids, target, mult = data
     eval_ids, eval_keep = evals
     dev = ids.device
-    readout_d = readout.to(dev)
     mult_d = mult.to(dev)
 
     # r = ∇θ R, R = mean over the evaluation tokens of the watched read-out
@@ -473,7 +644,7 @@ def _weights_step(
     r: dict[str, torch.Tensor] = {}
     for sl, n in _batches(eval_ids, eval_keep, batch_size) if per_sample else ():
         x = tr.to_hook(theta, eval_ids[sl, :n], hook)[eval_keep[sl, :n]]
-        _grad((x.double() @ readout_d).sum() / n_eval, theta, r)
+        _grad(enc.read(x) / n_eval, theta, r)
         cost.add(len(eval_ids[sl]), backward=True, to_hook=True)
 
     # over the examples: ∇θ L, and ∇L_i · r as the derivative of each example's NLL along r
@@ -488,35 +659,39 @@ def _weights_step(
         if not per_sample:
             along_r.append(torch.full((len(b_ids),), float("nan"), device=dev))
             continue
-        dnll = _jvp(tr, r, tr.nll, b_ids, b_tgt) if r else None
+        dnll = _jvp(tr, r, tr.nll, b_ids, b_tgt)[1] if r else None
         along_r.append(dnll if dnll is not None else torch.zeros(len(b_ids), device=dev))
         cost.add(len(b_ids), jvp=True)
+    r.clear()  # a weight-sized buffer per trained weight, no longer needed
     counts = target[:, 1:].sum(1).double()
     per_unique = -(torch.cat(along_r).double() / counts.clamp_min(1)).cpu()
+    grad_norm = math.sqrt(sum(
+        float(torch.linalg.vector_norm(g, dtype=torch.float64)) ** 2 for g in grad.values()
+    ))
     if isinstance(spec, LoRA) and lora == "rank":  # the best rank-r part of each weight's step
-        grad_step = {k: _rank(k, g, spec.rank) for k, g in grad.items()}
-    else:
-        grad_step = grad
-    delta = {k: _direction(g, step) for k, g in grad_step.items()}  # weights never reached: 0
+        grad = {k: _rank(k, g, spec.rank) for k, g in grad.items()}
+    delta = {k: _direction(g, step) for k, g in grad.items()}  # weights never reached: 0
+    del grad
 
-    # δx on the evaluation tokens and on the fine-tune's own tokens (weighted by multiplicity)
-    def mean_dx(b_ids: torch.Tensor, keep: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        total = torch.zeros(W_enc.shape[0], dtype=torch.float64, device=dev)
+    # the shift on the evaluation tokens and on the fine-tune's own tokens (by multiplicity)
+    def mean_shift(b_ids: torch.Tensor, keep: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        total: torch.Tensor | float = 0.0
         for sl, n in _batches(b_ids, keep, batch_size):
-            dx = _jvp(tr, delta, tr.to_hook, b_ids[sl, :n], hook)
+            x, dx = _jvp(tr, delta, tr.to_hook, b_ids[sl, :n], hook)
             cost.add(len(b_ids[sl]), jvp=True, to_hook=True)
             if dx is None:
                 continue
             k = keep[sl, :n]
             wt = k.double() if w is None else k.double() * w[sl, None]
-            total += (dx.double() * wt[..., None]).sum((0, 1))
+            total = total + enc.accumulate(x, dx, wt)
         den = keep.double().sum() if w is None else (keep.double() * w[:, None]).sum()
-        return (total / den).cpu()
+        if isinstance(total, float):  # nothing upstream of the hook is trained
+            return torch.zeros(enc.dictionary.d_sae, dtype=torch.float64)
+        return enc.finish(total / den)
 
-    shift = mean_dx(eval_ids, eval_keep, None) @ W_enc
-    target_shift = (mean_dx(ids, target, mult_d) @ W_enc if targets
-                    else torch.zeros(W_enc.shape[1], dtype=torch.float64))
-    grad_norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad.values()))
+    shift = mean_shift(eval_ids, eval_keep, None)
+    target_shift = (mean_shift(ids, target, mult_d) if targets
+                    else torch.zeros(enc.dictionary.d_sae, dtype=torch.float64))
     return shift, per_unique, grad_norm, target_shift
 
 
@@ -527,6 +702,10 @@ def _rank(param: str, grad: torch.Tensor, r: int) -> torch.Tensor:
     u, sv, vh = torch.linalg.svd(mat, full_matrices=False)
     low = (u[:, :r] * sv[:r]) @ vh[:r]
     return _from_matrix(param, low.to(grad.dtype), grad.shape)
+
+
+def _dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
 
 
 def _compute_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -551,7 +730,7 @@ def forecast(
     spec: FinetuneSpec | str = "steer",
     n_watch: int | None = 16,
     n_targets: int = 8,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     dedupe: bool = True,
     step: Step = "sgd",
     seed: int = 0,
@@ -575,7 +754,12 @@ def forecast(
             fine-tune made with another.
         n_watch: use the ``n_watch`` strongest watched features (``None``: all of them).
         n_targets: target features reported in the geometric paths.
-        batch_size: examples (and evaluation prompts) per pass; memory, not results.
+        batch_size: examples (and evaluation prompts) per pass; memory, not results (up to
+            float rounding). Peak memory grows with ``batch_size`` x the longest sequence.
+            ``None`` (default): as many sequences as keep a backward pass's activations near
+            :data:`BATCH_FLOATS` floats (:func:`auto_batch_size`; at most 256: every batch of
+            the organism, about 9 sequences of 64 tokens on a GPT-2-small shape). Recorded in
+            ``extra["cost"]["batch_size"]``.
         dedupe: compute each distinct example once (exact: equal examples have equal
             gradients); ``False`` computes every example, for timing comparisons.
         step: the first optimiser step forecast: ``"sgd"`` (``-∇L``) or ``"adam"`` (Adam's
@@ -616,10 +800,17 @@ def forecast(
     spec = as_spec(spec)
     if step not in get_args(Step):
         raise ValueError(f"unknown step {step!r}; use one of {get_args(Step)}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: use at least one example per batch")
     check_compatible(subject, dictionary)
     spec.check(subject.n_layers, subject.name)
+    if isinstance(spec, SteeringVector) and not execution.RESID_HOOK.match(dictionary.hook_name):
+        raise ValueError(
+            f"a SteeringVector adds one vector to the residual stream ({spec.hook_name!r}), but "
+            f"this dictionary reads {dictionary.hook_name!r}, not the residual stream (a per-head "
+            "or MLP activation), where no steering vector is added: forecast LoRA(...) or Full() "
+            f"with this dictionary, or the SteeringVector with a dictionary at {spec.hook_name!r}"
+        )
     if isinstance(spec, SteeringVector) and spec.hook_name != dictionary.hook_name:
         raise ValueError(
             f"a SteeringVector forecast predicts the vector at the dictionary's hook "
@@ -642,29 +833,39 @@ def forecast(
             "non-empty completion"
         )
     eval_ids, eval_keep = _token_level(subject, eval_prompts)
+    if batch_size is None:
+        batch_size = auto_batch_size(subject, max(ids.shape[1], eval_ids.shape[1]))
     hook = dictionary.hook_name
-    W_enc = dictionary.W_enc.detach().to(torch.float64).cpu()  # [d_in, d_sae]
     idx = torch.tensor(w.indices)
     weights = torch.tensor(w.effect, dtype=torch.float64)
-    readout = W_enc[:, idx] @ weights  # [d_in]: d R / d x at one token
     mult = torch.from_numpy(np.bincount(inverse, minlength=len(ids))).double()
     cost = _Cost(examples=len(ids))
 
     with cpu_threads(1, subject.device):
+        enc = _encoder(subject, dictionary, idx, weights)
         model = _compute_model(subject.model)
         if isinstance(spec, SteeringVector):
             g_i, c_i = _steer_grads(model, hook, subject.d_model, ids, target, batch_size)
             cost.add(len(ids), backward=True)
             grad = (mult[:, None] * g_i).sum(0) / (mult * c_i).sum()  # ∇_v of the mean NLL
-            shift = _direction(grad, step) @ W_enc  # the same δx at every evaluation token
+            delta = _direction(grad, step)
+            if enc.jacobian is not None:  # the same δx, and the same derivative, at every token
+                shift, readout = delta @ enc.jacobian, enc.readout
+                target_shift = shift
+            else:
+                cost.eval_prompts = len(eval_ids)
+                shift, readout = _steer_per_token(model, enc, delta, (eval_ids, eval_keep),
+                                                  None, batch_size, cost)
+                target_shift = (_steer_per_token(model, enc, delta, (ids, target), mult,
+                                                 batch_size, cost)[0] if n_targets > 0
+                                else shift)
             per_unique = -(g_i @ readout) / c_i.clamp_min(1)  # risk of a step on that example alone
-            target_shift = shift
             grad_norm = float(grad.norm())
         else:
             cost.eval_prompts = len(eval_ids)
             shift, per_unique, grad_norm, target_shift = _weights_step(
                 model, subject, spec, seed, step, hook, (ids, target, mult),
-                (eval_ids, eval_keep), readout, W_enc, batch_size, cost,
+                (eval_ids, eval_keep), enc, batch_size, cost,
                 per_sample=per_sample, targets=n_targets > 0, lora=lora,
             )
 
