@@ -13,8 +13,10 @@ from typing import Any
 
 import torch
 
+from workbench import execution
 from workbench.activations import Pool, hook_activations, stream
 from workbench.behaviour import _judge_of, sample_answers
+from workbench.data import join_pair
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
 from workbench.fingerprint import state_dict_sha256
@@ -294,8 +296,12 @@ def _answer_means(
     hook_name: str,
     batch_size: int,
 ) -> torch.Tensor:
-    """Per (prompt, answer): the mean activation at ``hook_name`` over the answer's tokens."""
-    texts = [f"{p} {a}" for p, a in zip(prompts, answers, strict=True)]
+    """Per (prompt, answer): the mean activation at ``hook_name`` over the answer's tokens.
+
+    ``prompts`` are the contexts the answers were sampled in (rendered, for a tokenizer with a
+    chat template), so the answer's tokens are read where the model wrote them.
+    """
+    texts = [join_pair(p, a) for p, a in zip(prompts, answers, strict=True)]
     starts = [len(r) for r in subject.token_rows(list(prompts))]
     out = []
     for batch in stream(
@@ -335,8 +341,11 @@ def from_responses(
     misaligned model this way: sample its answers to open questions, judge them, and take the
     mean activation over the tokens of the misaligned answers minus that over the aligned ones
     (incoherent answers are left out). Each answer is first pooled over its own tokens, so a long
-    answer counts once. Unlike :func:`mean_difference` on fixed prompt sets, the direction is the
-    one the fine-tuned model actually uses when it answers badly, so derive it on the tuned model.
+    answer counts once, and read in the context it was sampled in (the prompt as
+    :func:`workbench.behaviour.sample_answers` renders it: a user turn of the chat template
+    where the tokenizer has one). Unlike :func:`mean_difference` on fixed prompt sets, the
+    direction is the one the fine-tuned model actually uses when it answers badly, so derive it
+    on the tuned model.
 
     Raises:
         ValueError: fewer than ``min_each`` answers on either side (the message gives the
@@ -347,13 +356,16 @@ def from_responses(
     answers = sample_answers(
         subject, list(prompts), samples_per_prompt, max_new_tokens, temperature, seed
     )
+    # the answers were sampled after the prompt as the model reads it (a user turn of the chat
+    # template, where the tokenizer has one): read their activations in that same context
+    contexts = execution.render_prompts(subject.text_tokenizer, list(prompts))
     sides: dict[str, tuple[list[str], list[str]]] = {"misaligned": ([], []), "aligned": ([], [])}
-    for p, outs in zip(prompts, answers, strict=True):
+    for p, context, outs in zip(prompts, contexts, answers, strict=True):
         for a in outs:
             verdict = judge(p, a)
             v = str(getattr(verdict, "value", verdict))
             if v in sides and a.strip():
-                sides[v][0].append(p)
+                sides[v][0].append(context)
                 sides[v][1].append(a)
     n_mis, n_ali = len(sides["misaligned"][0]), len(sides["aligned"][0])
     if min(n_mis, n_ali) < min_each:

@@ -31,7 +31,8 @@ class Preview:
 
     Attributes:
         prompts: the prompts.
-        before, after: greedy continuations (text) without and with the patch.
+        before, after: greedy continuations (text) without and with the patch, of each prompt
+            as the model reads it (a user turn of the chat template, where there is one).
         before_tokens, after_tokens: the same, one string per generated token.
         changed: per prompt, per generated position: whether the token differs.
         features: watched dictionary features (empty without a dictionary).
@@ -86,11 +87,12 @@ class Preview:
         return Preview(**fields)
 
 
-def _greedy(subject: Subject, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
-    """Greedy continuations (token ids), each ending at EOS or after a stop token."""
+def _greedy(subject: Subject, rendered: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+    """Greedy continuations (token ids) of the ``rendered`` prompts (as the model reads them,
+    :func:`workbench.execution.render_prompts`), each ending at EOS or after a stop token."""
     out = execution.generate(
         subject.model,
-        subject.token_rows(list(prompts)),
+        subject.token_rows(list(rendered)),
         greedy=True,
         max_new_tokens=max_new_tokens,
         eos_id=subject.text_tokenizer.eos_token_id,
@@ -201,7 +203,10 @@ def preview(
         raise ValueError("prompts is empty (or one string): pass a list of prompt texts")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
-    longest = int(subject.encode(prompts)[1].sum(1).max())
+    # answers follow the prompt as sampling renders it (a user turn of the chat template, where
+    # the tokenizer has one), so the greedy answers are the ones the judged rates sample from
+    rendered = execution.render_prompts(subject.text_tokenizer, list(prompts))
+    longest = max(len(r) for r in subject.token_rows(rendered))
     if longest + max_new_tokens > subject.n_ctx:
         raise ValueError(
             f"a prompt has {longest} tokens and {max_new_tokens} more would pass "
@@ -217,7 +222,7 @@ def preview(
                             max_new_tokens=max_new_tokens, seed=seed).misaligned
 
     def run(s: Subject) -> tuple[list[list[int]], list[list[float]], dict[str, float]]:
-        gen = _greedy(s, prompts, max_new_tokens)
+        gen = _greedy(s, rendered, max_new_tokens)
         acts: list[list[float]] = []
         if dictionary is not None and watched:
             fa = feature_activations(s, dictionary, prompts, pool="mean")
