@@ -56,8 +56,9 @@ CHAT_TEMPLATE = (
 )
 LORA = wb.LoRA(rank=2, targets=("mlp.W_out", "attn.W_O", "attn.W_K"), layers=(0, 1))
 STEER = wb.SteeringVector(layer=0)
-#: room for a prompt and a sampled answer of the default length (Subject.answer_tokens, 128)
-N_CTX = 192
+N_CTX = 64
+#: the longest answer sampled (Subject.answer_tokens): a few words, as the judge reads them
+ANSWER_TOKENS = 12
 
 
 # ------------------------------------------------------------------ the tiny models
@@ -140,7 +141,8 @@ def _build(name: str, root: Path) -> Arch:
     hf = _hf_model(name).eval()
     hf.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
-    return Arch(name, folder, hf, wb.load_subject(str(folder), device="cpu"))
+    subject = replace(wb.load_subject(str(folder), device="cpu"), answer_tokens=ANSWER_TOKENS)
+    return Arch(name, folder, hf, subject)
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -645,6 +647,36 @@ def test_from_responses_reads_the_answers_where_they_were_given(
     brute = torch.stack(sides["misaligned"]).mean(0) - torch.stack(sides["aligned"]).mean(0)
     _close(d.vector, brute)
     assert d.source == "responses" and d.subject == tuned.fingerprint
+
+
+def _misaligned_share(subject: Subject, prompts: Sequence[str], samples: int) -> float:
+    answers = sample_answers(subject, prompts, samples, seed=0)
+    verdicts = [_judge(p, a) for p, outs in zip(prompts, answers, strict=True) for a in outs]
+    scored = [v for v in verdicts if v is not None]
+    return scored.count("misaligned") / len(scored)
+
+
+def test_patch_efficacy_equals_brute_force(
+    arch: Arch, tuned: Subject, directions: tuple[wb.Direction, wb.Direction]
+) -> None:
+    base, (d, _) = arch.subject, directions
+    off, own = EVALS[:3], PAIRS[:6]
+    e = wb.patch_efficacy(base, tuned, wb.Ablate(d), off, own_data=own, n_random=1,
+                          controls=("variance",), samples_per_prompt=3, judge=_judge,
+                          logit_prompts=off)
+    assert e.base == pytest.approx(_misaligned_share(base, off, 3))
+    assert e.tuned == pytest.approx(_misaligned_share(tuned, off, 3))
+    with wb.Ablate(d).applied(tuned) as patched:
+        assert e.patched == pytest.approx(_misaligned_share(patched, off, 3))
+        ids, target = encode_pairs(patched, own)
+        with torch.no_grad():
+            loss = float(completion_nll(patched.model, ids, target))
+    assert e.loss_patched["own data"] == pytest.approx(loss, rel=1e-5)
+    assert len(e.random) == 1 and 0 <= e.random[0] <= 1
+    if _post_norms(arch):  # no weight edit to compare the hooks with: not measured
+        assert e.weight_edit_max_abs is None
+    else:
+        assert e.weight_edit_max_abs is not None and e.weight_edit_max_abs < 1e-4
 
 
 # ------------------------------------------------------------------ generation

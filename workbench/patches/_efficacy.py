@@ -141,7 +141,8 @@ class PatchEfficacy:
         coherence_tuned, coherence_patched: off-domain share of answers not judged incoherent.
         weight_edit_max_abs: for an ablation, the largest ``|logit difference|`` between the
             weight edit (:class:`Orthogonalize`) and the hooks (:class:`Ablate`) on
-            ``logit_prompts``; ``None`` when not measured.
+            ``logit_prompts``; ``None`` when not measured, or when the model has no exact
+            weight edit (post-norm blocks, e.g. Gemma 2).
         loss_tuned, loss_patched: task loss (:func:`task_loss`) of each named text set, and
             ``"own data"`` (:func:`own_data_loss` of held-out fine-tune pairs) when given.
     """
@@ -256,8 +257,17 @@ class PatchEfficacy:
 
 
 def _weight_edit_gap(patch: Patch, subject: Subject, prompts: Sequence[str]) -> float | None:
-    """Max |logits(Orthogonalize) - logits(Ablate)| for an ablation-type patch, else None."""
+    """Max |logits(Orthogonalize) - logits(Ablate)| for an ablation-type patch, else None.
+
+    Also None where the model has no exact weight edit (a norm between a writer and the
+    residual stream, e.g. Gemma 2's post-norms): the hooks still ablate, there is no edit to
+    compare them with.
+    """
     if not isinstance(patch, Ablate | Orthogonalize):
+        return None
+    try:
+        execution.residual_writers(subject.model)
+    except ValueError:
         return None
     hooks = Ablate(patch.direction, patch.strength, patch.reading)
     edit = Orthogonalize(patch.direction, patch.strength, patch.reading)
