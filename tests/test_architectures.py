@@ -5,10 +5,13 @@ Llama, Qwen2 and Gemma 2 ones with 2 key-value heads, grouped-query attention; t
 with ``head_dim=16``, so ``n_heads * d_head != d_model``, and a sliding window shorter than the
 prompts), saved with ``save_pretrained`` beside an offline word-level tokenizer with a ChatML-like
 chat template, and loaded through :func:`workbench.load_subject` like any local folder. Then:
-load, collect activations, train a dictionary, contrast, forecast (three specs), fine-tune,
-audit, every patch, generation. Each step's result is compared with a computation written here
-from the Hugging Face model's own hidden states, plain TransformerLens hooks or plain autograd,
-not with the workbench's code path.
+load, collect activations, train a dictionary, contrast, forecast (three specs), fine-tune
+(LoRA, steering vector), audit, every patch (and ``from_responses``, ``patch_efficacy``,
+``preview``, a transfer from GPT-2 to Llama), generation with the chat template and EOS. Each
+step's result is compared with a computation written here from the Hugging Face model's own
+hidden states, plain TransformerLens hooks or plain autograd, not with the workbench's code
+path. Where an architecture cannot do something exactly (Gemma 2's post-norms: no weight
+orthogonalization, no bias to fold a steering vector into), the test asserts the refusal.
 
 Nothing touches the network; the models are tiny, so the module runs in well under two minutes
 on two CPU cores.
