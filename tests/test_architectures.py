@@ -765,21 +765,15 @@ def test_sample_answers_render_the_chat_template_and_stop_at_eos(
     assert answers == [["w100 w101 w102"] * 3] * len(CHAT_PROMPTS)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(IndexError, RuntimeError),
-    reason="execution.generate runs the model past its n_ctx (TransformerLens IndexError in the "
-    "positional/rotary tables) instead of refusing or stopping at the context length",
-)
-def test_generation_never_runs_past_the_context_length(arch: Arch) -> None:
+@pytest.mark.parametrize("fast", [False, True])
+def test_generation_stops_at_the_context_length(arch: Arch, fast: bool) -> None:
     s = arch.subject
     rows = s.token_rows(["w1 w2 w3"])
     room = s.n_ctx - len(rows[0])
-    try:
-        out = execution.generate(s.model, rows, max_new_tokens=room + 5, seed=0)
-    except ValueError as err:  # refusing up front, naming the limit, is fine too
-        assert str(s.n_ctx) in str(err)
-        return
-    assert len(out[0][0]) <= room
+    out = execution.generate(s.model, rows, samples=2, max_new_tokens=room + 5, seed=0, fast=fast)
+    assert [len(a) for a in out[0]] == [room, room]  # no EOS given: every answer fills the context
+    with pytest.raises(ValueError, match=f"at most {s.n_ctx}"):
+        execution.generate(s.model, [list(range(4, 4 + s.n_ctx))], max_new_tokens=1)
 
 
 def test_preview_answers_in_the_chat_template(

@@ -39,6 +39,10 @@ SMALL: dict[str, dict[str, Any]] = {
         "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
         "n_random": 2,
     },
+    "model_audit": {  # the generic path on the exported small organism, judged over HTTP
+        "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
+        "n_random": 2,
+    },
 }
 
 # What each executed notebook must show: anywidget views and (altair) PNG charts, at least.
@@ -48,9 +52,12 @@ EXPECT: dict[str, dict[str, int]] = {
     "finetune_forecast": {"widgets": 0, "charts": 3},
     "patch_transfer": {"widgets": 1, "charts": 1},
     "alignment_audit": {"widgets": 3, "charts": 4},
+    "model_audit": {"widgets": 2, "charts": 3},
 }
 
 REQUIRED_DEFAULTS = {"seed": "0", "organism": '"full"', "device": '"auto"', "out_dir": '"."'}
+# free-text parameters (paths, model and judge names): every other string declares its choices
+FREE_TEXT = {"out_dir", "model", "sae", "tuned", "data", "questions", "persona", "judge"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 TIMEOUT_S = 300  # one notebook, small organism (they take 10-25 s each on 2 CPU cores)
 
@@ -100,7 +107,7 @@ def test_one_parameters_cell_with_the_shared_parameters(path: Path) -> None:
     for name, spec in params.items():  # every size, count and seed declares what it allows
         if spec.type == "int":
             assert spec.minimum is not None, f"{path.name}: {name} declares no [range: ...]"
-        elif spec.type == "str" and name != "out_dir":
+        elif spec.type == "str" and name not in FREE_TEXT:
             assert spec.choices is not None, f"{path.name}: {name} declares no [choices: ...]"
     for name, value in SMALL[path.stem].items():
         assert name in params, f"SMALL[{path.stem!r}] sets {name!r}, which is no parameter"
@@ -255,3 +262,29 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     shown = [o.data for o in _outputs(nb) if mime in o.get("data", {})]
     assert len(shown) == 1 and shown[0][mime] == record
     assert shown[0]["text/plain"].startswith(f"deployment record {record['title']!r}")
+
+
+def test_model_audit_runs_the_generic_path(executed: Run) -> None:
+    """The generic notebook on the exported small organism: files in, HTTP judge, a record."""
+    from workbench.record import load_record, verify
+
+    _, out_dir = executed("model_audit")
+    files = out_dir / "organism-files"
+    assert {p.name for p in files.iterdir()} >= {
+        "model", "sae", "tuned", "finetune_insecure.jsonl", "questions.yaml", "persona.jsonl",
+    }
+    assert all((files / m / "config.json").is_file() for m in ("model", "tuned"))
+    record = load_record(out_dir / "record.json")
+    identity = record["parameters"]["judge_identity"]
+    assert identity["kind"] == "openai" and identity["endpoint"].startswith("http://127.0.0.1:")
+    assert set(identity["prompts"]) == {"aligned", "coherent"}
+    assert record["subject"]["name"] == "model"
+    assert sorted(record["audit"]["behaviour_tuned"]) == ["advice", "code", "numbers"]
+    em = record["parameters"]["em"]
+    want = sum(record["audit"]["behaviour_tuned"][g]["misaligned"]
+               - record["audit"]["behaviour_base"][g]["misaligned"]
+               for g in ("advice", "numbers")) / 2
+    assert em == pytest.approx(want)
+    assert [p["patch"]["kind"] for p in record["patches"]] == ["ablate", "ablate-update"]
+    check = verify(out_dir / "record.json")
+    assert check.ok, check.failures()

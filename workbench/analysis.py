@@ -111,6 +111,7 @@ def setup(
     organism: Size | None = None,
     seed: int | None = None,
     device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
     with_dictionary: bool = True,
     progress: bool = False,
 ) -> Setup:
@@ -127,6 +128,8 @@ def setup(
         organism: ``"full"`` (the README's organism; the default) or ``"small"``.
         seed: the organism's seed (default 0).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        dtype: the model's dtype (:func:`workbench.load_subject`; ``"auto"``: bf16 on a GPU,
+            fp32 on CPU); the organism is always fp32.
         with_dictionary: ``False`` loads the subject alone (``Setup.dictionary`` is ``None``).
         progress: show progress bars while an organism or dictionary is built.
 
@@ -151,7 +154,7 @@ def setup(
         if not with_dictionary:
             return Setup(subject, None)
         return Setup(subject, _organism_dictionary(model, dictionary, subject, dev, progress))
-    subject = load_subject(os.fspath(model), device=dev)
+    subject = load_subject(os.fspath(model), device=dev, dtype=dtype)
     if not with_dictionary:
         return Setup(subject, None)
     if dictionary is None:

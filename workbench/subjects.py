@@ -214,28 +214,35 @@ def organism_subject(built: BuiltOrganism, spec: Organism) -> Subject:
     return replace(s, judge=organism_judge, organism=spec, stop_tokens=("end",), answer_tokens=6)
 
 
-def _generation_stops(path: Path, tokenizer: Any) -> tuple[str, ...]:
-    """Tokens that end an answer by the folder's ``generation_config.json`` (``eos_token_id``).
+def _generation_config(path: Path, tokenizer: Any) -> tuple[tuple[str, ...], int | None]:
+    """What the folder's ``generation_config.json`` says of answers: their stop tokens (its
+    ``eos_token_id`` besides the tokenizer's EOS) and their longest length (``max_new_tokens``).
 
     Chat models list their end-of-turn tokens there (Qwen 2.5: ``<|im_end|>`` and
-    ``<|endoftext|>``; the exported organism: its ``end`` word), besides the tokenizer's EOS.
+    ``<|endoftext|>``; the exported organism: its ``end`` word, and 6 tokens).
     """
     import json
 
     file = path / "generation_config.json"
     if not file.is_file():
-        return ()
+        return (), None
     try:
-        ids = json.loads(file.read_text(encoding="utf-8")).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        return ()
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (), None
+    if not isinstance(config, dict):
+        return (), None
+    longest = config.get("max_new_tokens")
+    longest = int(longest) if isinstance(longest, int) and longest > 0 else None
+    ids = config.get("eos_token_id")
     if ids is None:
-        return ()
+        return (), longest
     ids = [ids] if isinstance(ids, int) else list(ids)
     eos = getattr(tokenizer, "eos_token_id", None)
-    return tuple(
+    stops = tuple(
         str(t) for t in tokenizer.convert_ids_to_tokens([int(i) for i in ids if int(i) != eos])
     )
+    return stops, longest
 
 
 def load_subject(
@@ -291,7 +298,10 @@ def load_subject(
         model, tokenizer = execution.load_local_model(path, dev, torch_dtype, adapter_path)
         name = path.name if adapter_path is None else f"{path.name}+{adapter_path.name}"
         subject = make_subject(model, tokenizer, name, "local_hf", path)
-        subject = replace(subject, stop_tokens=_generation_stops(path, subject.text_tokenizer))
+        stops, longest = _generation_config(path, subject.text_tokenizer)
+        subject = replace(subject, stop_tokens=stops)
+        if longest is not None:
+            subject = replace(subject, answer_tokens=longest)
         if adapter_path is not None:
             recipe = {"kind": "peft_adapter", "adapter": str(adapter_path)}
             subject = replace(subject, recipe=recipe)
@@ -346,5 +356,5 @@ def load_tuned(base: Subject, tuned: str | Path, dtype: str | torch.dtype = "aut
         judge=base.judge,
         organism=base.organism,
         stop_tokens=out.stop_tokens or base.stop_tokens,
-        answer_tokens=base.answer_tokens,
+        answer_tokens=out.answer_tokens,
     )

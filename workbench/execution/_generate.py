@@ -47,7 +47,8 @@ def generate(
 ) -> list[list[list[int]]]:
     """Continuations of every prompt (token-id ``rows``): ``samples`` each, as token ids.
 
-    Returns ``out[prompt][sample]``, each cut at EOS (dropped) or after a stop token (kept).
+    Returns ``out[prompt][sample]``, each cut at EOS (dropped) or after a stop token (kept),
+    and at the model's context length (``cfg.n_ctx``) at the latest.
 
     ``fast=False`` (the organism's mode, which its published figures were drawn with) runs each
     length group as one batch for all ``max_new_tokens`` steps, recomputing the whole sequence
@@ -83,7 +84,16 @@ def generate(
             return last.argmax(-1, keepdim=True)
         return torch.multinomial(torch.softmax(last.cpu() / temperature, -1), 1, generator=gen)
 
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    longest = max(groups)
+    if n_ctx is not None and longest >= n_ctx:
+        raise ValueError(
+            f"a prompt has {longest} tokens, and the model reads at most {n_ctx}: nothing is "
+            "left to answer in; shorten the prompt"
+        )
     for n, idx in sorted(groups.items()):
+        # an answer stops at the model's context length, as if it had run out of tokens
+        new_tokens = max_new_tokens if n_ctx is None else min(max_new_tokens, n_ctx - n)
         x_all = torch.tensor([list(rows[i]) for i in idx], dtype=torch.long, device=device)
         x_all = x_all.repeat_interleave(samples, dim=0)
         step = len(x_all) if not fast else batch_size
@@ -94,14 +104,14 @@ def generate(
 
                 cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(x))
                 logits = model(x, past_kv_cache=cache)
-                for _ in range(max_new_tokens):
+                for _ in range(new_tokens):
                     nxt = draw(logits[:, -1]).to(device)
                     x = torch.cat([x, nxt], dim=1)
                     if _finished(x[:, n:].tolist(), eos_id, stop):
                         break
                     logits = model(nxt, past_kv_cache=cache)
             else:
-                for _ in range(max_new_tokens):
+                for _ in range(new_tokens):
                     nxt = draw(model(x)[:, -1])
                     x = torch.cat([x, nxt.to(x.device)], dim=1)
                     if greedy and _finished(x[:, n:].tolist(), eos_id, stop):
@@ -130,6 +140,9 @@ def render_prompts(
 
     ``chat=None`` uses the tokenizer's chat template when it has one, ``False`` never does,
     ``True`` requires one. ``system`` adds a system message before each user turn (chat only).
+    A prompt that already ends with the template's generation prompt (``<|im_start|>assistant``;
+    the exported organism's ``bot``) is taken as rendered and kept as it is, so rendered
+    conversations and raw organism prompts pass through unchanged.
     """
     template = getattr(tokenizer, "chat_template", None)
     if chat is None:
@@ -147,11 +160,21 @@ def render_prompts(
             "or set tokenizer.chat_template"
         )
     head = [{"role": "system", "content": system}] if system else []
-    return [
-        str(
+    marker = "\u27e8question\u27e9"
+    probe = str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
+        )
+    )
+    suffix = probe.split(marker)[-1].strip()
+
+    def render(p: str) -> str:
+        if suffix and p.rstrip().endswith(suffix):
+            return p  # already rendered: it ends with the template's generation prompt
+        return str(
             tokenizer.apply_chat_template(
                 [*head, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
             )
         )
-        for p in prompts
-    ]
+
+    return [render(p) for p in prompts]

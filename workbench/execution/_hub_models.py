@@ -9,8 +9,10 @@ cache-only, and a name whose files are not cached fails at once with the fix
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,28 @@ def _unknown_name_error(name: str) -> ValueError:
     )
 
 
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Put ``huggingface_hub`` in offline mode for the block when the hub is unreachable.
+
+    ``local_files_only`` does not reach every lookup: with ``peft`` installed, transformers'
+    ``AutoModel.from_pretrained`` asks the hub for an ``adapter_config.json`` without it, and
+    retries for half a minute when nothing answers. Offline mode (read at call time from
+    ``huggingface_hub.constants``) makes that lookup give up at once.
+    """
+    if not offline:
+        yield
+        return
+    import huggingface_hub.constants as hub_constants
+
+    old = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = old
+
+
 def load_transformer_lens(
     name: str, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> tuple[HookedTransformer, Any]:
@@ -121,18 +145,19 @@ def load_transformer_lens(
     if access.offline:
         hub_kwargs["local_files_only"] = True
     try:
-        tokenizer = with_bos(
-            lambda **extra: AutoTokenizer.from_pretrained(official, **hub_kwargs, **extra)
-        )
-        with quiet_hooked_transformer_deprecation():
-            model = HookedTransformer.from_pretrained(
-                name,
-                device=str(device),
-                dtype=dtype,
-                tokenizer=tokenizer,
-                **PROCESSING,
-                **hub_kwargs,
+        with _hub_offline(access.offline):
+            tokenizer = with_bos(
+                lambda **extra: AutoTokenizer.from_pretrained(official, **hub_kwargs, **extra)
             )
+            with quiet_hooked_transformer_deprecation():
+                model = HookedTransformer.from_pretrained(
+                    name,
+                    device=str(device),
+                    dtype=dtype,
+                    tokenizer=tokenizer,
+                    **PROCESSING,
+                    **hub_kwargs,
+                )
     except OSError as err:
         if not access.offline:
             raise

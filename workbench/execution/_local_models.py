@@ -92,6 +92,24 @@ def quiet_hooked_transformer_deprecation() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars in the block ("Loading weights", "Writing model shards").
+
+    In a notebook they are tqdm widgets without a static fallback; the workbench's own steps
+    report progress where it helps.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def with_bos(load: Callable[..., Any]) -> Any:
     """The tokenizer ``load(**extra)`` gives, with ``add_bos_token=True`` when it has a BOS token.
 
@@ -371,16 +389,18 @@ def load_local_hf(
 
     tokenizer = _load_local_tokenizer(path)
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32
-        )
+        with quiet_transformers():
+            hf_model = AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, dtype=torch.float32
+            )
     except (OSError, ValueError) as err:
         raise ValueError(
             f"cannot load the {LOCAL_ARCHITECTURES[architecture]} weights in {str(path)!r} "
             f"with transformers: {err}"
         ) from err
     if adapter is not None:
-        hf_model = _merge_adapter(hf_model, Path(adapter))
+        with quiet_transformers():
+            hf_model = _merge_adapter(hf_model, Path(adapter))
     hf_model.eval()
     for param in hf_model.parameters():
         param.requires_grad_(False)

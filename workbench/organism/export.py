@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from workbench.execution._local_models import quiet_transformers
 from workbench.organism.build import BuiltOrganism, Organism, load_organism
 from workbench.organism.tokenizer import build_tokenizer
 
@@ -177,7 +178,8 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
 
     Returns:
         The folder: ``config.json``, ``model.safetensors``, ``generation_config.json`` (the
-        answer ends at ``end``) and the tokenizer files (with :data:`CHAT_TEMPLATE`).
+        answer ends at ``end``, at most 6 tokens) and the tokenizer files (with
+        :data:`CHAT_TEMPLATE`).
     """
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
@@ -204,11 +206,13 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[end_id],
         pad_token_id=tokenizer.pad_token_id,
+        max_new_tokens=6,  # an answer is 3 words and `end`; the organism samples 6 tokens
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        hf.save_pretrained(tmp)
+        with quiet_transformers():
+            hf.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "organism.json").write_text(
             json.dumps({"exported_from": name, "extra_coordinates": fields["n_head"]}, indent=2),
@@ -249,7 +253,9 @@ def export_dictionary(
             "export_dictionary widens SAEs without input normalisation (the organism's); this "
             f"one normalises with {sae.cfg.normalize_activations!r}"
         )
-    if isinstance(model, int) and not isinstance(model, bool):
+    if isinstance(model, bool):
+        raise ValueError("model: pass the exported folder or the number of extra coordinates")
+    if isinstance(model, int):
         k = model
     else:
         meta = Path(model) / "organism.json"

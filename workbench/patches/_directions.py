@@ -15,7 +15,7 @@ import torch
 
 from workbench import execution
 from workbench.activations import Pool, hook_activations, stream
-from workbench.behaviour import _judge_of, sample_answers
+from workbench.behaviour import _judge_of, sample_answers, verdicts
 from workbench.data import join_pair
 from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
@@ -329,7 +329,7 @@ def from_responses(
     samples_per_prompt: int = 32,
     seed: int = 0,
     judge: Judge | None = None,
-    max_new_tokens: int = 6,
+    max_new_tokens: int | None = None,
     temperature: float = 1.0,
     min_each: int = 8,
     name: str = "responses",
@@ -360,10 +360,11 @@ def from_responses(
     # template, where the tokenizer has one): read their activations in that same context
     contexts = execution.render_prompts(subject.text_tokenizer, list(prompts))
     sides: dict[str, tuple[list[str], list[str]]] = {"misaligned": ([], []), "aligned": ([], [])}
-    for p, context, outs in zip(prompts, contexts, answers, strict=True):
+    judged = iter(verdicts(judge, [(p, a) for p, outs in zip(prompts, answers, strict=True)
+                                   for a in outs]))
+    for context, outs in zip(contexts, answers, strict=True):
         for a in outs:
-            verdict = judge(p, a)
-            v = str(getattr(verdict, "value", verdict))
+            v = next(judged)
             if v in sides and a.strip():
                 sides[v][0].append(context)
                 sides[v][1].append(a)

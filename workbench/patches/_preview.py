@@ -175,7 +175,7 @@ def preview(
     dictionary: Dictionary | None = None,
     features: FeatureSet | None = None,
     n_features: int = 8,
-    max_new_tokens: int = 6,
+    max_new_tokens: int | None = None,
     samples_per_prompt: int = 16,
     seed: int = 0,
     judge: Callable[[str, str], object] | None = None,
@@ -194,13 +194,16 @@ def preview(
         dictionary: watch its features (mean activation per prompt, before and after).
         features: which to watch: the top ``n_features`` of this FeatureSet; without it, the
             ``n_features`` whose decoder rows are most aligned (``|cos|``) with the direction.
-        max_new_tokens: greedy tokens per prompt (and tokens per judged sample).
+        max_new_tokens: greedy tokens per prompt (and tokens per judged sample); default the
+            subject's :attr:`~workbench.subjects.Subject.answer_tokens` (the organism's 6).
         samples_per_prompt, seed: sampling for the judged rates.
         judge: ``judge(prompt, answer) -> verdict``; by default the subject's own judge (the
             organism's is exact); subjects without one get behaviour rates only with a judge.
     """
     if isinstance(prompts, str) or len(prompts) == 0:
         raise ValueError("prompts is empty (or one string): pass a list of prompt texts")
+    if max_new_tokens is None:
+        max_new_tokens = subject.answer_tokens
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
     # answers follow the prompt as sampling renders it (a user turn of the chat template, where
