@@ -288,3 +288,34 @@ def test_model_audit_runs_the_generic_path(executed: Run) -> None:
     assert [p["patch"]["kind"] for p in record["patches"]] == ["ablate", "ablate-update"]
     check = verify(out_dir / "record.json")
     assert check.ok, check.failures()
+
+
+def test_model_audit_refuses_bad_input_and_publishes_the_run_failed(
+    cache_dir: Path, python3_kernel: str, tmp_path: Path
+) -> None:
+    """A chat line without an assistant turn, a judge endpoint that is down: the run fails at
+    that cell with the error naming the line or the URL, and no record claims it complete."""
+    import socket
+
+    from workbench import runs
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n'
+                   '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    small = {"organism": "small", "device": "cpu", **SMALL["model_audit"]}
+    cases = [
+        ({"data": str(bad)}, "ValueError", "line 2, field 'messages': no assistant turn"),
+        ({"judge": f"openai:m@http://127.0.0.1:{port}/v1"}, "JudgeError",
+         f"http://127.0.0.1:{port}/v1/chat/completions"),
+    ]
+    for extra, ename, says in cases:
+        info = runs.run("model_audit", {**small, **extra}, runs_root=tmp_path / "runs",
+                        kernel=python3_kernel, progress=False)
+        assert info.status == "failed" and not info.ok
+        cell = info.failing_cell
+        assert cell is not None and cell["ename"] == ename and says in cell["evalue"], cell
+        assert not (info.run_dir / "record.json").exists()
+        assert json.loads((info.run_dir / "status.json").read_text())["status"] == "failed"
