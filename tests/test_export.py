@@ -168,3 +168,17 @@ def test_exported_dictionary_reads_the_exported_model(
         rec = wide.decode(wide.encode(x_wide))[..., : dictionary.d_in]
     assert float((want - got)[mask].abs().max()) < 1e-4
     assert float((rec - dictionary.decode(dictionary.encode(x)))[mask].abs().max()) < 1e-2
+
+
+def test_dtype_loads_the_folder_in_half_precision(generic: Subject, exported: Path) -> None:
+    half = wb.load_subject(exported, device="cpu", dtype="bf16")
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    ids, mask = generic.encode(_prompts())
+    with torch.no_grad():
+        full = generic.model(ids)
+        got = half.model(ids).float()
+    top = full.argmax(-1)[mask]
+    assert float((got.argmax(-1)[mask] == top).float().mean()) > 0.95
+    assert float((got - full)[mask].abs().max()) < 0.5  # bf16 keeps ~3 significant digits
+    with pytest.raises(ValueError, match=r"unknown dtype 'float8'.*'bfloat16'"):
+        wb.load_subject(exported, dtype="float8")

@@ -360,10 +360,10 @@ def load_local_hf(
 
     Returns the TransformerLens model and its tokenizer; ``load_subject`` wraps them as a Subject
     named after the folder. ``path`` should be resolved (absolute). The folder is read with
-    ``local_files_only=True`` (no network, ever). The Hugging Face model is loaded in float32,
+    ``local_files_only=True`` (no network, ever). The Hugging Face model is loaded in ``dtype``
+    (so the load holds two copies of the weights at that precision, never a float32 one),
     converted with TransformerLens's own config and weight converters and left unprocessed (see
-    ``PROCESSING``), so the model's logits equal the folder's model's; then the TransformerLens
-    model is cast to ``dtype``. With ``adapter`` (a PEFT adapter folder), the adapter is merged
+    ``PROCESSING``), so the model's logits equal the folder's model's. With ``adapter`` (a PEFT adapter folder), the adapter is merged
     into the Hugging Face weights first (``merge_and_unload``). Supported architectures: the
     keys of ``LOCAL_ARCHITECTURES`` (GPT-2, GPT-Neo, GPT-J, GPT-NeoX/Pythia, OPT, Llama,
     Mistral, Qwen2, Gemma 2).
@@ -391,7 +391,7 @@ def load_local_hf(
     try:
         with quiet_transformers():
             hf_model = AutoModelForCausalLM.from_pretrained(
-                str(path), local_files_only=True, dtype=torch.float32
+                str(path), local_files_only=True, dtype=dtype
             )
     except (OSError, ValueError) as err:
         raise ValueError(
