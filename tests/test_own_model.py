@@ -118,3 +118,19 @@ def test_exported_organism_reproduces_the_organism_em(
     assert abs(em_want - em_got) <= tolerance, (em_want, em_got, tolerance)
     for g in domains:  # every group judged on the same number of answers
         assert want.behaviour_tuned[g].n == got.behaviour_tuned[g].n
+
+
+def test_the_lab_panel_offers_model_audit_with_its_real_model_parameters() -> None:
+    """The panel's form is built from this catalogue entry: every real-model parameter is there,
+    free text where it names a file or a model, choices where there are choices."""
+    from workbench.runs import shipped_analyses_dir
+    from workbench.server._catalogue import list_analyses
+
+    listed = {a["name"]: a for a in list_analyses([shipped_analyses_dir()])}
+    params = {p["name"]: p for p in listed["model_audit"]["parameters"]}
+    for name in ("model", "sae", "tuned", "data", "questions", "persona", "judge"):
+        assert params[name]["type"] == "str" and params[name]["choices"] is None, name
+    assert params["model"]["default"] == "organism" and params["judge"]["default"] == "http-exact"
+    assert params["dtype"]["choices"] == ["auto", "float32", "bfloat16", "float16"]
+    assert params["device"]["choices"] == ["auto", "cpu", "cuda"]
+    assert listed["model_audit"]["title"] == "Alignment audit of your own model"
