@@ -820,3 +820,49 @@ def test_a_patch_transfers_across_architectures(two: tuple[Arch, Arch]) -> None:
     ablate = wb.transfer(wb.Ablate(d), src.subject, tgt.subject, prompts, residual_map=m,
                          side="read")
     _close(ablate.direction.vector, m.reverse_weight @ d.vector.double())
+
+
+def test_a_map_across_tokenizers_pairs_the_tokens_ending_at_the_same_character(
+    two: tuple[Arch, Arch], tmp_path: Path
+) -> None:
+    """A target whose tokenizer spells every word letter by digit (``w12`` -> ``w 1 2``): the
+    map pairs each source word with the target's last token of that word, where both models
+    have read the same characters, and is least squares on exactly those pairs."""
+    src, _ = two
+    digits = ["w", *[str(i) for i in range(10)]]
+    vocab = {w: i for i, w in enumerate([*SPECIALS, "user", "assistant", "system", *digits])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("w", "isolated"),
+         pre_tokenizers.Digits(individual_digits=True)]
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<|im_end|>",
+                                  pad_token="<pad>", unk_token="<unk>")
+    torch.manual_seed(1)
+    cfg = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=24, num_attention_heads=4,
+                                   num_key_value_heads=2, intermediate_size=48,
+                                   vocab_size=len(vocab), max_position_embeddings=N_CTX,
+                                   bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    hf.save_pretrained(tmp_path / "spelled")
+    tok.save_pretrained(tmp_path / "spelled")
+    tgt = wb.load_subject(tmp_path / "spelled", device="cpu")
+    prompts = _sentences(30, seed=9, lo=0, hi=120, length=(3, 6))
+    assert tgt.token_rows(["w12"])[0] == [BOS, vocab["w"], vocab["1"], vocab["2"]]
+    m = wb.fit_map(src.subject, tgt, prompts, HOOK, ridge=0.0, holdout=0.0)
+    xs, ys = [], []
+    with torch.no_grad():
+        for text, x in zip(prompts, _hf_resid(src, prompts), strict=True):
+            row = tgt.token_rows([text])[0]
+            y = hf(torch.tensor([row]), output_hidden_states=True).hidden_states[1][0].double()
+            ends = [i for i in range(1, len(row))
+                    if i + 1 == len(row) or row[i + 1] == vocab["w"]]  # a word's last digit
+            assert len(ends) == len(text.split()) == x.shape[0] - 1
+            xs.append(x[1:])
+            ys.append(y[ends])
+    x, y = torch.cat(xs), torch.cat(ys)
+    assert m.n_tokens == len(x)
+    ones = torch.ones(len(x), 1, dtype=torch.float64)
+    sol = torch.linalg.lstsq(torch.cat([x, ones], 1), y).solution
+    _close(m.weight, sol[:-1], 1e-6)
+    _close(m.bias, sol[-1], 1e-6)

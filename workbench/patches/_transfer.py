@@ -202,6 +202,57 @@ def _fit_affine(
     return w, b, m.r2(w, b)
 
 
+def _token_ends(subject: Subject, text: str) -> list[int]:
+    """Per token of ``subject.token_rows([text])[0]``: the character offset its span ends at
+    (-1 for a token with no span in the text, such as an added ``<bos>``)."""
+    tok = subject.text_tokenizer
+    try:
+        enc = tok(text, add_special_tokens=True, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{subject.name}'s tokenizer gives no character offsets ({err}); aligning two "
+            "tokenizers by character spans needs fast (Rust) tokenizers"
+        ) from err
+    ids = list(enc["input_ids"])
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    bos = tok.bos_token_id
+    if bos is not None and (not ids or ids[0] != bos):
+        ids, offsets = [bos, *ids], [(0, 0), *offsets]
+    while bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
+        ids, offsets = ids[1:], offsets[1:]
+    if ids != subject.token_rows([text])[0]:
+        raise AssertionError("offsets and token rows disagree")  # token_rows' own rules
+    ends = [int(e) if int(e) > int(b) else -1 for b, e in offsets]
+    seen: dict[int, int] = {}
+    for e in ends:
+        seen[e] = seen.get(e, 0) + 1
+    return [e if e >= 0 and seen[e] == 1 else -1 for e in ends]  # an end two tokens share: none
+
+
+def _span_aligned(
+    source: Subject, target: Subject, texts: Sequence[str], src_keep: torch.Tensor,
+    tgt_keep: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks of the source and target tokens that end at the same character of each text.
+
+    Two tokenizers split a text differently, but wherever both put a token boundary the two
+    models have read exactly the same characters: those tokens are paired (each model's
+    activation at the last token of the shared span), in order.
+    """
+    sel_src = torch.zeros_like(src_keep, dtype=torch.bool)
+    sel_tgt = torch.zeros_like(tgt_keep, dtype=torch.bool)
+    for b, text in enumerate(texts):
+        ends_t = {
+            e: p for p, e in enumerate(_token_ends(target, text))
+            if e >= 0 and p < tgt_keep.shape[1] and bool(tgt_keep[b, p])
+        }
+        for p, e in enumerate(_token_ends(source, text)):
+            if e >= 0 and e in ends_t and p < src_keep.shape[1] and bool(src_keep[b, p]):
+                sel_src[b, p] = True
+                sel_tgt[b, ends_t[e]] = True
+    return sel_src, sel_tgt
+
+
 def _token_pairs(
     source: Subject,
     target: Subject,
@@ -209,7 +260,12 @@ def _token_pairs(
     hooks: tuple[str, str],
     batch_size: int,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per batch: (first prompt index, prompt index per token, source acts, target acts)."""
+    """Per batch: (first prompt index, prompt index per token, source acts, target acts).
+
+    Subjects that tokenise a prompt identically pair every real token but ``<bos>``. Subjects
+    with different tokenizers pair the tokens whose character spans end at the same place
+    (:func:`_span_aligned`).
+    """
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
         got = []
@@ -225,17 +281,28 @@ def _token_pairs(
             )
             got.append(batch)
         src, tgt = got
-        n_src, n_tgt = src.keep.sum(1).cpu(), tgt.keep.sum(1).cpu()
-        bad = (n_src != n_tgt).nonzero()
-        if bad.numel():
-            i = int(bad[0, 0])
+        if source.token_rows(chunk) == target.token_rows(chunk):
+            n_src, n_tgt = src.keep.sum(1).cpu(), tgt.keep.sum(1).cpu()
+            bad = (n_src != n_tgt).nonzero()
+            if bad.numel():  # one tokenizer, yet the subjects encode a text differently
+                i = int(bad[0, 0])
+                raise ValueError(
+                    f"prompt {start + i} is {int(n_src[i]) + 1} tokens for {source.name} but "
+                    f"{int(n_tgt[i]) + 1} for {target.name}, with the same tokenizer: fit_map "
+                    "needs token-aligned subjects"
+                )
+            rows = src.keep.nonzero()[:, 0].cpu() + start
+            yield start, rows, src.acts[src.keep].flatten(1), tgt.acts[tgt.keep].flatten(1)
+            continue
+        sel_src, sel_tgt = _span_aligned(source, target, chunk, src.keep, tgt.keep)
+        if not bool(sel_src.any()):
             raise ValueError(
-                f"prompt {start + i} is {int(n_src[i]) + 1} tokens for {source.name} but "
-                f"{int(n_tgt[i]) + 1} for {target.name}: fit_map needs token-aligned subjects "
-                "(the same tokenizer); map between models with one tokenizer"
+                f"{source.name} and {target.name} tokenise prompts {start}-{start + len(chunk) - 1}"
+                " with no token boundary in common (after <bos>): fit_map pairs tokens that end "
+                "at the same character; pass longer prompts of ordinary words"
             )
-        rows = src.keep.nonzero()[:, 0].cpu() + start
-        yield start, rows, src.acts[src.keep].flatten(1), tgt.acts[tgt.keep].flatten(1)
+        rows = sel_src.nonzero()[:, 0].cpu() + start
+        yield start, rows, src.acts[sel_src].flatten(1), tgt.acts[sel_tgt].flatten(1)
 
 
 @torch.no_grad()
@@ -252,11 +319,13 @@ def fit_map(
 ) -> ResidualMap:
     """Fit an affine map from ``source``'s activations at ``hook_name`` to ``target``'s.
 
-    Both subjects read the same prompts; every real token but ``<bos>`` is one (x, y) pair, so
-    the subjects must tokenise each prompt to the same number of tokens. The fit is ridge least
-    squares in float64 (:func:`_fit_affine`) on running moments, so memory is ``d²``, not
-    tokens x d. The same moments give both the forward map (target on source, for write-side
-    patches) and the reverse one (source on target, for read-side patches): one more solve.
+    Both subjects read the same prompts. With one tokenizer every real token but ``<bos>`` is
+    one (x, y) pair; across tokenizers the pairs are the tokens whose character spans end at
+    the same character of the prompt (both models have then read the same text). The fit is
+    ridge least squares in float64 (:func:`_fit_affine`) on running moments, so memory is
+    ``d²``, not tokens x d. The same moments give both the forward map (target on source, for
+    write-side patches) and the reverse one (source on target, for read-side patches): one
+    more solve.
 
     Args:
         target_hook_name: the target's hook (default: ``hook_name``).
@@ -267,8 +336,8 @@ def fit_map(
             prompts. 0: in-sample.
 
     Raises:
-        ValueError: an unknown hook, too few tokens for the width, or prompts that tokenise to
-            different lengths in the two subjects.
+        ValueError: an unknown hook, too few tokens for the width, or prompts whose two
+            tokenisations share no token boundary.
     """
     if isinstance(prompts, str) or len(prompts) == 0:
         raise ValueError("prompts is empty (or one string): pass a list of prompt texts")
