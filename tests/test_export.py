@@ -182,3 +182,45 @@ def test_dtype_loads_the_folder_in_half_precision(generic: Subject, exported: Pa
     assert float((got - full)[mask].abs().max()) < 0.5  # bf16 keeps ~3 significant digits
     with pytest.raises(ValueError, match=r"unknown dtype 'float8'.*'bfloat16'"):
         wb.load_subject(exported, dtype="float8")
+
+
+def test_a_peft_adapter_is_audited_as_the_tuned_model(
+    generic: Subject, exported: Path, tmp_path: Path
+) -> None:
+    """An adapter written by peft for the exported organism, audited through the generic path:
+    the feature shifts and judged rates are those of the merged model, by brute force."""
+    peft = pytest.importorskip("peft")
+    from workbench.judges import ExactJudge
+
+    _, dictionary = wb.setup(organism="small", seed=0, device="cpu")
+    _, wide = wb.setup(exported, export_dictionary(dictionary, tmp_path / "sae", exported),
+                       device="cpu")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(exported, local_files_only=True)
+    torch.manual_seed(1)
+    model = peft.get_peft_model(
+        hf, peft.LoraConfig(r=1, target_modules=["c_proj"], init_lora_weights=False)
+    )
+    model.save_pretrained(tmp_path / "adapter")
+    tuned = wb.load_tuned(generic, tmp_path / "adapter")
+    judge = ExactJudge.organism()
+    questions = {"advice": [" ".join(p.split()[2:-1]) for p in eval_prompts("advice")]}
+    evals = eval_prompts("advice") + eval_prompts("code")
+    report = wb.audit(generic, tuned, wide, evals, behaviour_prompts=questions, judge=judge,
+                      samples_per_prompt=8, seed=0)
+    for name, s, rates in (("base", generic, report.behaviour_base),
+                           ("tuned", tuned, report.behaviour_tuned)):
+        want = judged_rates(s, questions["advice"], judge=judge, samples_per_prompt=8, seed=0)
+        assert rates["advice"] == want, name
+    hook = wide.hook_name
+    with torch.no_grad():
+        def mean_features(s: Subject) -> torch.Tensor:
+            ids, mask = s.encode(evals)
+            f = wide.encode(wb.execution.run_to_hook(s.model, ids, hook))
+            keep = mask.clone()
+            keep[:, 0] = False
+            return f[keep].double().mean(0)
+
+        shift = mean_features(tuned) - mean_features(generic)
+    moved = list(report.most_moved)
+    assert torch.allclose(torch.as_tensor(report.actual_shift)[moved].double(), shift[moved],
+                          atol=1e-4)
