@@ -1,4 +1,5 @@
-"""Deployment records: build, validate, write/load, verify against the files, tamper detection."""
+"""Deployment records: build, validate, write/load, verify against the files, tamper detection,
+old schemas (golden 1.0, 1.1 and 1.2 records) and the judge's identity (schema 1.3)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,20 @@ from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet, contrast
 from workbench.fingerprint import file_sha256
 from workbench.forecasts import Forecast, forecast
+from workbench.judges import ExactJudge, OpenAIJudge
 from workbench.organism.language import finetune_pairs, sample_corpus
 from workbench.organism.prompts import persona_prompts
 from workbench.patches import Steer, mean_difference
 from workbench.record import (
     SCHEMA_VERSION,
     SCHEMA_VERSIONS,
+    SECRET_KEYS,
     RecordDisplay,
     build_record,
     forecast_line,
     format_verification,
     json_safe,
+    judge_line,
     load_record,
     main_verify,
     record_summary,
@@ -80,59 +84,90 @@ def world(small_subject: Subject, tmp_path: Path) -> dict[str, Any]:
     return {"record": record, "build": build, "sae": tmp_path / "sae", "data": data, "dict": d}
 
 
+SCHEMA_DIR = Path(__file__).parents[1] / "workbench" / "record"
+FROZEN = {
+    "1.0": "c668297190ca933867e507665c1a3459e70f1e59e73d34817cd86f98767d5129",
+    "1.1": "b77a70c4468a4d776794c5732645a5b8fe9b73047d72a833c11fa5d8427d89c8",
+    "1.2": "d730ca0f07bd24f7be0f06ae3d95599121d7876500f2b71225da564653f07a8f",
+}
+"""sha256 of each frozen schema file: the bytes of ``schema.json`` while that version was current
+(a frozen schema never changes, or old records would be checked against a rule they never had)."""
+
+
 def test_schema_is_draft_2020_12_and_ships_with_the_package() -> None:
     s = schema()
     jsonschema.Draft202012Validator.check_schema(s)
     assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert s["$id"] and s["title"] == "workbench deployment record"
-    assert s["version"] == SCHEMA_VERSION == "1.2"
-    assert s["$id"] == "urn:workbench:deployment-record:1.2"
+    assert s["version"] == SCHEMA_VERSION == "1.3"
+    assert s["$id"] == "urn:workbench:deployment-record:1.3"
     assert s["additionalProperties"] is False
     assert set(s["required"]) == {
         "schema_version", "created", "title", "notes", "parameters", "subject", "dictionary",
-        "data", "features", "overlaps", "forecast", "audit", "patches", "context_audits",
+        "data", "features", "overlaps", "forecast", "audit", "judge", "patches", "context_audits",
         "environment",
     }  # fmt: skip
-    assert s["properties"]["schema_version"] == {"const": "1.2"}
+    assert s["properties"]["schema_version"] == {"const": "1.3"}
     assert s["$defs"]["sha256"]["pattern"] == "^[0-9a-f]{64}$"
     assert schema() is not schema()  # a fresh copy each call
     # schema 1.0 ships frozen: the same sections, the audit under its old name
     old = schema("1.0")
     jsonschema.Draft202012Validator.check_schema(old)
-    assert SCHEMA_VERSIONS == ("1.0", "1.1", "1.2") and schema(SCHEMA_VERSION) == s
+    assert SCHEMA_VERSIONS == ("1.0", "1.1", "1.2", "1.3") and schema(SCHEMA_VERSION) == s
     assert old["version"] == "1.0" and old["properties"]["schema_version"] == {"const": "1.0"}
-    assert set(old["required"]) == set(s["required"]) - {"audit"} | {"degradation"}
+    assert set(old["required"]) == set(s["required"]) - {"audit", "judge"} | {"degradation"}
     assert old["properties"]["degradation"]["required"] == s["properties"]["audit"]["required"]
     with pytest.raises(ValueError, match=r"no deployment-record schema '0\.9'; known versions: "
-                       r"1\.0, 1\.1, 1\.2"):
+                       r"1\.0, 1\.1, 1\.2, 1\.3"):
         schema("0.9")
-    # schema 1.1 ships frozen: 1.2 only adds the calibrated forecast, forecast.expected
-    v11 = schema("1.1")
+    # schema 1.1 ships frozen: 1.2 only added the calibrated forecast, forecast.expected
+    v11, v12 = schema("1.1"), schema("1.2")
     jsonschema.Draft202012Validator.check_schema(v11)
     assert v11["version"] == "1.1" and v11["properties"]["schema_version"] == {"const": "1.1"}
     assert "expected" not in v11["properties"]["forecast"]["properties"]
     assert "expected" not in v11["$defs"]
-    assert s["properties"]["forecast"]["properties"]["expected"] == {"$ref": "#/$defs/expected"}
-    assert s["$defs"]["expected"]["required"] == ["points", "low", "high", "level", "calibration"]
-    assert s["$defs"]["expected"]["properties"]["calibration"]["pattern"] == "^[0-9a-f]{12}$"
+    assert v12["properties"]["forecast"]["properties"]["expected"] == {"$ref": "#/$defs/expected"}
+    assert v12["$defs"]["expected"]["required"] == [
+        "points", "low", "high", "level", "calibration"]
+    assert v12["$defs"]["expected"]["properties"]["calibration"]["pattern"] == "^[0-9a-f]{12}$"
     strip = {"$id", "version", "description"}
-    same = {k: v for k, v in s.items() if k not in strip}
-    same["properties"] = {**s["properties"], "schema_version": {"const": "1.1"}}
+    same = {k: v for k, v in v12.items() if k not in strip}
+    same["properties"] = {**v12["properties"], "schema_version": {"const": "1.1"}}
     same["properties"]["forecast"] = {
-        **s["properties"]["forecast"],
+        **v12["properties"]["forecast"],
         "description": v11["properties"]["forecast"]["description"],
         "properties": {
-            k: v for k, v in s["properties"]["forecast"]["properties"].items() if k != "expected"
+            k: v for k, v in v12["properties"]["forecast"]["properties"].items() if k != "expected"
         },
     }
-    same["$defs"] = {k: v for k, v in s["$defs"].items() if k != "expected"}
+    same["$defs"] = {k: v for k, v in v12["$defs"].items() if k != "expected"}
     assert same == {k: v for k, v in v11.items() if k not in strip}
+    # schema 1.2 ships frozen: 1.3 only adds the judge's section, `judge` (required, nullable)
+    jsonschema.Draft202012Validator.check_schema(v12)
+    assert v12["version"] == "1.2" and v12["properties"]["schema_version"] == {"const": "1.2"}
+    assert v12["$id"] == "urn:workbench:deployment-record:1.2"
+    assert "judge" not in v12["properties"] and "judge" not in v12["required"]
+    judge = s["properties"]["judge"]
+    assert judge["type"] == ["object", "null"]
+    assert judge["required"] == ["kind", "name", "prompts", "thresholds"]
+    assert judge["properties"]["prompts"]["additionalProperties"] == {"$ref": "#/$defs/sha256"}
+    assert judge["properties"]["thresholds"]["additionalProperties"] == {"type": "number"}
+    assert "additionalProperties" not in judge  # a judge may name more (e.g. an HF judge's top_k)
+    assert set(judge["properties"]) >= {"model", "endpoint", "top_logprobs", "min_mass",
+                                        "weights_sha256", "chat_template_sha256"}
+    same = {k: v for k, v in s.items() if k not in strip}
+    same["required"] = [k for k in s["required"] if k != "judge"]
+    same["properties"] = {k: v for k, v in s["properties"].items() if k != "judge"}
+    same["properties"]["schema_version"] = {"const": "1.2"}
+    assert same == {k: v for k, v in v12.items() if k not in strip}
+    # the frozen files are the very bytes each version was released with
+    assert {v: file_sha256(SCHEMA_DIR / f"schema-{v}.json") for v in FROZEN} == FROZEN
 
 
 def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject: Subject) -> None:
     rec = world["record"]
     validate_record(rec)
-    assert rec["schema_version"] == "1.2" and rec["title"] == "test record"
+    assert rec["schema_version"] == "1.3" and rec["title"] == "test record"
     assert rec["parameters"] == {"seed": 0, "organism": "small", "lr": None}  # NaN -> null
     sub = rec["subject"]
     weights = world["build"] / "model.safetensors"
@@ -153,7 +188,7 @@ def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject:
         "n_records": 12,
     }
     assert rec["features"] is None and rec["forecast"] is None and rec["audit"] is None
-    assert "degradation" not in rec
+    assert "degradation" not in rec and rec["judge"] is None  # nothing judged
     assert rec["overlaps"] == [] and rec["patches"] == [] and rec["context_audits"] == []
     env = rec["environment"]
     assert env["device"] == "cpu" and env["torch"] and env["sae_lens"] and env["python"]
@@ -161,7 +196,7 @@ def test_record_fields_validate_and_verify(world: dict[str, Any], small_subject:
     v = verify(rec)
     assert v.ok and v.failures() == [] and v.skipped == () and v.notes == ()
     assert all(c.ok for c in v.checks)
-    assert (v.checks[0].expected, v.checks[0].actual) == ("schema 1.2", "valid")
+    assert (v.checks[0].expected, v.checks[0].actual) == ("schema 1.3", "valid")
     assert [c.field for c in v.checks] == [
         "$",
         "subject.files[0].sha256",
@@ -267,9 +302,9 @@ def test_unknown_versions_and_every_unexpected_key_are_named(world: dict[str, An
     failed = {c.field: c for c in verify(rec).failures()}
     assert set(failed) == {"schema_version", "extra", "zzz"}
     assert failed["schema_version"].message == (
-        'unknown schema_version "2.0"; this workbench reads "1.0", "1.1", "1.2"; fix: set '
-        '`schema_version` to the version the record was written with ("1.0", "1.1", "1.2"); '
-        "workbench.record.build_record writes the current one"
+        'unknown schema_version "2.0"; this workbench reads "1.0", "1.1", "1.2", "1.3"; fix: '
+        'set `schema_version` to the version the record was written with ("1.0", "1.1", "1.2", '
+        '"1.3"); workbench.record.build_record writes the current one'
     )
     assert failed["zzz"].message.startswith("unexpected key 'zzz'; fix: remove `zzz`")
 
@@ -312,24 +347,27 @@ def test_a_saved_schema_1_0_record_still_verifies(capsys: pytest.CaptureFixture[
         "degradation.base"
     }
 
-    # its current form: `audit`, schema 1.2, everything else as it was (the input untouched)
+    # its current form: `audit`, `judge: null` after it, schema 1.3, everything else as it was
+    # (the input untouched)
     new = upgrade_record(old)
-    assert new["schema_version"] == "1.2" and "degradation" not in new
-    assert new["audit"] == old["degradation"]
-    assert list(new) == [("audit" if k == "degradation" else k) for k in old]
-    assert {k: v for k, v in new.items() if k not in ("audit", "schema_version")} == {
+    assert new["schema_version"] == "1.3" and "degradation" not in new
+    assert new["audit"] == old["degradation"] and new["judge"] is None
+    assert list(new) == [
+        k for k in old for k in (("audit", "judge") if k == "degradation" else (k,))
+    ]
+    assert {k: v for k, v in new.items() if k not in ("audit", "judge", "schema_version")} == {
         k: v for k, v in old.items() if k not in ("degradation", "schema_version")
     }
-    assert old["schema_version"] == "1.0" and "degradation" in old
+    assert old["schema_version"] == "1.0" and "degradation" in old and "judge" not in old
     validate_record(new)
     v_new = verify(new, base=GOLDEN_1_0.parent)
-    assert v_new.ok and v_new.notes == () and v_new.checks[0].expected == "schema 1.2"
+    assert v_new.ok and v_new.notes == () and v_new.checks[0].expected == "schema 1.3"
     assert upgrade_record(new) == new and upgrade_record(new) is not new
 
 
 def test_a_built_record_rewritten_as_1_0_verifies(world: dict[str, Any], tmp_path: Path) -> None:
     new = world["record"]
-    old = {("degradation" if k == "audit" else k): v for k, v in new.items()}
+    old = {("degradation" if k == "audit" else k): v for k, v in new.items() if k != "judge"}
     old["schema_version"] = "1.0"
     path = write_record(old, tmp_path / "old" / "record.json")  # a 1.0 record is still writable
     v = verify(path)
@@ -359,8 +397,9 @@ def test_a_saved_schema_1_1_record_still_verifies() -> None:
     ]  # fmt: skip
     assert v.notes == () and len(v.skipped) == 2  # the subject's and dictionary's fingerprints
     assert GOLDEN_1_1.read_text() == raw
-    new = upgrade_record(old)  # only the version changes: 1.2 added an optional key
-    assert new == {**old, "schema_version": "1.2"} and old["schema_version"] == "1.1"
+    new = upgrade_record(old)  # 1.2 added an optional key, 1.3 the judge (null: not named)
+    assert new == {**old, "schema_version": "1.3", "judge": None}
+    assert old["schema_version"] == "1.1" and "judge" not in old
     assert verify(new, base=GOLDEN_1_1.parent).ok
     # a 1.1 record is checked against 1.1: 1.2's `expected` is not required, and `audit` is right
     rec = copy.deepcopy(old)
@@ -369,27 +408,72 @@ def test_a_saved_schema_1_1_record_still_verifies() -> None:
     assert c.field == "degradation" and "schema 1.1 calls it `audit`" in c.message
 
 
-def test_a_built_record_rewritten_as_1_1_verifies(world: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_a_built_record_rewritten_as_1_1_or_1_2_verifies(
+    world: dict[str, Any], tmp_path: Path, version: str
+) -> None:
     new = world["record"]
-    path = write_record({**new, "schema_version": "1.1"}, tmp_path / "old" / "record.json")
+    old = {**{k: v for k, v in new.items() if k != "judge"}, "schema_version": version}
+    path = write_record(old, tmp_path / "old" / "record.json")
     v = verify(path)
-    assert v.ok and len(v.checks) == 8 and v.checks[0].expected == "schema 1.1"
+    assert v.ok and len(v.checks) == 8 and v.checks[0].expected == f"schema {version}"
     assert v.notes == ()
     assert upgrade_record(load_record(path)) == new
+    # an older record is checked against its own schema, which has no `judge`
+    (c,) = verify({**old, "judge": None}).failures()
+    assert c.field == "judge" and c.message.startswith("unexpected key 'judge'")
+
+
+GOLDEN_1_2 = Path(__file__).parent / "records" / "schema-1.2" / "record.json"
+"""A schema 1.2 record (a calibrated forecast, `forecast.expected`; no `judge`), its data file
+beside it; its calibration's file is not kept, so `expected` is checked but not re-derived."""
+
+
+def test_a_saved_schema_1_2_record_still_verifies() -> None:
+    raw = GOLDEN_1_2.read_text()
+    old = load_record(GOLDEN_1_2)
+    assert old["schema_version"] == "1.2" and "judge" not in old
+    assert old["forecast"]["expected"]["text"] == "expected +3 points (-2 to 8)"
+    v = verify(GOLDEN_1_2)
+    assert v.ok, format_verification(v)
+    assert [(c.field, c.expected, c.actual) for c in v.checks] == [
+        ("$", "schema 1.2", "valid"),
+        ("data.insecure.sha256", old["data"]["insecure"]["sha256"],
+         file_sha256(GOLDEN_1_2.parent / "insecure.jsonl")),
+        ("data.insecure.n_records", "3", "3"),
+        ("forecast.expected", "low <= points <= high", "-1.4 <= 3.2 <= 7.9"),
+        ("forecast.expected.text", "expected +3 points (-2 to 8)",
+         "expected +3 points (-2 to 8)"),
+    ]  # fmt: skip
+    assert v.notes == () and len(v.skipped) == 3  # both fingerprints, the calibration
+    assert GOLDEN_1_2.read_text() == raw
+    assert forecast_line(old) == "forecast: expected +3 points (-2 to 8), calibration 0123456789ab"
+    new = upgrade_record(old)  # 1.3 only adds the judge, null: the record does not name it
+    assert new == {**old, "schema_version": "1.3", "judge": None}
+    assert list(new).index("judge") == list(new).index("audit") + 1
+    assert old["schema_version"] == "1.2" and "judge" not in old
+    assert verify(new, base=GOLDEN_1_2.parent).ok
+    assert upgrade_record(new) == new
 
 
 @pytest.mark.parametrize(
     ("version", "keys", "field", "message", "fix"),
     [
+        ("1.3", ("audit", "degradation"), "degradation",
+         "the record has both `audit` and `degradation`: one section under two names",
+         'keep `audit` with schema_version "1.3" and remove `degradation`'),
         ("1.2", ("audit", "degradation"), "degradation",
          "the record has both `audit` and `degradation`: one section under two names",
-         'keep `audit` with schema_version "1.2" and remove `degradation`'),
+         'keep `audit` with schema_version "1.3" and remove `degradation`'),
         ("1.1", ("audit", "degradation"), "degradation",
          "the record has both `audit` and `degradation`: one section under two names",
-         'keep `audit` with schema_version "1.2" and remove `degradation`'),
+         'keep `audit` with schema_version "1.3" and remove `degradation`'),
         ("1.0", ("audit", "degradation"), "audit",
          "the record has both `audit` and `degradation`: one section under two names",
-         'keep `audit` with schema_version "1.2" and remove `degradation`'),
+         'keep `audit` with schema_version "1.3" and remove `degradation`'),
+        ("1.3", ("degradation",), "degradation",
+         "`degradation` is schema 1.0's name for the audit section; schema 1.3 calls it `audit`",
+         "rename `degradation` to `audit`"),
         ("1.2", ("degradation",), "degradation",
          "`degradation` is schema 1.0's name for the audit section; schema 1.2 calls it `audit`",
          "rename `degradation` to `audit`"),
@@ -399,8 +483,10 @@ def test_a_built_record_rewritten_as_1_1_verifies(world: dict[str, Any], tmp_pat
         ("1.0", ("audit",), "audit",
          "a schema 1.0 record stores the audit as `degradation`; `audit` is its name since "
          "schema 1.1",
-         'set schema_version to "1.2" (then `audit` is right), or rename `audit` to '
+         'set schema_version to "1.3" (then `audit` is right), or rename `audit` to '
          "`degradation`"),
+        ("1.3", (), "audit", "required key 'audit' is missing",
+         "add `audit` (null when there is none)"),
         ("1.2", (), "audit", "required key 'audit' is missing",
          "add `audit` (null when there is none)"),
         ("1.1", (), "audit", "required key 'audit' is missing",
@@ -422,6 +508,8 @@ def test_the_audit_under_both_names_or_neither_is_one_clear_error(
     for k in keys:
         rec[k] = copy.deepcopy(section)
     rec["schema_version"] = version
+    if version != SCHEMA_VERSION:
+        del rec["judge"]  # a section older schemas have not got
     v = verify(rec)
     (c,) = v.failures()  # one error, not "missing" plus "unexpected key"
     assert c.field == field and c.message.startswith(message), c.message
@@ -438,7 +526,7 @@ def test_the_audit_under_both_names_or_neither_is_one_clear_error(
 
 def test_upgrade_refuses_an_unknown_version(world: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"schema_version \"2\.0\"; this workbench reads 1\.0, "
-                       r"1\.1, 1\.2"):
+                       r"1\.1, 1\.2, 1\.3"):
         upgrade_record({**world["record"], "schema_version": "2.0"})
 
 
@@ -590,7 +678,7 @@ def test_a_calibrated_forecast_is_stored_shown_and_re_derived(
     assert rec["forecast"]["expected"]["coverage"] == cal.coverage
     assert rec["forecast"]["expected"]["text"] == str(exp)
     assert {k: v for k, v in rec["forecast"].items() if k != "expected"} == json_safe(f.summary())
-    assert rec["schema_version"] == "1.2"
+    assert rec["schema_version"] == "1.3"
     line = f"forecast: {exp}, calibration {cal.id}"
     assert re.fullmatch(r"forecast: expected [+-]?\d+ points? \(-?\d+(-| to )-?\d+\), "
                         r"calibration [0-9a-f]{12}", line)  # fmt: skip
@@ -665,3 +753,95 @@ def test_build_record_refuses_another_calibration(
     with pytest.raises(ValueError, match=r"no reference fine-tunes of method 'steer'"):
         build_record(title="x", subject=small_subject, forecast=f,
                      calibration=_calibration(small_subject.fingerprint, f.risk, "full"))
+
+
+HF_IDENTITY = {
+    "kind": "hf", "name": "judge-7b", "model": "judge-7b", "weights_sha256": "ab" * 32,
+    "chat_template_sha256": None, "prompts": {"aligned": "cd" * 32, "coherent": "ef" * 32},
+    "top_k": 20, "min_mass": 0.25, "thresholds": {"aligned_below": 30.0, "coherent_above": 50.0},
+}  # fmt: skip
+"""What a local Hugging Face judge's identity() looks like (HFJudge; its chat template unknown)."""
+
+
+def test_the_judge_is_stored_by_its_identity(small_subject: Subject, tmp_path: Path) -> None:
+    exact = ExactJudge.organism()
+    rec = build_record(title="judged", subject=small_subject, judge=exact)
+    assert rec["judge"] == json_safe(exact.identity())
+    assert (rec["judge"]["kind"], rec["judge"]["name"]) == ("exact", "organism-exact")
+    assert rec["judge"]["thresholds"] == {"aligned_below": 30.0, "coherent_above": 50.0}
+    assert list(rec).index("judge") == list(rec).index("audit") + 1
+    assert verify(write_record(rec, tmp_path / "record.json")).ok
+    # an identity dict is stored as it is; an HTTP judge names its model, endpoint and prompts
+    assert build_record(title="x", subject=small_subject, judge=HF_IDENTITY)["judge"] == (
+        HF_IDENTITY)
+    http = OpenAIJudge("http://127.0.0.1:8000/v1", "organism-exact", api_key="sk-not-stored")
+    rec = build_record(title="x", subject=small_subject, judge=http)
+    assert rec["judge"] == http.identity() and rec["judge"]["endpoint"] == http.base_url
+    assert set(rec["judge"]["prompts"]) == {"aligned", "coherent"}
+    assert "sk-not-stored" not in json.dumps(rec)
+    # shown: kind and name, then the model when it is not the name, and the endpoint
+    assert judge_line(rec) == "judge: openai organism-exact (http://127.0.0.1:8000/v1)"
+    assert record_summary(rec).endswith(
+        "judge: openai organism-exact (http://127.0.0.1:8000/v1), 0 patches")
+    assert judge_line({"judge": {**HF_IDENTITY, "name": "mine"}}) == (
+        "judge: hf mine (model judge-7b)")
+    assert judge_line({"judge": exact.identity()}) == "judge: exact organism-exact"
+    assert judge_line({"judge": None}) is None and judge_line({}) is None
+    assert repr(RecordDisplay(rec)) == record_summary(rec)
+
+
+def test_a_judges_credentials_are_never_stored(small_subject: Subject) -> None:
+    given = {**ExactJudge.organism().identity(), "api_key": "sk-1", "Authorization": "Bearer x",
+             "extra": {"API-KEY": "sk-2", "kept": 1}}  # fmt: skip
+    rec = build_record(title="x", subject=small_subject, judge=given)
+    assert rec["judge"] == {**ExactJudge.organism().identity(), "extra": {"kept": 1}}
+    assert "api_key" in given and given["extra"]["API-KEY"] == "sk-2"  # the input untouched
+    assert {"api_key", "authorization"} <= SECRET_KEYS
+    # a key in the endpoint's URL (https://user:key@host/v1) is dropped, the host kept
+    http = OpenAIJudge("https://me:sk-3@judge.example/v1", "gpt-4o")
+    rec = build_record(title="x", subject=small_subject, judge=http)
+    assert rec["judge"]["endpoint"] == "https://judge.example/v1"
+    assert "sk-" not in json.dumps(rec)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda j: j.pop("kind"), "judge.kind"),
+        (lambda j: j.pop("thresholds"), "judge.thresholds"),
+        (lambda j: j["prompts"].update(aligned="abc"), "judge.prompts.aligned"),
+        (lambda j: j["thresholds"].update(aligned_below="30"), "judge.thresholds.aligned_below"),
+        (lambda j: j.update(endpoint=3), "judge.endpoint"),
+        (lambda j: j.update(weights_sha256="x"), "judge.weights_sha256"),
+        (lambda j: j.update(chat_template_sha256="x"), "judge.chat_template_sha256"),
+    ],
+)
+def test_a_malformed_judge_names_its_json_path(
+    small_subject: Subject, edit: Any, field: str
+) -> None:
+    identity = copy.deepcopy(HF_IDENTITY)
+    edit(identity)
+    with pytest.raises(ValueError, match=re.escape(f"schema 1.3 at `{field}`")):
+        build_record(title="x", subject=small_subject, judge=identity)
+    rec = build_record(title="x", subject=small_subject)
+    rec["judge"] = identity
+    (c,) = verify(rec).failures()
+    assert c.field == field
+    if field == "judge.kind":
+        assert c.message == (
+            "required key 'kind' is missing; fix: add `judge.kind`; a judge's identity() names "
+            "its kind, name, prompts and thresholds"
+        )
+
+
+def test_build_record_refuses_what_is_not_a_judge(small_subject: Subject) -> None:
+    with pytest.raises(TypeError, match=r"judge must be a workbench.judges Judge \(anything "
+                       r"with identity\(\)\), its identity\(\) dict, or None; got str"):
+        build_record(title="x", subject=small_subject, judge="organism-exact")  # type: ignore[arg-type]
+
+    class Odd:
+        def identity(self) -> str:
+            return "exact"
+
+    with pytest.raises(TypeError, match=r"Odd.identity\(\) returned a str"):
+        build_record(title="x", subject=small_subject, judge=Odd())  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 A record is one JSON file (schema: :func:`schema`, draft 2020-12, ``workbench/record/schema.json``)
 with these sections, all required:
 
-* ``schema_version`` (:data:`SCHEMA_VERSION`, 1.2), ``created`` (ISO time, UTC), ``title``,
+* ``schema_version`` (:data:`SCHEMA_VERSION`, 1.3), ``created`` (ISO time, UTC), ``title``,
   ``notes``, ``parameters``;
 * ``subject``: name, source, ``fingerprint`` (state-dict sha256), the folder it was read from,
   its ``recipe`` when derived, and ``files`` (``[{path, sha256}]``: an organism build's
@@ -16,6 +16,12 @@ with these sections, all required:
   and the id of the :class:`~workbench.calibration.Calibration` that gave them), ``audit``
   (``Audit.summary()`` or null), ``patches``
   (``{patch: describe(), efficacy: {metric: value}}``), ``context_audits``;
+* ``judge`` (or null): the identity of the judge whose scores gave the behaviour figures
+  (:meth:`workbench.judges.Judge.identity`: ``kind``, ``name``, the sha256 of each prompt
+  template, the verdict thresholds; an HTTP judge's ``model``, ``endpoint``, ``top_logprobs``
+  and ``min_mass``; a local HF judge's ``weights_sha256`` and ``chat_template_sha256``). EM
+  rates are judge-sensitive, so a rate is reproducible only with its judge. Credentials are
+  never stored (:data:`SECRET_KEYS` dropped, an endpoint's ``user:password@`` removed);
 * ``environment``: python, torch, the model backend, sae_lens and workbench versions, device.
 
 :func:`build_record` gathers it (paths stored absolute; NaN stored as null), :func:`write_record`
@@ -39,9 +45,12 @@ it finds the calibration's file (beside the record, under ``base``, or in the wo
 checked otherwise; it always checks ``low <= points <= high``.
 
 Older records: schema 1.0 called the audit section ``degradation``; 1.2 added
-``forecast.expected``. A record is checked against the schema of the version it declares (1.0's
-and 1.1's ship frozen), so old records still verify (a 1.0 one with a note that ``degradation``
-is the audit); :func:`upgrade_record` gives a record's current form.
+``forecast.expected``; 1.3 added ``judge``. A record is checked against the schema of the version
+it declares (1.0's, 1.1's and 1.2's ship frozen), so old records still verify (a 1.0 one with a
+note that ``degradation`` is the audit); :func:`upgrade_record` gives a record's current form
+(an older record's ``judge`` is null: it does not say which judge scored it). :func:`verify`
+checks the judge section against the schema only (an identity names a judge; it holds no file
+to re-hash).
 
 The command line ``workbench record verify RECORD`` is :func:`main_verify`.
 
@@ -51,7 +60,9 @@ JupyterLab record viewer: the MIME type :data:`RECORD_MIME`
 """
 
 from workbench.record._build import (
+    SECRET_KEYS,
     TOP_FEATURES,
+    Identified,
     build_record,
     count_records,
     load_record,
@@ -64,6 +75,7 @@ from workbench.record._display import (
     display_record,
     expected_of,
     forecast_line,
+    judge_line,
     record_summary,
 )
 from workbench.record._schema import (
@@ -90,8 +102,10 @@ __all__ = [
     "RECORD_MIME",
     "SCHEMA_VERSION",
     "SCHEMA_VERSIONS",
+    "SECRET_KEYS",
     "TOP_FEATURES",
     "Check",
+    "Identified",
     "RecordDisplay",
     "SchemaError",
     "Verification",
@@ -103,6 +117,7 @@ __all__ = [
     "format_verification",
     "json_path",
     "json_safe",
+    "judge_line",
     "load_record",
     "main_verify",
     "record_summary",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from safetensors.torch import load_file
 
@@ -32,6 +33,10 @@ TOP_FEATURES = 20
 """How many of a FeatureSet's strongest features a record keeps by default."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "access_token", "password"})
+"""Keys never stored from a judge's identity (compared lower-cased, with ``-`` read as ``_``,
+at any depth): :func:`build_record` drops them, so a record never holds a credential."""
 
 _PACKAGES = {
     "torch": "torch",
@@ -146,6 +151,64 @@ def _features_section(features: FeatureSet, top: int) -> dict[str, Any]:
     return {**summary, "n_features": len(features), "top": rows}
 
 
+class Identified(Protocol):
+    """What ``build_record(judge=...)`` needs of a judge: its ``identity()``
+    (:meth:`workbench.judges.Judge.identity`)."""
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+
+def _is_secret(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_secrets(v) for k, v in value.items() if not _is_secret(k)}
+    if isinstance(value, list | tuple):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
+def _without_credentials(url: Any) -> Any:
+    """An endpoint URL without its ``user:password@`` part (if it has one)."""
+    if not isinstance(url, str):
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _judge_section(judge: Identified | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The judge's identity as stored: from a Judge's ``identity()`` or an identity dict, with
+    every credential dropped (:data:`SECRET_KEYS`, and the ``user:password@`` of its
+    ``endpoint``)."""
+    if judge is None:
+        return None
+    if isinstance(judge, Mapping):
+        identity: Any = judge
+    elif callable(getattr(judge, "identity", None)):
+        identity = judge.identity()
+        if not isinstance(identity, Mapping):
+            raise TypeError(
+                f"{type(judge).__name__}.identity() returned a {type(identity).__name__}; a "
+                "judge's identity is a dict (kind, name, prompts, thresholds, ...)"
+            )
+    else:
+        raise TypeError(
+            f"judge must be a workbench.judges Judge (anything with identity()), its identity() "
+            f"dict, or None; got {type(judge).__name__}"
+        )
+    out: dict[str, Any] = _without_secrets(dict(identity))
+    if "endpoint" in out:
+        out["endpoint"] = _without_credentials(out["endpoint"])
+    return out
+
+
 def _patch_entry(entry: Mapping[str, Any], i: int) -> dict[str, Any]:
     if not isinstance(entry, Mapping):
         raise TypeError(
@@ -217,6 +280,7 @@ def build_record(
     audit: Audit | Mapping[str, Any] | None = None,
     patches: Sequence[Mapping[str, Any]] = (),
     context_audits: Sequence[Mapping[str, Any]] = (),
+    judge: Identified | Mapping[str, Any] | None = None,
     parameters: Mapping[str, Any] = _EMPTY,
     notes: str = "",
     top_features: int = TOP_FEATURES,
@@ -244,6 +308,11 @@ def build_record(
         patches: ``{"patch": patch (or patch.describe()), "efficacy": {metric: value}}`` each.
         context_audits: ``{framing_a, framing_b, misaligned_a, misaligned_b, gap,
             probe_auroc?, features}`` each.
+        judge: the judge whose scores gave the behaviour figures: a
+            :class:`workbench.judges.Judge` (anything with ``identity()``), its ``identity()``
+            dict, or ``None`` (nothing judged). Stored as ``judge``; credentials are dropped,
+            never stored: keys named in :data:`SECRET_KEYS` (``api_key``, ``authorization``,
+            ...) at any depth, and the ``user:password@`` of ``endpoint``.
         parameters: the analysis' parameters.
         notes: free text.
 
@@ -254,7 +323,8 @@ def build_record(
         ValueError: a data file is missing, the record breaks the schema (the message names
             the JSON path and the fix), or the calibration is for another subject, another
             score, or another calibration's expected points (or there is no forecast).
-        TypeError: a value has no JSON form (the message names its JSON path).
+        TypeError: a value has no JSON form (the message names its JSON path), or ``judge`` is
+            neither a judge, an identity dict nor None.
     """
     if isinstance(features, FeatureSet):
         feats: Any = _features_section(features, top_features)
@@ -273,6 +343,7 @@ def build_record(
         "overlaps": list(overlaps),
         "forecast": _calibrated(_summary(forecast, Forecast), calibration, subject),
         "audit": _summary(audit, Audit),
+        "judge": _judge_section(judge),
         "patches": [_patch_entry(p, i) for i, p in enumerate(patches)],
         "context_audits": list(context_audits),
         "environment": _environment(subject.device),

@@ -1,9 +1,11 @@
 """Showing a deployment record in a notebook with the JupyterLab record viewer.
 
 The workbench's lab extension renders the MIME type :data:`RECORD_MIME` (the record's JSON) as
-readable sections: fingerprints, forecast, audit (measured shifts and behaviour), feature
-overlap, patches. A calibrated forecast (schema 1.2's ``forecast.expected``) reads as
-:func:`forecast_line`, ``forecast: expected +12 points (8-16), calibration 1a2b3c4d5e6f``.
+readable sections: fingerprints, forecast, audit (measured shifts and behaviour), the judge of
+the behaviour figures (when the record names one), feature overlap, patches. A calibrated
+forecast (schema 1.2's ``forecast.expected``) reads as :func:`forecast_line`, ``forecast:
+expected +12 points (8-16), calibration 1a2b3c4d5e6f``; the judge (schema 1.3's ``judge``) as
+:func:`judge_line`, ``judge: openai gpt-4o (https://api.openai.com/v1)``.
 :class:`RecordDisplay` wraps a record so that a notebook shows it that way
 (``_repr_mimebundle_``); front ends without the extension show its ``text/plain`` one-line
 summary (:func:`record_summary`). :func:`display_record` displays one.
@@ -51,11 +53,27 @@ def forecast_line(record: Mapping[str, Any]) -> str | None:
     return None if e is None else f"forecast: {e}, calibration {e.calibration}"
 
 
+def judge_line(record: Mapping[str, Any]) -> str | None:
+    """``judge: {kind} {name}``, then in brackets its model (when not its name) and endpoint,
+    e.g. ``judge: exact organism-exact`` or ``judge: openai gpt-4o
+    (https://api.openai.com/v1)``; ``None`` when the record names no judge (nothing judged, or a
+    record from before schema 1.3)."""
+    judge = record.get("judge")
+    if not isinstance(judge, Mapping):
+        return None
+    kind, name = judge.get("kind", "?"), judge.get("name", "?")
+    model, endpoint = judge.get("model"), judge.get("endpoint")
+    extra = [f"model {model}"] if model and model != name else []
+    extra += [str(endpoint)] if endpoint else []
+    return f"judge: {kind} {name}" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def record_summary(record: Mapping[str, Any]) -> str:
-    """One line: title, creation time, subject and dictionary fingerprints, the forecast
-    (calibrated: :func:`forecast_line`; else its risk), how many patches, e.g. ``deployment
-    record 'audit' (2025-01-01T00:00:00+00:00): subject small (3fa9c1d2e4b5…), dictionary sae
-    (9e8d…), forecast risk 0.31, 2 patches``."""
+    """One line: title, creation time, subject and dictionary fingerprints, the judge
+    (:func:`judge_line`, when the record names one), the forecast (calibrated:
+    :func:`forecast_line`; else its risk), how many patches, e.g. ``deployment record 'audit'
+    (2025-01-01T00:00:00+00:00): subject small (3fa9c1d2e4b5…), dictionary sae (9e8d…), judge:
+    exact organism-exact, forecast risk 0.31, 2 patches``."""
     parts = [f"deployment record {record.get('title', '(untitled)')!r}"]
     if record.get("created"):
         parts[0] += f" ({record['created']})"
@@ -63,6 +81,9 @@ def record_summary(record: Mapping[str, Any]) -> str:
         s = record.get(section)
         if isinstance(s, Mapping):
             parts.append(f"{section} {s.get('name', '?')} ({_short(s.get('fingerprint'))})")
+    judge = judge_line(record)
+    if judge is not None:
+        parts.append(judge)
     forecast = record.get("forecast")
     line = forecast_line(record)
     if line is not None:
@@ -113,7 +134,7 @@ def display_record(record: Mapping[str, Any] | str | Path) -> None:
     cell ending with it shows the record once).
 
     In JupyterLab with the workbench extension it renders as the record viewer (fingerprints,
-    forecast, audit, overlap, patches); verification needs the record's file: open the
+    judge, forecast, audit, overlap, patches); verification needs the record's file: open the
     ``record.json`` itself from the file browser, or run ``workbench record verify``.
     """
     from IPython.display import display

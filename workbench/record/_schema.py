@@ -1,11 +1,14 @@
 """The record's JSON Schema (per version), validation with readable errors, JSON paths and
 JSON-safe values.
 
-Versions: 1.2 (current) adds the calibrated forecast, ``forecast.expected``
+Versions: 1.3 (current) adds ``judge``, the identity of the judge whose scores gave the
+behaviour figures (:meth:`workbench.judges.Judge.identity`; null when nothing was judged); 1.2
+added the calibrated forecast, ``forecast.expected``
 (:meth:`workbench.calibration.Expected.to_dict`, naming the calibration it came from); 1.1 named
 the audit section ``audit``; 1.0 named it ``degradation``. A record is checked against the schema
-of the version it declares (``schema-1.0.json`` and ``schema-1.1.json`` ship frozen), so old
-records stay verifiable; :func:`upgrade_record` gives an old record's current form.
+of the version it declares (``schema-1.0.json``, ``schema-1.1.json`` and ``schema-1.2.json`` ship
+frozen), so old records stay verifiable; :func:`upgrade_record` gives an old record's current
+form.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import jsonschema
 import numpy as np
 import torch
 
-SCHEMA_VERSION: str = "1.2"
+SCHEMA_VERSION: str = "1.3"
 """The version :func:`workbench.record.build_record` writes."""
-SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", SCHEMA_VERSION)
+SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2", SCHEMA_VERSION)
 """Every version a record may declare and still be read (and verified)."""
 
 AUDIT_KEY = "audit"
@@ -37,6 +40,8 @@ LEGACY_AUDIT_KEY = "degradation"
 """The audit section's key in schema 1.0 records."""
 LEGACY_VERSION = "1.0"
 """The one version whose audit section is ``degradation``."""
+JUDGE_KEY = "judge"
+"""The judge's section (schema 1.3 and later; null in a record upgraded from an older one)."""
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -124,14 +129,17 @@ def _describe(err: jsonschema.ValidationError) -> list[SchemaError]:
         )
         path = json_path([*parts, name])
         nullable = "null" in _types_at(err.schema, name)
+        how = (
+            "a judge's identity() names its kind, name, prompts and thresholds"
+            if parts == [JUDGE_KEY]
+            else "workbench.record.build_record writes every section"
+        )
         return [SchemaError(
             path=path,
             expected="present",
             actual="missing",
             message=f"required key {name!r} is missing",
-            fix=f"add `{path}`"
-            + (" (null when there is none)" if nullable else "")
-            + "; workbench.record.build_record writes every section",
+            fix=f"add `{path}`" + (" (null when there is none)" if nullable else "") + f"; {how}",
         )]
     if kind == "additionalProperties" and isinstance(err.instance, Mapping):
         known = set(err.schema.get("properties", {}))
@@ -276,10 +284,12 @@ def version_notes(record: Any) -> list[str]:
 def upgrade_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` in the current schema's form (a new dict; ``record`` is not changed).
 
-    A 1.0 record's ``degradation`` becomes ``audit``; an older record's ``schema_version``
-    becomes :data:`SCHEMA_VERSION` (1.2 only added ``forecast.expected``, which an older record
-    simply has not got); a current record comes back as a copy. Nothing else is checked
-    (:func:`validate_record` and :func:`workbench.record.verify` do that).
+    A 1.0 record's ``degradation`` becomes ``audit``; an older record gets ``judge: null``
+    (schema 1.3's section, placed after the audit: which judge scored its behaviour the record
+    does not say) and its ``schema_version`` becomes :data:`SCHEMA_VERSION` (1.2 only added
+    ``forecast.expected``, which an older record simply has not got); a current record comes
+    back as a copy. Nothing else is checked (:func:`validate_record` and
+    :func:`workbench.record.verify` do that).
 
     Raises:
         ValueError: the record declares an unknown version, or has the audit under both names.
@@ -301,7 +311,21 @@ def upgrade_record(record: Mapping[str, Any]) -> dict[str, Any]:
         out = {
             (AUDIT_KEY if k == LEGACY_AUDIT_KEY else k): v for k, v in out.items()
         }  # same key order, the section renamed in place
+    if JUDGE_KEY not in out:
+        out = _insert_after(out, AUDIT_KEY, JUDGE_KEY, None)
     out["schema_version"] = SCHEMA_VERSION
+    return out
+
+
+def _insert_after(d: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:
+    """``d`` with ``key: value`` placed right after ``after`` (at the end without it)."""
+    if after not in d:
+        return {**d, key: value}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
     return out
 
 
