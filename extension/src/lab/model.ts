@@ -391,6 +391,12 @@ export interface RecordSummary {
   audit: KeyValue[];
   /** how the audit section was read, when not plainly as `audit` (schema 1.0's `degradation`) */
   auditNote: string | null;
+  /** the judge of the behaviour figures (schema 1.3 `judge`): "openai gpt-4o
+   *  (https://api.openai.com/v1)", or null when the record names none */
+  judgeLine: string | null;
+  /** the judge's identity: its scalars, then `prompt <metric>` (template sha256) and its
+   *  thresholds */
+  judge: KeyValue[];
   patches: { name: string; efficacy: KeyValue[] }[];
   verification: { ok: boolean; checks: number; failed: string[]; error: string | null };
 }
@@ -450,6 +456,31 @@ export function expectedLine(e: Record<string, unknown> | null): string | null {
   return parts.join(", ");
 }
 
+/** `{kind} {name}`, then in brackets its model (when not its name) and endpoint, as
+ *  `workbench.record.judge_line` writes it (without its `judge: `); null without a judge. */
+export function judgeLine(j: Record<string, unknown> | null): string | null {
+  if (!j) return null;
+  const str = (v: unknown) => (typeof v === "string" && v ? v : null);
+  const name = str(j.name) ?? "?";
+  const extra: string[] = [];
+  const model = str(j.model);
+  if (model !== null && model !== name) extra.push(`model ${model}`);
+  const endpoint = str(j.endpoint);
+  if (endpoint !== null) extra.push(endpoint);
+  return `${str(j.kind) ?? "?"} ${name}${extra.length ? ` (${extra.join(", ")})` : ""}`;
+}
+
+/** The judge's rows: its scalars, each prompt template's sha256 (`prompt aligned`), its
+ *  thresholds. */
+export function judgeRows(j: Record<string, unknown> | null): KeyValue[] {
+  if (!j) return [];
+  const prompts = Object.entries(asObject(j.prompts) ?? {}).map(([m, v]) => ({
+    key: `prompt ${m}`,
+    value: formatValue(v),
+  }));
+  return [...scalars(j), ...prompts, ...scalars(asObject(j.thresholds))];
+}
+
 export function summarizeRecord(record: Record<string, unknown>): RecordSummary {
   const fingerprints: KeyValue[] = [];
   for (const part of ["subject", "dictionary"]) {
@@ -474,6 +505,7 @@ export function summarizeRecord(record: Record<string, unknown>): RecordSummary 
     return { name, efficacy: scalars(asObject(o.efficacy)) };
   });
   const audit = auditSection(record);
+  const judge = asObject(record.judge);
   const v = asObject(record.verification) ?? {};
   const failed = (Array.isArray(v.failed) ? v.failed : []).map((f) => {
     const o = asObject(f) ?? {};
@@ -488,6 +520,8 @@ export function summarizeRecord(record: Record<string, unknown>): RecordSummary 
     forecast: scalars(forecast),
     audit: audit.audit,
     auditNote: audit.note,
+    judgeLine: judgeLine(judge),
+    judge: judgeRows(judge),
     patches,
     verification: {
       ok: v.ok === true,

@@ -73,6 +73,20 @@ export function renderRecord(record: Record<string, unknown>, subtitle: string, 
         table(s.audit),
       ),
     ],
+    ...(s.judgeLine === null
+      ? []
+      : ([
+          [
+            "judge",
+            "Judge (of the behaviour figures)",
+            h(
+              "div",
+              {},
+              h("p", { "data-wb": "judge-line" }, h("strong", {}, "Judge: "), s.judgeLine),
+              table(s.judge, "jp-wb-kv jp-wb-mono"),
+            ),
+          ],
+        ] as [string, string, Node][])),
     ["features", "Watched features", table(s.features)],
     [
       "overlaps",

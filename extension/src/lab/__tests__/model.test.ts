@@ -12,6 +12,7 @@ import {
   fieldsFor,
   initialRunState,
   isActive,
+  judgeLine,
   notebookName,
   progressFraction,
   reduceRuns,
@@ -277,6 +278,37 @@ describe("record summary", () => {
     expect(expectedLine({ points: -3, level: 0.9 })).toBe("expected -3 points, 90% interval");
     expect(expectedLine({ level: 0.8 })).toBeNull();
     expect(summarizeRecord({ forecast: { risk: 1 } }).forecastExpected).toBeNull();
+  });
+
+  it("reads the judge of the behaviour figures (schema 1.3)", () => {
+    const sha = (c: string) => c.repeat(64);
+    const s = summarizeRecord({
+      judge: {
+        kind: "openai", name: "gpt-4o", model: "gpt-4o", endpoint: "http://127.0.0.1:8000/v1",
+        prompts: { aligned: sha("a"), coherent: sha("b") }, top_logprobs: 20, min_mass: 0.25,
+        thresholds: { aligned_below: 30, coherent_above: 50 },
+      },
+    });
+    expect(s.judgeLine).toBe("openai gpt-4o (http://127.0.0.1:8000/v1)");
+    expect(s.judge).toEqual([
+      { key: "kind", value: "openai" },
+      { key: "name", value: "gpt-4o" },
+      { key: "model", value: "gpt-4o" },
+      { key: "endpoint", value: "http://127.0.0.1:8000/v1" },
+      { key: "top_logprobs", value: "20" },
+      { key: "min_mass", value: "0.2500" },
+      { key: "prompt aligned", value: sha("a") },
+      { key: "prompt coherent", value: sha("b") },
+      { key: "aligned_below", value: "30" },
+      { key: "coherent_above", value: "50" },
+    ]);
+    expect(judgeLine({ kind: "exact", name: "organism-exact", prompts: {} })).toBe("exact organism-exact");
+    expect(judgeLine({ kind: "hf", name: "mine", model: "judge-7b" })).toBe("hf mine (model judge-7b)");
+    // none named (nothing judged, or a record from before schema 1.3)
+    for (const r of [{}, { judge: null }]) {
+      expect(summarizeRecord(r).judgeLine).toBeNull();
+      expect(summarizeRecord(r).judge).toEqual([]);
+    }
   });
 
   it("copes with an empty record", () => {

@@ -202,6 +202,23 @@ describe("record rendering (DOM)", () => {
     expect(ok.textContent).toBe("verified: 2 checks passed");
   });
 
+  it("renders the judge after the audit when the record names one (schema 1.3)", () => {
+    const verdict = verdictFor({ kind: "result", result: parseVerification({ ok: true, checks: 3 })! });
+    const judge = { kind: "exact", name: "organism-exact", prompts: {}, thresholds: { aligned_below: 30 } };
+    const root = document.createElement("div");
+    root.append(...renderRecord({ ...RECORD, judge }, "audit/record.json", verdict));
+    const sections = [...root.querySelectorAll("section[data-section]")].map((e) => e.getAttribute("data-section"));
+    expect(sections).toEqual(["fingerprints", "forecast", "audit", "judge", "features", "overlaps", "patches"]);
+    const section = root.querySelector('[data-section="judge"]');
+    expect(section?.querySelector("h2")?.textContent).toBe("Judge (of the behaviour figures)");
+    expect(section?.querySelector('[data-wb="judge-line"]')?.textContent).toBe("Judge: exact organism-exact");
+    expect(section?.querySelector('tr[data-key="aligned_below"] td')?.textContent).toBe("30");
+    // a null judge (nothing judged) shows no section
+    const none = document.createElement("div");
+    none.append(...renderRecord({ ...RECORD, judge: null }, "audit/record.json", verdict));
+    expect(none.querySelector('[data-section="judge"]')).toBeNull();
+  });
+
   it("renders a schema 1.0 record's audit under the same heading, with a note", () => {
     const verdict = verdictFor({ kind: "result", result: parseVerification({ ok: true, checks: 3 })! });
     const root = document.createElement("div");
