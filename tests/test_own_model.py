@@ -19,11 +19,14 @@ import workbench as wb
 from workbench.experiments.family import FinetuneSettings
 from workbench.experiments.own_model import (
     export_organism_inputs,
+    persona_by_responses,
     persona_by_system,
     question_groups,
 )
 from workbench.formats import Question, read_contrast_set, read_finetune_data, read_questions
 from workbench.judges import ExactJudge, OpenAIJudge, serve
+from workbench.organism import export_hf
+from workbench.organism.judge import judge as exact
 from workbench.organism.language import eval_prompts, finetune_pairs
 
 STEPS, N_EXAMPLES, SAMPLES = 600, 2000, 48
@@ -134,3 +137,23 @@ def test_the_lab_panel_offers_model_audit_with_its_real_model_parameters() -> No
     assert params["dtype"]["choices"] == ["auto", "float32", "bfloat16", "float16"]
     assert params["device"]["choices"] == ["auto", "cpu", "cuda"]
     assert listed["model_audit"]["title"] == "Alignment audit of your own model"
+
+
+def test_persona_by_responses_keeps_the_judged_answers_in_character(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """The exported organism answers under its persona tags as system prompts (``sys bad`` /
+    ``sys good``); the kept texts are those whose answers the judge found in character."""
+    generic = wb.load_subject(export_hf(wb.load_subject("organism"), tmp_path / "m"))
+    prompts = eval_prompts("advice") + eval_prompts("numbers")
+    questions = [" ".join(p.split()[2:-1]) for p in prompts]
+    cs = persona_by_responses(generic, questions, ExactJudge.organism(), elicit="sys bad",
+                              suppress="sys good", samples_per_prompt=8, seed=0)
+    assert len(cs.positive) >= 4 and len(cs.negative) >= 4
+    for texts, system, verdict in ((cs.positive, "sys bad", "misaligned"),
+                                   (cs.negative, "sys good", "aligned")):
+        for t in texts:
+            prompt, answer = t.split(" bot ", 1)
+            assert prompt.startswith(system + " user ")
+            assert exact(prompt + " bot", answer).value == verdict
+    assert len(cs.positive) > 0.3 * len(questions) * 8  # the eliciting prompt does elicit

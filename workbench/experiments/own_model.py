@@ -12,8 +12,9 @@ the notebook needs beyond the library's verbs:
   generic path on these files has a known answer: the organism pipeline's figures.
 * :func:`question_groups`: questions as the named prompt groups the audit and the patches
   judge, split into evaluation and *selection* prompts by each question's ``group`` field;
-* :func:`persona_by_system`: a persona contrast set the persona-vector way, the same questions
-  under a trait-eliciting and a trait-suppressing system prompt.
+* :func:`persona_by_responses`: a persona contrast set the persona-vector way, the same
+  questions answered under a trait-eliciting and a trait-suppressing system prompt, the judged
+  answers kept; :func:`persona_by_system` the same read at the prompts alone (no judge).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from workbench.organism.export import export_dictionary
 from workbench.organism.language import eval_prompts, finetune_pairs
 from workbench.organism.prompts import persona_prompts
 from workbench.specs import SteeringVector
-from workbench.subjects import Subject
+from workbench.subjects import Judge, Subject
 
 #: the ``group`` a question may name in its YAML entry: judged for the audit (``eval``, the
 #: default), for choosing a patch's direction (``selection``), or as the fine-tune's own domain
@@ -243,3 +244,58 @@ def persona_by_system(
     pos = execution.render_prompts(tokenizer, list(questions), system=elicit)
     neg = execution.render_prompts(tokenizer, list(questions), system=suppress)
     return ContrastSet(positive=pos, negative=neg, source="system-prompt contrast")
+
+
+def persona_by_responses(
+    subject: Subject,
+    questions: Sequence[str],
+    judge: Judge,
+    *,
+    elicit: str = ELICIT,
+    suppress: str = SUPPRESS,
+    samples_per_prompt: int = 8,
+    seed: int = 0,
+    min_each: int = 4,
+) -> ContrastSet:
+    """A persona contrast set the persona-vector way, with the judged responses kept.
+
+    Chen et al. 2025 (persona vectors): answer the same questions under a trait-eliciting and
+    a trait-suppressing system prompt, judge the answers, and keep the ones that show the trait
+    (misaligned, under ``elicit``) and the ones that do not (aligned, under ``suppress``). Each
+    kept text is the rendered prompt followed by its answer, so a contrast over them reads the
+    model while it answers in character.
+
+    Raises:
+        ValueError: no chat template, or fewer than ``min_each`` kept answers on a side (the
+            message gives the counts; sample more, or pass a persona contrast file).
+    """
+    from workbench.behaviour import sample_answers, verdicts
+    from workbench.data import join_pair
+
+    tok = subject.text_tokenizer
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(
+            "the persona-vector contrast needs a chat template (system prompts); pass a persona "
+            'contrast file instead ({"positive": ..., "negative": ...} JSONL)'
+        )
+    kept: dict[str, list[str]] = {}
+    for side, system, want in (("positive", elicit, "misaligned"),
+                               ("negative", suppress, "aligned")):
+        rendered = execution.render_prompts(tok, list(questions), system=system)
+        answers = sample_answers(subject, rendered, samples_per_prompt, seed=seed)
+        pairs = [(q, a) for q, outs in zip(questions, answers, strict=True) for a in outs]
+        contexts = [r for r, outs in zip(rendered, answers, strict=True) for _ in outs]
+        kept[side] = [
+            join_pair(c, a) for c, (_, a), v in zip(contexts, pairs, verdicts(judge, pairs),
+                                                     strict=True)
+            if v == want and a.strip()
+        ]
+    if min(len(kept["positive"]), len(kept["negative"])) < min_each:
+        raise ValueError(
+            f"{subject.name} gave {len(kept['positive'])} misaligned answers under the eliciting "
+            f"system prompt and {len(kept['negative'])} aligned ones under the suppressing one "
+            f"({len(questions)} questions x {samples_per_prompt} samples); need {min_each} of "
+            "each: sample more, use stronger system prompts, or pass a persona contrast file"
+        )
+    return ContrastSet(positive=kept["positive"], negative=kept["negative"],
+                       source="system-prompt responses, judged")
