@@ -235,8 +235,10 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     assert record["data"]["insecure"]["n_records"] == len(lines)
     assert record["features"] is not None and record["forecast"] is not None
     # the measured audit, under its name (record schema 1.1; schema 1.0 called it "degradation")
-    assert record["schema_version"] == "1.2"
+    assert record["schema_version"] == "1.3"
     assert record["audit"] is not None and "degradation" not in record
+    # the judge of its behaviour figures (record schema 1.3): the organism's exact judge
+    assert record["judge"]["kind"] == "exact" and record["judge"]["name"] == "organism-exact"
     # the plain ablation and the selective patch, each with its retention beside its cut
     assert [p["patch"]["kind"] for p in record["patches"]] == ["ablate", "ablate-update"]
     efficacy = record["patches"][0]["efficacy"]
@@ -275,9 +277,10 @@ def test_model_audit_runs_the_generic_path(executed: Run) -> None:
     }
     assert all((files / m / "config.json").is_file() for m in ("model", "tuned"))
     record = load_record(out_dir / "record.json")
-    identity = record["parameters"]["judge_identity"]
+    identity = record["judge"]  # the judge of its behaviour figures (record schema 1.3)
     assert identity["kind"] == "openai" and identity["endpoint"].startswith("http://127.0.0.1:")
     assert set(identity["prompts"]) == {"aligned", "coherent"}
+    assert "judge_identity" not in record["parameters"] and "em" in record["parameters"]
     assert record["subject"]["name"] == "model"
     assert sorted(record["audit"]["behaviour_tuned"]) == ["advice", "code", "numbers"]
     em = record["parameters"]["em"]
