@@ -430,11 +430,14 @@ def _encoder(
     enc = _Encoder(dictionary, shape, None, watched, weights)
     if dictionary.normalizes_per_input:
         return enc
-    sae = dictionary.sae
-    width = enc.width
-    eye = torch.eye(width, device=sae.device, dtype=sae.dtype)
-    jac = enc.jvp(torch.zeros_like(eye), eye)  # row i: ∂a/∂x_i (affine: anywhere)
-    return dataclasses.replace(enc, jacobian=jac.detach().to(torch.float64).cpu())
+    sae, width, block = dictionary.sae, enc.width, 1024
+    rows = []
+    for start in range(0, width, block):  # row i: ∂a/∂x_i along the unit vector (affine: anywhere)
+        n = min(block, width - start)
+        unit = torch.zeros(n, width, device=sae.device, dtype=sae.dtype)
+        unit[:, start : start + n] = torch.eye(n, device=sae.device, dtype=sae.dtype)
+        rows.append(enc.jvp(torch.zeros_like(unit), unit).detach().to(torch.float64).cpu())
+    return dataclasses.replace(enc, jacobian=torch.cat(rows))
 
 
 # ------------------------------------------------------------------ steer
