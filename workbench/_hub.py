@@ -196,3 +196,21 @@ def offline_error_text(
         "(export HF_HOME=/path/to/huggingface, the folder that holds hub/); set HF_HUB_OFFLINE=1 "
         f"to use only the cache. {instead}"
     )
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars in the block ("Loading weights", "Writing model shards").
+
+    In a notebook they are tqdm widgets without a static fallback; the workbench's own steps
+    report progress where it helps.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

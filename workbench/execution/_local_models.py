@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer
 
+from workbench._hub import quiet_transformers
+
 #: How TransformerLens processes loaded weights, the same for hub names and local folders, so
 #: a base model and a local fine-tune of it have comparable activations. No processing: the
 #: weights are the published ones, hook values equal Hugging Face hidden states and the logits
@@ -90,24 +92,6 @@ def quiet_hooked_transformer_deprecation() -> Iterator[None]:
             "ignore", message=r"HookedTransformer\S* is deprecated", category=DeprecationWarning
         )
         yield
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """No transformers progress bars in the block ("Loading weights", "Writing model shards").
-
-    In a notebook they are tqdm widgets without a static fallback; the workbench's own steps
-    report progress where it helps.
-    """
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def with_bos(load: Callable[..., Any]) -> Any:
@@ -363,8 +347,9 @@ def load_local_hf(
     ``local_files_only=True`` (no network, ever). The Hugging Face model is loaded in ``dtype``
     (so the load holds two copies of the weights at that precision, never a float32 one),
     converted with TransformerLens's own config and weight converters and left unprocessed (see
-    ``PROCESSING``), so the model's logits equal the folder's model's. With ``adapter`` (a PEFT adapter folder), the adapter is merged
-    into the Hugging Face weights first (``merge_and_unload``). Supported architectures: the
+    ``PROCESSING``), so the model's logits equal the folder's model's. With ``adapter`` (a PEFT
+    adapter folder), the adapter is merged into the Hugging Face weights first
+    (``merge_and_unload``). Supported architectures: the
     keys of ``LOCAL_ARCHITECTURES`` (GPT-2, GPT-Neo, GPT-J, GPT-NeoX/Pythia, OPT, Llama,
     Mistral, Qwen2, Gemma 2).
 

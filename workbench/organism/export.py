@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from workbench.execution._local_models import quiet_transformers
+from workbench._hub import quiet_transformers
 from workbench.organism.build import BuiltOrganism, Organism, load_organism
 from workbench.organism.tokenizer import build_tokenizer
 
