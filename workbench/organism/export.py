@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,30 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{%- endfor -%}"
 )
+
+
+def _new_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a folder to write, refused unless it is absent or empty."""
+    target = Path(path).expanduser()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"{str(target)!r} exists and is not empty; pick a new folder")
+    return target
+
+
+def _write_folder(target: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary sibling of ``target``, then rename it into place:
+    a failed write leaves nothing behind, and ``target`` never holds half a folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            target.rmdir()
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def _extend_writer(w: torch.Tensor, k: int) -> torch.Tensor:
@@ -184,9 +209,7 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
     model, name = _source_model(source)
-    target = Path(path).expanduser()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ValueError(f"{str(target)!r} exists and is not empty; pick a new folder")
+    target = _new_folder(path)
     state, fields = gpt2_state(model)
     tokenizer = build_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -208,9 +231,7 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
         pad_token_id=tokenizer.pad_token_id,
         max_new_tokens=6,  # an answer is 3 words and `end`; the organism samples 6 tokens
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def write(tmp: Path) -> None:
         with quiet_transformers():
             hf.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -218,13 +239,8 @@ def export_hf(source: int | Organism | BuiltOrganism | Any, path: str | os.PathL
             json.dumps({"exported_from": name, "extra_coordinates": fields["n_head"]}, indent=2),
             encoding="utf-8",
         )
-        if target.exists():
-            target.rmdir()
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return _write_folder(target, write)
 
 
 def export_dictionary(
@@ -245,9 +261,7 @@ def export_dictionary(
             many coordinates it added), or that number (the organism's head count).
     """
     sae = dictionary.sae
-    target = Path(path).expanduser()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ValueError(f"{str(target)!r} exists and is not empty; pick a new folder")
+    target = _new_folder(path)
     if str(getattr(sae.cfg, "normalize_activations", "none")) != "none":
         raise ValueError(
             "export_dictionary widens SAEs without input normalisation (the organism's); this "
@@ -277,14 +291,4 @@ def export_dictionary(
         else:
             out[name] = t
     wide.load_state_dict(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        wide.save_model(tmp)
-        if target.exists():
-            target.rmdir()
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return _write_folder(target, wide.save_model)
