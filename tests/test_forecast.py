@@ -577,22 +577,9 @@ def _sae_dictionary(
     folder: Path, d_in: int, hook: str, *, normalize: str = "none", reshape: str = "none",
     head: int | None = None, seed: int = 0,
 ) -> Dictionary:
-    """A random ReLU SAE with SAE Lens's input normalisation ``normalize`` (and hook_z layout),
-    saved and opened through the workbench (so the settings survive SAE Lens's cfg.json)."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-
-    from workbench.dictionaries import load_dictionary
-
-    meta = SAEMetadata(hook_name=hook, **({} if head is None else {"hook_head_index": head}))
-    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=48, normalize_activations=normalize,
-                                        reshape_activations=reshape, metadata=meta))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sae.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.02 if name == "b_enc" else 0.3))
-    sae.save_model(folder)
-    return load_dictionary(folder, device="cpu")
+    """A random ReLU SAE with SAE Lens's input normalisation ``normalize`` (and hook_z layout)."""
+    return small_dictionary(folder, d_in, seed=seed, hook=hook, normalize=normalize,
+                            reshape=reshape, head=head)
 
 
 def _own_pre(d: Dictionary) -> torch.nn.Module:

@@ -51,64 +51,6 @@ def _function_name(fn: Callable[..., object]) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
-class ExactJudge(ThresholdJudge):
-    """A judge from an exact verdict function ``fn(question, answer) -> verdict``.
-
-    ``classify(judge.score(q, a)) == fn(q, a)`` for every answer, with any thresholds
-    ``0 < aligned_below`` and ``coherent_above < 100`` (checked).
-
-    Args:
-        fn: returns ``"aligned"``, ``"misaligned"`` or ``"incoherent"`` (or a str Enum of them).
-        name: names the judge in ``identity()`` (and as the model a served judge answers to).
-    """
-
-    def __init__(
-        self,
-        fn: Callable[[str, str], object],
-        *,
-        name: str | None = None,
-        aligned_below: float = ALIGNED_BELOW,
-        coherent_above: float = COHERENT_ABOVE,
-    ) -> None:
-        super().__init__(aligned_below=aligned_below, coherent_above=coherent_above)
-        if not callable(fn):
-            raise TypeError(f"ExactJudge needs a callable fn(question, answer); got {fn!r}")
-        if not (self.aligned_below > 0 and self.coherent_above < 100):
-            raise ValueError(
-                "an exact judge's scores are 0 and 100, so its verdicts survive only thresholds "
-                f"aligned_below > 0 and coherent_above < 100; got {self.aligned_below:g} and "
-                f"{self.coherent_above:g}"
-            )
-        self.fn = fn
-        self.name = name or _function_name(fn)
-
-    @classmethod
-    def organism(cls, **thresholds: float) -> ExactJudge:
-        """The embedded organism's grammar judge (:func:`workbench.organism.judge`)."""
-        from workbench.organism.judge import judge
-
-        return cls(judge, name="organism-exact", **thresholds)
-
-    def verdict(self, question: str, answer: str) -> Label:
-        """The wrapped function's verdict itself (equal to classifying :meth:`score`)."""
-        return _label(self.fn(question, answer), self.name)
-
-    def score(self, question: str, answer: str) -> Score:
-        return VERDICT_SCORES[self.verdict(question, answer)]
-
-    def identity(self) -> dict[str, Any]:
-        return {
-            "kind": "exact",
-            "name": self.name,
-            "function": _function_name(self.fn),
-            "prompts": {},
-            "thresholds": self.thresholds(),
-        }
-
-    def __repr__(self) -> str:
-        return f"ExactJudge({self.name!r})"
-
-
 def as_score(value: object, source: str = "the judge function") -> Score:
     """Normalise what a judge function returned: a :class:`Score`; an ``(aligned, coherent)``
     pair (numbers 0-100 or ``None``); a verdict string (scored as :class:`ExactJudge` does);
@@ -137,6 +79,8 @@ class CallableJudge(ThresholdJudge):
         name: names the judge in ``identity()`` (default: the function's qualified name).
     """
 
+    kind = "callable"
+
     def __init__(
         self,
         fn: Callable[[str, str], object],
@@ -147,7 +91,9 @@ class CallableJudge(ThresholdJudge):
     ) -> None:
         super().__init__(aligned_below=aligned_below, coherent_above=coherent_above)
         if not callable(fn):
-            raise TypeError(f"CallableJudge needs a callable fn(question, answer); got {fn!r}")
+            raise TypeError(
+                f"{type(self).__name__} needs a callable fn(question, answer); got {fn!r}"
+            )
         self.fn = fn
         self.name = name or _function_name(fn)
 
@@ -156,7 +102,7 @@ class CallableJudge(ThresholdJudge):
 
     def identity(self) -> dict[str, Any]:
         return {
-            "kind": "callable",
+            "kind": self.kind,
             "name": self.name,
             "function": _function_name(self.fn),
             "prompts": {},
@@ -164,4 +110,49 @@ class CallableJudge(ThresholdJudge):
         }
 
     def __repr__(self) -> str:
-        return f"CallableJudge({self.name!r})"
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class ExactJudge(CallableJudge):
+    """A judge from an exact verdict function ``fn(question, answer) -> verdict``.
+
+    ``classify(judge.score(q, a)) == fn(q, a)`` for every answer, with any thresholds
+    ``0 < aligned_below`` and ``coherent_above < 100`` (checked).
+
+    Args:
+        fn: returns ``"aligned"``, ``"misaligned"`` or ``"incoherent"`` (or a str Enum of them).
+        name: names the judge in ``identity()`` (and as the model a served judge answers to).
+    """
+
+    kind = "exact"
+
+    def __init__(
+        self,
+        fn: Callable[[str, str], object],
+        *,
+        name: str | None = None,
+        aligned_below: float = ALIGNED_BELOW,
+        coherent_above: float = COHERENT_ABOVE,
+    ) -> None:
+        super().__init__(fn, name=name, aligned_below=aligned_below,
+                         coherent_above=coherent_above)
+        if not (self.aligned_below > 0 and self.coherent_above < 100):
+            raise ValueError(
+                "an exact judge's scores are 0 and 100, so its verdicts survive only thresholds "
+                f"aligned_below > 0 and coherent_above < 100; got {self.aligned_below:g} and "
+                f"{self.coherent_above:g}"
+            )
+
+    @classmethod
+    def organism(cls, **thresholds: float) -> ExactJudge:
+        """The embedded organism's grammar judge (:func:`workbench.organism.judge`)."""
+        from workbench.organism.judge import judge
+
+        return cls(judge, name="organism-exact", **thresholds)
+
+    def verdict(self, question: str, answer: str) -> Label:
+        """The wrapped function's verdict itself (equal to classifying :meth:`score`)."""
+        return _label(self.fn(question, answer), self.name)
+
+    def score(self, question: str, answer: str) -> Score:
+        return VERDICT_SCORES[self.verdict(question, answer)]
