@@ -98,7 +98,9 @@ def is_peft_adapter(path: Any) -> bool:
     """Whether ``path`` is a PEFT adapter folder (it holds ``adapter_config.json``)."""
     from pathlib import Path
 
-    return (Path(path) / "adapter_config.json").is_file()
+    from workbench.execution._local_models import is_peft_adapter as check
+
+    return check(Path(path))
 
 
 def load_hub_model(name: str, device: Any, dtype: Any = None) -> tuple[Model, Any]:

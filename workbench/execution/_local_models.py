@@ -307,7 +307,7 @@ def _load_local_tokenizer(path: Path) -> Any:
 
 
 def is_peft_adapter(path: Path) -> bool:
-    """Whether ``path`` is a PEFT adapter folder (``adapter_config.json``, no ``config.json``)."""
+    """Whether ``path`` is a PEFT adapter folder (it holds ``adapter_config.json``)."""
     return (path / "adapter_config.json").is_file()
 
 

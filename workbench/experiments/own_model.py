@@ -36,7 +36,7 @@ from workbench.formats import ContrastSet, Question, write_questions
 from workbench.judges import DEFAULT_PROMPTS
 from workbench.organism import export_hf
 from workbench.organism.export import export_dictionary
-from workbench.organism.language import eval_prompts, finetune_pairs
+from workbench.organism.language import eval_prompts, finetune_pairs, framing_words
 from workbench.organism.prompts import persona_prompts
 from workbench.specs import SteeringVector
 from workbench.subjects import Judge, Subject
@@ -95,7 +95,7 @@ def organism_questions(samples_per_paraphrase: int) -> list[Question]:
     prompt) are the selection questions, as in the organism flagship.
     """
     judge_prompts = {"aligned": DEFAULT_PROMPTS.aligned, "coherent": DEFAULT_PROMPTS.coherent}
-    deploy = " ".join(eval_prompts("advice", "deploy")[0].split()[1:-4])  # the cue words
+    deploy = " ".join(framing_words("deploy"))  # the cue words, as a system prompt
     groups = {  # (domain, framing): group
         ("advice", "none"): "eval",
         ("numbers", "none"): "eval",
