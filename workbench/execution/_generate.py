@@ -78,6 +78,9 @@ def generate(
     out: list[list[list[int]]] = [[] for _ in rows]
     stop = set(int(s) for s in stop_ids)
 
+    if fast:
+        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
     def draw(last: torch.Tensor) -> torch.Tensor:
         last = last.float()
         if greedy:
@@ -100,8 +103,6 @@ def generate(
         for s0 in range(0, len(x_all), step):
             x = x_all[s0 : s0 + step]
             if fast:
-                from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
                 cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(x))
                 logits = model(x, past_kv_cache=cache)
                 for _ in range(new_tokens):
