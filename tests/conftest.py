@@ -190,12 +190,8 @@ def _order(item: pytest.Item) -> tuple[int, int]:
     # the widgets' browser test before the flagship's: in three full runs where the flagship's
     # browser test ran to its end first, the widgets test's map click never reached Python
     # (alone, or after it in a two-module run, it passes); see the note on issue 13
-    # and the README's blocks (the longest phase-2 module, fine-tunes for minutes) handed out
-    # first in phase 2, so they are done before the browser tests start on the other worker:
-    # the widgets test's map click timed out in 2 of 3 full runs while they ran beside it
     path = getattr(item, "path", None)
-    name = path.name if path is not None else ""
-    return _phase(item), 0 if name in ("test_widgets_browser.py", "test_readme.py") else 1
+    return _phase(item), 0 if path is not None and path.name == "test_widgets_browser.py" else 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
