@@ -84,6 +84,17 @@ def _assert_map_drawn(page: Any, fm: Any) -> Any:
     return canvas
 
 
+def _element_at_centre(page: Any, canvas: Any) -> str:
+    """The element the browser hit-tests at the canvas's centre (for a failure message)."""
+    box = canvas.bounding_box()
+    if not box:
+        return "no box"
+    return str(page.evaluate(
+        """([x, y]) => { const e = document.elementFromPoint(x, y);
+            return e ? `${e.tagName}.${String(e.className).slice(0, 40)}` : "nothing"; }""",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]))
+
+
 def _widget_colours(page: Any) -> dict[str, dict[str, str]]:
     """Computed text and background colours of each widget's root element."""
     out = {}
@@ -157,6 +168,11 @@ def test_widgets_in_jupyterlab(lab: Lab, chromium: Any) -> None:
         # click while nothing arrived (the first can land before the map's handlers settle).
         # Under a loaded CI machine (the other pytest worker training fine-tunes) one round trip
         # took longer than the 5 s between clicks and 60 s in all: wait 10 s per click, 120 s
+        page.evaluate("""() => { window.__wbClicks = [];
+            for (const type of ["mousedown", "mouseup", "click"])
+                document.addEventListener(type, (e) => window.__wbClicks.push(
+                    [type, e.target.tagName, String(e.target.className).slice(0, 40),
+                     e.clientX, e.clientY, Math.round(performance.now())]), true); }""")
         deadline = time.monotonic() + 120
         clicked_at = 0.0
         while True:
@@ -165,7 +181,11 @@ def test_widgets_in_jupyterlab(lab: Lab, chromium: Any) -> None:
                 break
             assert time.monotonic() < deadline, (
                 f"no selection [0] in Python after clicking the map centre: {state}; "
-                f"page errors: {guard.page_errors}"
+                f"the map's last click: {fm.get_attribute('data-last-click')}, its selection "
+                f"{fm.get_attribute('data-selection')}; page errors: {guard.page_errors}; "
+                f"console: {guard.console[-10:]}; canvas box {canvas.bounding_box()}; "
+                f"mouse events: {page.evaluate('() => window.__wbClicks.slice(-12)')}; "
+                f"at the centre: {_element_at_centre(page, canvas)}"
             )
             if time.monotonic() - clicked_at > 10:
                 canvas.click()  # Playwright clicks the element's centre

@@ -87,11 +87,13 @@ export class SelectionSync {
   private readonly onClick = (ev: MouseEvent) => {
     const sp = this.sp;
     const canvas = this.canvas;
-    if (this.destroyed || !sp || !canvas || !sp.get("isPointsDrawn")) return;
-    if (Math.hypot(ev.clientX - this.downX, ev.clientY - this.downY) >= 4) return; // a drag / lasso
-    if (ev.shiftKey || ev.altKey || ev.metaKey || ev.ctrlKey) return;
+    if (this.destroyed || !sp || !canvas) return;
+    const note = (what: string) => this.flag("lastClick", `${what} sel=${JSON.stringify(sp.get("selectedPoints") ?? []).slice(0, 40)} model=${JSON.stringify(this.model.get("selection") ?? []).slice(0, 40)}`);
+    if (!sp.get("isPointsDrawn")) return note("not-drawn");
+    if (Math.hypot(ev.clientX - this.downX, ev.clientY - this.downY) >= 4) return note("drag"); // a drag / lasso
+    if (ev.shiftKey || ev.altKey || ev.metaKey || ev.ctrlKey) return note("modifier");
     const hov = sp.get("hoveredPoint");
-    if (typeof hov === "number" && hov >= 0) return; // regl-scatterplot selected it
+    if (typeof hov === "number" && hov >= 0) return note(`hover:${hov}`); // regl-scatterplot selected it
     const rect = canvas.getBoundingClientRect();
     if (!(rect.width > 0 && rect.height > 0)) return;
     const px = ev.clientX - rect.left;
@@ -101,6 +103,7 @@ export class SelectionSync {
     const radiusPx = Math.max(6, Number(this.model.get("point_size")) + 4);
     const [ex, ey] = screenToData(px + radiusPx, py, view, rect.width, rect.height);
     const hit = nearestPoint(this.table.xy, dx, dy, Math.hypot(ex - dx, ey - dy));
+    note(`search:${hit} at ${dx.toFixed(3)},${dy.toFixed(3)}`);
     if (hit >= 0) sp.select([hit]);
     else if ((sp.get("selectedPoints") ?? []).length > 0) sp.deselect();
     else this.write([]);
