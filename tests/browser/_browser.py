@@ -325,12 +325,16 @@ def save_screenshot(png: bytes, path: Path, *, limit: int = 200_000) -> None:
 
 
 def run_all_cells(page: Any) -> None:
-    """Run -> Run All Cells (menu bar, or the command palette on every other try), until a cell
-    shows it is queued or ran (``[*]:`` or ``[n]:``). A dialog in the way is accepted first.
+    """Run -> Run All Cells (menu bar, or the command palette on every other try), until every
+    code cell shows it is queued or ran (``[*]:`` or ``[n]:``). A dialog in the way is
+    accepted first.
     On a loaded machine the first paint, the menu or the kernel can lag, so it tries six times;
     if all fail, the error names the last failure and a screenshot of the page."""
-    started = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
-        .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+    # every code cell queued or ran: Run All queues them all at once (a command that ran only
+    # the active cell, e.g. a palette entry chosen before its filter caught up, does not count)
+    started = """() => { const ps = [...document.querySelectorAll(
+        '.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
+        return ps.length > 0 && ps.every(p => /\\[(\\*|\\d+)\\]/.test(p.textContent)); }"""
     last: Exception | None = None
     for attempt in range(6):
         try:
@@ -347,6 +351,12 @@ def run_all_cells(page: Any) -> None:
             else:
                 page.keyboard.press("Control+Shift+C")
                 page.locator(".lm-CommandPalette-input").fill("Run All Cells", timeout=10_000)
+                # Enter runs the highlighted entry: wait until the filter has put this one there
+                page.wait_for_function(
+                    """() => { const a = document.querySelector(
+                        '.lm-CommandPalette-item.lm-mod-active .lm-CommandPalette-itemLabel');
+                        return a !== null && a.textContent.trim() === 'Run All Cells'; }""",
+                    timeout=10_000)
                 page.keyboard.press("Enter")
             page.wait_for_function(started, timeout=60_000)
             return

@@ -6,7 +6,8 @@
  * `render` builds the DOM and wires the parts, one concept each, in `feature_map/`:
  * `scatter` (the shared WebGL renderer, theme and point encoding), `points` (buffers ->
  * scatter rows), `draw` (the coalescing draw loop), `legend` (title and colour legend),
- * `select` (selection both ways) and `card` (the hover card and its messages).
+ * `select` (selection both ways), `pan_guard` (undoes the camera's spurious pan on a press) and
+ * `card` (the hover card and its messages).
  */
 
 import type { FeatureMapState, Render, WidgetModel } from "./contract";
@@ -27,6 +28,7 @@ import {
   sizes,
   themeSettings,
 } from "./feature_map/scatter";
+import { PanGuard } from "./feature_map/pan_guard";
 import { SelectionSync } from "./feature_map/select";
 import { CSS } from "./feature_map/style";
 
@@ -153,7 +155,12 @@ const render: Render<FeatureMapState> = ({ model, el }) => {
   for (const [e, f] of handlers) model.on(e, f);
 
   // ---- JS -> Python: selection, hover
-  const subs: unknown[] = [...selection.attach(sp, canvas), ...card.attach(sp, plot)];
+  const panGuard = new PanGuard((n) => flag("pansUndone", String(n)));
+  const subs: unknown[] = [
+    ...panGuard.attach(sp, canvas),
+    ...selection.attach(sp, canvas),
+    ...card.attach(sp, plot),
+  ];
 
   // ---- theme switches (JupyterLab sets data attributes on <body>)
   let themeObserver: MutationObserver | null = null;
@@ -173,6 +180,7 @@ const render: Render<FeatureMapState> = ({ model, el }) => {
     loop.dispose();
     card.dispose();
     selection.dispose();
+    panGuard.dispose();
     themeObserver?.disconnect();
     for (const [e, f] of handlers) model.off(e, f);
     const unsubscribe = sp.unsubscribe as (sub: unknown) => void;

@@ -88,7 +88,8 @@ export class SelectionSync {
     const sp = this.sp;
     const canvas = this.canvas;
     if (this.destroyed || !sp || !canvas) return;
-    const note = (what: string) => this.flag("lastClick", `${what} sel=${JSON.stringify(sp.get("selectedPoints") ?? []).slice(0, 40)} model=${JSON.stringify(this.model.get("selection") ?? []).slice(0, 40)}`);
+    // how the click was read, for tests and bug reports (`data-last-click`)
+    const note = (what: string) => this.flag("lastClick", what);
     if (!sp.get("isPointsDrawn")) return note("not-drawn");
     if (Math.hypot(ev.clientX - this.downX, ev.clientY - this.downY) >= 4) return note("drag"); // a drag / lasso
     if (ev.shiftKey || ev.altKey || ev.metaKey || ev.ctrlKey) return note("modifier");
