@@ -326,14 +326,15 @@ def save_screenshot(png: bytes, path: Path, *, limit: int = 200_000) -> None:
 
 def run_all_cells(page: Any) -> None:
     """Run -> Run All Cells (menu bar, or the command palette on every other try), until every
-    code cell shows it is queued or ran (``[*]:`` or ``[n]:``). A dialog in the way is
-    accepted first.
+    code cell with a prompt shows it is queued or ran (``[*]:`` or ``[n]:``). A dialog in the
+    way is accepted first.
     On a loaded machine the first paint, the menu or the kernel can lag, so it tries six times;
     if all fail, the error names the last failure and a screenshot of the page."""
-    # every code cell queued or ran: Run All queues them all at once (a command that ran only
-    # the active cell, e.g. a palette entry chosen before its filter caught up, does not count)
+    # every code cell that shows a prompt (a collapsed input shows none) queued or ran: Run All
+    # queues them all at once (a command that ran only the active cell, e.g. a palette entry
+    # chosen before its filter caught up, does not count)
     started = """() => { const ps = [...document.querySelectorAll(
-        '.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
+        '.jp-Notebook .jp-CodeCell .jp-InputPrompt')].filter(p => p.textContent.trim());
         return ps.length > 0 && ps.every(p => /\\[(\\*|\\d+)\\]/.test(p.textContent)); }"""
     last: Exception | None = None
     for attempt in range(6):
