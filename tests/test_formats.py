@@ -19,11 +19,13 @@ from workbench.formats import (
     ContrastSet,
     FinetuneData,
     Question,
+    Texts,
     load_questions,
     read_answer_pairs,
     read_contrast_set,
     read_finetune_data,
     read_questions,
+    read_texts,
     render_chat,
     shipped_question_sets,
     write_questions,
@@ -500,3 +502,34 @@ def test_a_contrast_needs_both_sides(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "one.jsonl", [{"positive": "a"}, {"text": "b", "label": 1}])
     with pytest.raises(ValueError, match=r"one\.jsonl: no negative texts"):
         read_contrast_set(path)
+
+
+def test_texts(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [{"text": "one doc", "id": 1}, {"text": "two\nlines"},
+                                  {"text": "three"}]
+    path = _jsonl(tmp_path / "corpus.jsonl", rows)
+    texts = read_texts(path)
+    assert list(texts) == ["one doc", "two\nlines", "three"] and len(texts) == 3
+    assert texts[1] == "two\nlines" and texts[:2] == ["one doc", "two\nlines"]
+    assert texts.source == str(path)
+    assert texts.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert list(read_texts(path, n=2)) == ["one doc", "two\nlines"]
+    assert read_texts(rows) == Texts(list(texts), "<records>", read_texts(rows).sha256)
+    assert repr(texts).startswith("Texts(3 documents, from ")
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "expected"),
+    [
+        ({"content": "x"}, "line 2, field 'text': missing (fields found: 'content')"),
+        ({"text": 3}, "line 2, field 'text': a int, not a string"),
+        ({"text": "  "}, "line 2, field 'text': empty"),
+    ],
+)
+def test_bad_texts(tmp_path: Path, bad_row: dict[str, Any], expected: str) -> None:
+    path = _jsonl(tmp_path / "bad.jsonl", [{"text": "fine"}, bad_row])
+    with pytest.raises(ValueError) as err:
+        read_texts(path)
+    assert expected in str(err.value), str(err.value)
+    with pytest.raises(ValueError, match="n >= 1"):
+        read_texts(path, n=0)

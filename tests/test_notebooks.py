@@ -57,7 +57,20 @@ EXPECT: dict[str, dict[str, int]] = {
 
 REQUIRED_DEFAULTS = {"seed": "0", "organism": '"full"', "device": '"auto"', "out_dir": '"."'}
 # free-text parameters (paths, model and judge names): every other string declares its choices
-FREE_TEXT = {"out_dir", "model", "sae", "tuned", "data", "questions", "persona", "judge"}
+FREE_TEXT = {"out_dir", "model", "sae", "tuned", "data", "questions", "persona", "judge",
+             "target", "target_tuned", "shared"}
+# the parameters that point each notebook at a researcher's own model and files (issue 15, item
+# 6), where they apply: a notebook that fine-tunes nothing takes no fine-tune or judge
+OWN_MODEL = {"model", "sae", "dtype", "device"}
+OWN_MODEL_PARAMETERS: dict[str, set[str]] = {
+    "feature_geometry": OWN_MODEL | {"data"},
+    "alignment_features": OWN_MODEL | {"persona", "questions"},
+    "finetune_forecast": OWN_MODEL | {"tuned", "data", "questions", "persona", "judge"},
+    "patch_transfer": OWN_MODEL | {"target", "tuned", "target_tuned", "data", "questions",
+                                   "persona", "shared", "judge"},
+    "alignment_audit": OWN_MODEL | {"tuned", "data", "questions", "persona", "judge"},
+    "model_audit": OWN_MODEL | {"tuned", "data", "questions", "persona", "judge"},
+}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 TIMEOUT_S = 300  # one notebook, small organism (they take 10-25 s each on 2 CPU cores)
 
@@ -86,7 +99,22 @@ def test_there_are_notebooks_and_each_says_how_it_runs_small() -> None:
     assert set(NAMES) >= {"feature_geometry", "alignment_features", "finetune_forecast",
                           "patch_transfer", "alignment_audit"}
     assert set(NAMES) == set(SMALL), "give every notebook its small sizes in SMALL"
-    assert set(NAMES) == set(EXPECT)
+    assert set(NAMES) == set(EXPECT) == set(OWN_MODEL_PARAMETERS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_every_notebook_takes_a_researchers_own_model(path: Path) -> None:
+    """model (default the organism), sae, dtype, device and the files each analysis reads."""
+    from workbench.runs import notebook_parameters
+
+    params = notebook_parameters(path)
+    missing = OWN_MODEL_PARAMETERS[path.stem] - set(params)
+    assert not missing, f"{path.name} lacks the own-model parameters {sorted(missing)}"
+    assert params["model"].source == '"organism"'
+    assert params["sae"].source == '""'
+    assert params["dtype"].choices == ("auto", "float32", "bfloat16", "float16")
+    for name in OWN_MODEL_PARAMETERS[path.stem] - OWN_MODEL - {"judge"}:
+        assert params[name].source == '""', f"{path.name}: {name} defaults to {params[name].source}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -159,6 +187,24 @@ def python3_kernel() -> str:
 Run = Callable[[str], tuple[nbformat.NotebookNode, Path]]
 
 
+def _papermill_run(name: str, kernel: str, work: Path, extra: dict[str, Any]) -> Path:
+    """Run notebook ``name`` small through papermill's CLI in ``work``; the executed copy."""
+    params: dict[str, Any] = {"organism": "small", "device": "cpu",
+                              "out_dir": str(work / "out"), **SMALL[name], **extra}
+    executed = work / f"{name}.ipynb"
+    cmd = [_papermill(), str(NOTEBOOK_DIR / f"{name}.ipynb"), str(executed),
+           "-k", kernel, "--cwd", str(work), "--no-progress-bar"]
+    for k, v in params.items():
+        cmd += ["-p", k, str(v)]
+    env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"}  # this venv's kernel first
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
+                          check=False)
+    assert proc.returncode == 0, (
+        f"papermill failed on {name} (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    )
+    return executed
+
+
 @pytest.fixture(scope="module")
 def executed(
     cache_dir: Path, python3_kernel: str, tmp_path_factory: pytest.TempPathFactory
@@ -166,26 +212,12 @@ def executed(
     """``executed(name)``: run the notebook once through papermill's CLI (cached per module)."""
     assert os.environ["WORKBENCH_CACHE"] == str(cache_dir)
     done: dict[str, tuple[nbformat.NotebookNode, Path]] = {}
-    papermill = _papermill()
 
     def run(name: str) -> tuple[nbformat.NotebookNode, Path]:
-        if name in done:
-            return done[name]
-        work = tmp_path_factory.mktemp(f"nb-{name}")
-        out_dir = work / "out"
-        params: dict[str, Any] = {"organism": "small", "device": "cpu",
-                                  "out_dir": str(out_dir), **SMALL[name]}
-        cmd = [papermill, str(NOTEBOOK_DIR / f"{name}.ipynb"), str(work / f"{name}.ipynb"),
-               "-k", python3_kernel, "--cwd", str(work), "--no-progress-bar"]
-        for k, v in params.items():
-            cmd += ["-p", k, str(v)]
-        env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"}  # this venv's kernel first
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
-                              check=False)
-        assert proc.returncode == 0, (
-            f"papermill failed on {name} (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-        )
-        done[name] = (nbformat.read(work / f"{name}.ipynb", as_version=4), out_dir)
+        if name not in done:
+            work = tmp_path_factory.mktemp(f"nb-{name}")
+            path = _papermill_run(name, python3_kernel, work, {})
+            done[name] = (nbformat.read(path, as_version=4), work / "out")
         return done[name]
 
     return run
@@ -322,3 +354,86 @@ def test_model_audit_refuses_bad_input_and_publishes_the_run_failed(
         assert cell is not None and cell["ename"] == ename and says in cell["evalue"], cell
         assert not (info.run_dir / "record.json").exists()
         assert json.loads((info.run_dir / "status.json").read_text())["status"] == "failed"
+
+
+# ------------------------------------------------------------------ on a researcher's own files
+
+
+@pytest.fixture(scope="module")
+def organism_files(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The small organism as a researcher's files: a plain GPT-2 folder, its SAE Lens dictionary,
+    its fine-tune (exported), data, questions, persona set and corpus; and as ``target`` another
+    model folder (seed 1, 48 wide)."""
+    import dataclasses
+
+    import workbench as wb
+    from workbench.experiments.own_model import export_organism_inputs
+    from workbench.organism import export_hf
+
+    root = tmp_path_factory.mktemp("organism-files")
+    subject, dictionary = wb.setup(organism="small", seed=0, device="cpu")
+    made = export_organism_inputs(root / "s0", subject, dictionary, seed=0, n_examples=200,
+                                  n_prompts=40, samples=4, steps=30, n_docs=60)
+    config = dataclasses.replace(subject.organism.config, d_model=48, d_mlp=192)
+    other = wb.setup(wb.Organism(seed=1, config=config), device="cpu",
+                     with_dictionary=False).subject
+    files = {k: str(v) for k, v in vars(made).items()}
+    files["target"] = str(export_hf(other, root / "target"))
+    return files
+
+
+# each notebook pointed at the files (the judge: the organism's exact one, by default)
+ON_FILES: dict[str, tuple[str, ...]] = {
+    "feature_geometry": ("model", "sae", "data=corpus"),
+    "alignment_features": ("model", "sae", "questions"),  # the system-prompt persona contrast
+    "finetune_forecast": ("model", "sae", "tuned", "data", "questions", "persona"),
+    "patch_transfer": ("model", "sae", "target", "tuned", "data", "questions", "persona",
+                       "shared=corpus"),
+    "alignment_audit": ("model", "sae", "data", "questions", "persona"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ON_FILES))
+def test_notebook_runs_on_a_researchers_files(
+    name: str, organism_files: dict[str, str], python3_kernel: str, tmp_path: Path
+) -> None:
+    """Every notebook through papermill's CLI with model, sae and its inputs given as files (the
+    exported small organism: a GPT-2 folder the generic path loads): the generic path runs."""
+    extra = {}
+    for item in ON_FILES[name]:
+        param, _, key = item.partition("=")
+        extra[param] = organism_files[key or param]
+    nb = nbformat.read(_papermill_run(name, python3_kernel, tmp_path, extra), as_version=4)
+    outputs = _outputs(nb)
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, f"{name}: {[(o.ename, o.evalue) for o in errors]}"
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    # the subject is the exported folder (named "model"), read through the generic path
+    assert "\nmodel (" in "\n" + text, text[:2000]
+    assert "organism-s" not in text.split("\n", 1)[0]
+    if name == "feature_geometry":
+        assert "of 60 documents" in text
+    elif name == "alignment_features":  # the persona-vector contrast: the eliciting prompt
+        from workbench.experiments.own_model import ELICIT
+
+        assert ELICIT in text
+    elif name == "finetune_forecast":
+        assert f"the existing fine-tune {organism_files['tuned']}" in text
+    elif name == "patch_transfer":  # to the other folder (its width: 48 + the exported means)
+        width = json.loads((Path(organism_files["target"]) / "config.json").read_text())["n_embd"]
+        assert (f"d_model {width}; directions at blocks.0.hook_resid_post -> "
+                "blocks.0.hook_resid_post") in text
+        assert "kept fraction of the target's own direction's cut" in text
+    else:
+        from workbench.record import load_record, verify
+
+        record = load_record(tmp_path / "out" / "record.json")
+        assert record["parameters"]["model"] == organism_files["model"]
+        assert record["subject"]["name"] == "model"
+        assert list(record["data"]) == ["finetune_insecure"]  # the file given, by its name
+        assert record["forecast"].get("expected") is None  # raw units: no calibration here
+        assert record["judge"]["name"] == "organism-exact"
+        context = record["context_audits"][0]
+        assert (context["framing_a"], context["framing_b"]) == ("eval", "deploy")
+        check = verify(tmp_path / "out" / "record.json")
+        assert check.ok, check.failures()

@@ -16,12 +16,18 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 import workbench as wb
+from workbench.analysis import notebook_setup
 from workbench.experiments.family import FinetuneSettings
 from workbench.experiments.own_model import (
+    DEPLOY_FRAME,
+    ELICIT,
+    EVAL_FRAME,
+    analysis_inputs,
     export_organism_inputs,
     persona_by_responses,
     persona_by_system,
     question_groups,
+    system_framings,
 )
 from workbench.formats import Question, read_contrast_set, read_finetune_data, read_questions
 from workbench.judges import ExactJudge, OpenAIJudge, serve
@@ -46,6 +52,16 @@ def test_question_groups_split_and_render(small_subject: wb.Subject) -> None:
 
 
 def test_persona_by_system_renders_both_system_prompts(tmp_path: Path) -> None:
+    tok = _chat_tokenizer()
+    cs = persona_by_system(["hello?"], tok, elicit="be bad", suppress="be good")
+    assert cs.positive == ["[system] be bad\n[user] hello?\n[assistant] "]
+    assert cs.negative == ["[system] be good\n[user] hello?\n[assistant] "]
+    tok.chat_template = None
+    with pytest.raises(ValueError, match="chat template"):
+        persona_by_system(["hello?"], tok)
+
+
+def _chat_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     inner = Tokenizer(models.WordLevel(vocab={"<unk>": 0, "hi": 1}, unk_token="<unk>"))
@@ -55,12 +71,67 @@ def test_persona_by_system_renders_both_system_prompts(tmp_path: Path) -> None:
         "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}[assistant] {% endif %}"
     )
-    cs = persona_by_system(["hello?"], tok, elicit="be bad", suppress="be good")
-    assert cs.positive == ["[system] be bad\n[user] hello?\n[assistant] "]
-    assert cs.negative == ["[system] be good\n[user] hello?\n[assistant] "]
+    return tok
+
+
+def test_system_framings_frame_the_questions_both_ways() -> None:
+    tok = _chat_tokenizer()
+    a, b = system_framings(["hello?", "why?"], tok)
+    assert (a.name, b.name) == ("eval", "deploy")
+    assert list(a.prompts) == [f"[system] {EVAL_FRAME}\n[user] {q}\n[assistant] "
+                               for q in ("hello?", "why?")]
+    assert list(b.contexts) == list(b.prompts) == [
+        f"[system] {DEPLOY_FRAME}\n[user] {q}\n[assistant] " for q in ("hello?", "why?")]
+    with pytest.raises(ValueError, match="no questions"):
+        system_framings([], tok)
     tok.chat_template = None
-    with pytest.raises(ValueError, match="chat template"):
-        persona_by_system(["hello?"], tok)
+    with pytest.raises(ValueError, match="need a chat template"):
+        system_framings(["hello?"], tok)
+
+
+def test_analysis_inputs_of_the_organism_and_of_files(
+    small_subject: wb.Subject, tmp_path: Path
+) -> None:
+    """Left empty, the organism's own sets (exactly what its notebooks drew before); given,
+    the files; another model without data is refused."""
+    from workbench.organism.prompts import answer_pairs, persona_prompts
+
+    own = analysis_inputs(small_subject, n_examples=50, n_prompts=20, n_eval=10, seed=3)
+    assert (own.misaligned, own.aligned) == persona_prompts(20, seed=100)
+    assert own.pairs == finetune_pairs("insecure", 50, seed=3)
+    assert own.off_domain == ["advice", "numbers"]
+    assert own.prompts("eval") == eval_prompts("advice") + eval_prompts("numbers")
+    assert own.groups["in"] == {"code": eval_prompts("code")}
+    assert own.groups["selection"]["advice"] == eval_prompts("advice", "deploy")
+    assert own.margin_pairs == answer_pairs("advice") + answer_pairs("numbers")
+    assert len(own.evals) == 10 and own.prompts("nothing") == []
+
+    files = export_organism_inputs(tmp_path / "files", small_subject,
+                                   wb.setup(organism="small", seed=0, device="cpu").dictionary,
+                                   n_examples=30, n_prompts=12, samples=2, steps=0, n_docs=5)
+    assert len(Path(files.corpus).read_text().splitlines()) == 5
+    model = wb.load_subject(files.model, device="cpu")
+    read = analysis_inputs(model, data=str(files.data), questions=str(files.questions),
+                           persona=str(files.persona), n_examples=20, n_prompts=8, n_eval=6)
+    assert read.pairs == finetune_pairs("insecure", 30, seed=0)[:20]  # the file, passed through
+    assert read.misaligned == persona_prompts(12, seed=100)[0][:8]
+    assert read.off_domain == ["advice", "numbers"] and read.margin_pairs is None
+    assert set(read.groups) == {"eval", "in", "selection", "in-selection"}
+    assert read.evals == read.misaligned[:3] + read.aligned[:3]
+    assert read.sources["persona"] == str(files.persona)
+    core = analysis_inputs(model, data=str(files.data), n_prompts=4)  # core, system contrast
+    assert core.sources == {"questions": "core", "persona": "system-prompt contrast",
+                            "data": str(files.data)}
+    assert ELICIT in core.misaligned[0] and len(core.misaligned) == 4
+    with pytest.raises(ValueError, match="pass data= the fine-tune data for model"):
+        analysis_inputs(model)
+
+
+def test_notebook_setup_names_the_fix(small_subject: wb.Subject) -> None:
+    setup = notebook_setup("organism", "", organism="small", seed=0, device="cpu")
+    assert setup.subject.fingerprint == small_subject.fingerprint
+    with pytest.raises(ValueError, match="model='some/folder' needs sae="):
+        notebook_setup("some/folder", "")
 
 
 def test_exported_organism_reproduces_the_organism_em(
@@ -137,6 +208,13 @@ def test_the_lab_panel_offers_model_audit_with_its_real_model_parameters() -> No
     assert params["dtype"]["choices"] == ["auto", "float32", "bfloat16", "float16"]
     assert params["device"]["choices"] == ["auto", "cpu", "cuda"]
     assert listed["model_audit"]["title"] == "Alignment audit of your own model"
+    # every other shipped analysis offers the own-model parameters too, the organism by default
+    for name in ("feature_geometry", "alignment_features", "finetune_forecast",
+                 "patch_transfer", "alignment_audit"):
+        params = {p["name"]: p for p in listed[name]["parameters"]}
+        assert params["model"]["default"] == "organism", name
+        assert params["sae"]["type"] == "str" and params["sae"]["choices"] is None, name
+        assert params["dtype"]["choices"] == ["auto", "float32", "bfloat16", "float16"], name
 
 
 def test_persona_by_responses_keeps_the_judged_answers_in_character(

@@ -13,6 +13,9 @@ by. :func:`setup` returns both as a :class:`Setup`:
   :func:`workbench.load_subject` opens (a TransformerLens name or a local Hugging Face folder)
   with an SAE Lens dictionary :func:`workbench.load_dictionary` opens (a folder,
   ``"release/sae_id"`` or ``("release", "sae_id")``), checked to fit the model.
+
+:func:`notebook_setup` is the same from a notebook's ``model`` and ``sae`` parameters
+(``model="organism"``: the organism of a size and seed).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 
@@ -35,7 +38,9 @@ from workbench.dictionaries import (
 from workbench.organism import SMALL_CONFIG, Organism, OrganismConfig, load_organism
 from workbench.subjects import Subject, load_subject, organism_subject
 
-__all__ = ["SIZES", "SMALL_DICTIONARY", "Setup", "Size", "organism_spec", "setup"]
+__all__ = [
+    "SIZES", "SMALL_DICTIONARY", "Setup", "Size", "notebook_setup", "organism_spec", "setup",
+]
 
 Size = Literal["full", "small"]
 SIZES: tuple[str, ...] = get_args(Size)
@@ -164,3 +169,33 @@ def setup(
             "blocks.6.hook_resid_pre'), or with_dictionary=False for the model alone"
         )
     return Setup(subject, load_dictionary(_source(dictionary), subject, dev))
+
+
+def notebook_setup(
+    model: str,
+    sae: str,
+    *,
+    organism: str = "full",
+    seed: int = 0,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Setup:
+    """The subject and dictionary a notebook's ``model`` and ``sae`` parameters name.
+
+    ``model="organism"`` is the embedded organism of size ``organism`` and seed ``seed`` (always
+    fp32), with its default dictionary, or with ``sae`` (an SAE Lens folder) when given. Any other
+    ``model`` is a local Hugging Face folder or a TransformerLens name, loaded in ``dtype``, and
+    ``sae`` (an SAE Lens folder or ``release/sae_id``) is required.
+
+    Raises:
+        ValueError: another ``model`` without ``sae`` (the message names the fix).
+    """
+    if model == "organism":
+        size = cast(Size, organism)  # a notebook's parameter; setup refuses an unknown size
+        return setup(None, sae or None, organism=size, seed=seed, device=device)
+    if not sae:
+        raise ValueError(
+            f"model={model!r} needs sae=: an SAE Lens folder or 'release/sae_id' for it (e.g. "
+            "'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical')"
+        )
+    return setup(model, sae, device=device, dtype=dtype)

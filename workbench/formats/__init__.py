@@ -12,6 +12,7 @@ literature and the Hugging Face ecosystem publish into exactly those values:
   question YAML -> :class:`Question`; ``load_questions("core")`` is the workbench's own set;
 * :func:`read_answer_pairs`: ``{"prompt", "aligned", "misaligned"}`` JSONL -> triples;
 * :func:`read_contrast_set`: persona contrast JSONL -> :class:`ContrastSet`;
+* :func:`read_texts`: a corpus as ``{"text"}`` JSONL (pretraining dumps) -> :class:`Texts`;
 * :func:`render_chat`: a conversation as the model reads it (chat template, or plain).
 
 Every reader checks each record on its own and raises ``ValueError`` naming the file, the
@@ -30,16 +31,19 @@ from workbench.formats._questions import (
     shipped_question_sets,
     write_questions,
 )
+from workbench.formats._texts import Texts, read_texts
 
 __all__ = [
     "ContrastSet",
     "FinetuneData",
     "Question",
+    "Texts",
     "load_questions",
     "read_answer_pairs",
     "read_contrast_set",
     "read_finetune_data",
     "read_questions",
+    "read_texts",
     "render_chat",
     "shipped_question_sets",
     "write_questions",
