@@ -7,6 +7,7 @@ data, actually move the model by a small step, and measure the dictionary's pre-
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
@@ -402,6 +403,31 @@ def test_sample_risk_of_a_weight_fine_tune_is_each_examples_own_step(
     assert weighted == pytest.approx(f.risk, rel=1e-4)
 
 
+@pytest.mark.parametrize("spec", [LoRA(rank=2, targets=("mlp.W_out", "attn.W_V")), Full()],
+                         ids=["lora", "full"])
+def test_per_sample_risk_at_the_hook_equals_the_whole_models_derivative(
+    small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]], spec: LoRA | Full,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a residual-stream hook the per-sample risk is read at the hook (the backward's gradient
+    there dotted with the hook's derivative along r); through the whole model (the path every
+    other hook takes) it is the same number."""
+    import workbench.forecasts as forecasts
+
+    d, watch, evals = setup
+    data = finetune_pairs("insecure", 20, seed=5) + finetune_pairs("educational", 20, seed=6)
+    kw = dict(watch=watch, eval_prompts=evals, spec=spec, seed=2, n_watch=6, n_targets=0)
+    at_hook = forecast(small_subject, d, data, **kw)
+    monkeypatch.setattr(forecasts, "_BOTTLENECK", re.compile("(?!)"))  # never a bottleneck
+    whole = forecast(small_subject, d, data, **kw)
+    assert at_hook.extra["cost"]["to_hook"] > whole.extra["cost"]["to_hook"]
+    scale = float(whole.sample_risk.abs().max())
+    assert scale > 0
+    torch.testing.assert_close(at_hook.sample_risk, whole.sample_risk, rtol=1e-4,
+                               atol=1e-5 * scale)
+    assert torch.equal(at_hook.predicted_shift, whole.predicted_shift)
+
+
 @pytest.mark.parametrize("spec", ["steer", "lora", "full"])
 def test_every_example_computed_gives_the_same_forecast(
     small_subject: Subject, setup: tuple[Dictionary, FeatureSet, list[str]], spec: str
@@ -426,9 +452,10 @@ def test_every_example_computed_gives_the_same_forecast(
     if spec == "steer":
         want = {"examples": n, "eval_prompts": 0, "forward": n, "backward": n, "jvp": 0,
                 "to_hook": 0, "batch_size": 7}
-    else:  # data: ∇L, jvp along r, jvp to the hook; evals: ∇R to the hook, jvp to the hook
+    else:  # data: ∇L, jvp along r (to the hook: a residual-stream hook is a bottleneck), jvp
+        # to the hook; evals: ∇R to the hook, jvp to the hook
         want = {"examples": n, "eval_prompts": m, "forward": 3 * n + 2 * m, "backward": n + m,
-                "jvp": 2 * n + m, "to_hook": n + 2 * m, "batch_size": 7}
+                "jvp": 2 * n + m, "to_hook": 2 * n + 2 * m, "batch_size": 7}
     assert every.extra["cost"] == want
     assert once.extra["cost"]["examples"] == 16 and every.summary()["cost"] == want
 

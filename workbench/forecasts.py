@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -544,6 +545,22 @@ class _Trained:
 
         return execution.per_example_nll(forward, ids, target, dtype=_dtype(self.model))[0]
 
+    def nll_at(
+        self, theta: Mapping[str, torch.Tensor], ids: torch.Tensor, target: torch.Tensor,
+        hook: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`nll`, and the activation at ``hook`` it passed through (in the graph, so a
+        backward gives the loss's gradient there too)."""
+        seen: list[torch.Tensor] = []
+
+        def keep(x: torch.Tensor, hook: Any) -> torch.Tensor:
+            seen.append(x)
+            return x
+
+        with execution.hooks(self.model, [(hook, keep)]):
+            nll = self.nll(theta, ids, target)
+        return nll, seen[-1]
+
     def to_hook(
         self, theta: Mapping[str, torch.Tensor], ids: torch.Tensor, hook: str
     ) -> torch.Tensor:
@@ -586,6 +603,11 @@ def _trained(
     return _Trained(model, base, {ad.param: ad.b for ad in adapters}, adapters)
 
 
+#: hooks every later layer reads the earlier weights through (the whole residual stream between
+#: blocks; not resid_mid, which parallel-attention blocks bypass)
+_BOTTLENECK = re.compile(r"^blocks\.\d+\.hook_resid_(pre|post)$")
+
+
 def _jvp(
     tr: _Trained,
     direction: Mapping[str, torch.Tensor],
@@ -604,18 +626,24 @@ def _jvp(
 
 
 def _grad(
-    loss: torch.Tensor, theta: Mapping[str, torch.Tensor], into: dict[str, torch.Tensor]
-) -> None:
-    """Add ``∇_θ loss`` to ``into`` (weights the loss does not reach add nothing)."""
+    loss: torch.Tensor,
+    theta: Mapping[str, torch.Tensor],
+    into: dict[str, torch.Tensor],
+    wrt: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """Add ``∇_θ loss`` to ``into`` (weights the loss does not reach add nothing); with ``wrt``
+    (a tensor of the graph), return ``∂ loss / ∂ wrt`` from the same backward."""
     if not loss.requires_grad:  # θ is downstream of it (a LoRA after the hook)
-        return
-    grads = torch.autograd.grad(loss, list(theta.values()), allow_unused=True)
-    for k, g in zip(theta, grads, strict=True):
+        return None
+    inputs = list(theta.values()) + ([wrt] if wrt is not None else [])
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    for k, g in zip(theta, grads, strict=False):
         if g is not None:
             if k in into:
                 into[k].add_(g)  # in place: one weight-sized buffer per weight, never two
             else:
                 into[k] = g
+    return grads[-1] if wrt is not None else None
 
 
 def _weights_step(
@@ -650,21 +678,38 @@ def _weights_step(
         _grad(enc.read(x) / n_eval, theta, r)
         cost.add(len(eval_ids[sl]), backward=True, to_hook=True)
 
-    # over the examples: ∇θ L, and ∇L_i · r as the derivative of each example's NLL along r
+    # over the examples: ∇θ L, and ∇L_i · r as the derivative of each example's NLL along r.
+    # r moves only the weights upstream of the hook; at a residual-stream hook every later
+    # layer reads those weights through the hook's activation h alone, so the derivative is
+    # Σ_t ∂L_i/∂h_t · dh_t: the backward's own gradient at h (the examples of a batch are
+    # independent) dotted with h's derivative along r, a pass to the hook only. Elsewhere (a
+    # per-head or MLP hook) the derivative runs through the whole model.
     n_tok = float((mult_d * target[:, 1:].sum(1)).sum())
     grad: dict[str, torch.Tensor] = {}
     along_r = []
+    at_hook = bool(r) and _BOTTLENECK.match(hook) is not None
     for sl, n in _batches(ids, target, batch_size):
         b_ids, b_tgt = ids[sl, :n], target[sl, :n]
-        nll = tr.nll(theta, b_ids, b_tgt)
-        _grad((mult_d[sl].to(nll) * nll).sum() / n_tok, theta, grad)
+        if at_hook:
+            nll, h = tr.nll_at(theta, b_ids, b_tgt, hook)
+            dh_loss = _grad((mult_d[sl].to(nll) * nll).sum() / n_tok, theta, grad, wrt=h)
+        else:
+            nll = tr.nll(theta, b_ids, b_tgt)
+            _grad((mult_d[sl].to(nll) * nll).sum() / n_tok, theta, grad)
         cost.add(len(b_ids), backward=True)
         if not per_sample:
             along_r.append(torch.full((len(b_ids),), float("nan"), device=dev))
             continue
-        dnll = _jvp(tr, r, tr.nll, b_ids, b_tgt)[1] if r else None
+        if at_hook:
+            dh = _jvp(tr, r, tr.to_hook, b_ids, hook)[1]
+            cost.add(len(b_ids), jvp=True, to_hook=True)
+            dnll = None if dh is None or dh_loss is None else (
+                (dh_loss.flatten(2).double() * dh.double()).sum((1, 2))
+                * n_tok / mult_d[sl].double())
+        else:
+            dnll = _jvp(tr, r, tr.nll, b_ids, b_tgt)[1] if r else None
+            cost.add(len(b_ids), jvp=True)
         along_r.append(dnll if dnll is not None else torch.zeros(len(b_ids), device=dev))
-        cost.add(len(b_ids), jvp=True)
     r.clear()  # a weight-sized buffer per trained weight, no longer needed
     counts = target[:, 1:].sum(1).double()
     per_unique = -(torch.cat(along_r).double() / counts.clamp_min(1)).cpu()
