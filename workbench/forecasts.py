@@ -101,7 +101,10 @@ the model, a Full forecast holds two weight-sized buffers at a time (``∇L`` an
   (``r``) and one forward-mode pass to the hook (``δx_t``); over the examples, one forward and
   backward pass (``∇L``), one forward-mode pass along ``r`` (every per-sample risk at once, as the
   directional derivative of each example's loss) and one forward-mode pass to the hook along
-  ``δθ`` (the target features).
+  ``δθ`` (the target features). At a residual-stream hook (``resid_pre``/``resid_post``) the pass
+  along ``r`` stops at the hook too: ``r`` moves only weights upstream of it, which every later
+  layer reads through the hook's activation ``h`` alone, so ``∇L_i · r = Σ_t ∂L_i/∂h_t · δh_t``
+  with ``∂L_i/∂h_t`` from the backward pass already run.
 
 The fine-tune itself takes ``steps x batch_size`` forward and backward passes;
 ``benchmarks/alignment.py`` reports the ratio on the organism, ``benchmarks/real_scale.py`` the

@@ -380,18 +380,25 @@ def system_framings(
     """
     from workbench.context import Framing
 
+    a, b = _under_two_systems(
+        prompts, tokenizer, (eval_text, deploy_text),
+        "no questions to frame; pass the questions' prompts",
+        "the eval and deploy framings are system prompts and need a chat template; audit the "
+        "deployment context with your own wb.Framing prompt sets instead",
+    )
+    return Framing("eval", a, a), Framing("deploy", b, b)
+
+
+def _under_two_systems(
+    prompts: Sequence[str], tokenizer: Any, systems: tuple[str, str], empty: str, no_template: str
+) -> tuple[list[str], list[str]]:
+    """``prompts`` rendered with the chat template under each of two system prompts."""
     if not prompts:
-        raise ValueError("no questions to frame; pass the questions' prompts")
+        raise ValueError(empty)
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            "the eval and deploy framings are system prompts and need a chat template; audit "
-            "the deployment context with your own wb.Framing prompt sets instead"
-        )
-    out = []
-    for name, text in (("eval", eval_text), ("deploy", deploy_text)):
-        rendered = execution.render_prompts(tokenizer, list(prompts), system=text)
-        out.append(Framing(name, rendered, rendered))
-    return out[0], out[1]
+        raise ValueError(no_template)
+    a, b = (execution.render_prompts(tokenizer, list(prompts), system=s) for s in systems)
+    return a, b
 
 
 def persona_by_system(
@@ -409,15 +416,12 @@ def persona_by_system(
     Raises:
         ValueError: no questions, or a tokenizer without a chat template.
     """
-    if not questions:
-        raise ValueError("no questions to build the persona contrast from")
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            "the persona-vector contrast needs a chat template (system prompts); pass a persona "
-            'contrast file instead ({"positive": ..., "negative": ...} JSONL)'
-        )
-    pos = execution.render_prompts(tokenizer, list(questions), system=elicit)
-    neg = execution.render_prompts(tokenizer, list(questions), system=suppress)
+    pos, neg = _under_two_systems(
+        questions, tokenizer, (elicit, suppress),
+        "no questions to build the persona contrast from",
+        "the persona-vector contrast needs a chat template (system prompts); pass a persona "
+        'contrast file instead ({"positive": ..., "negative": ...} JSONL)',
+    )
     return ContrastSet(positive=pos, negative=neg, source="system-prompt contrast")
 
 
