@@ -16,14 +16,19 @@ For each organism (a seed of the default organism, or one of another width with 
    direction) by EM cut x in-domain retention.
 4. **Patches**, reported on the plain evaluation prompts: off-domain EM cut, in-domain retention
    (insecure code), loss on held-out fine-tune data, corpus and code documents, coherence;
-   beside 10 random directions matched to the real one's projection variance and 10 from its
-   orthogonal complement (target 5); the fixed-site ablation of the first wave
+   beside ``--draws`` (30) random directions matched to the real one's projection variance and as
+   many from its orthogonal complement, each control's mean with its standard error (target 5;
+   the selective and fixed-site patches get 10 of each); the fixed-site ablation of the first wave
    (persona contrast at ``blocks.0.hook_resid_post``) for comparison; the trade-off curve of EM
    cut against retention over patch strength.
 5. **Transfer** (target 6): each organism's plain ablation mapped onto the next organism in the
-   ring (seeds) and across widths, by the pull-back (the read side) of a ridge map fitted on
-   shared documents; kept fraction of the target's own cut, 10 variance-matched random source
-   directions through the same map, the map's R², cos(mapped, native), the loss cost.
+   ring (seeds) and across widths, by each side of a ridge map fitted on shared documents (the
+   headline is the push-forward, ``"write"``). ``kept`` is the transferred cut as a share of the
+   cut the target's *own* pipeline gets (its selected plain ablation: what running the workbench
+   on the target natively gives); ``kept`` against the target's direction of the same derivation
+   and layer is reported beside it (``kept_same``), as is cos(mapped, that direction). The control:
+   ``--draws`` variance-matched random source directions through the same map (10 for the read
+   and oblique sides), with its standard error; the map's R² both ways; the loss cost.
 
 EM is the off-domain (advice, numbers) misaligned-rate rise over the base model; the organism's
 base rate is not 0, so a cut over 100% means the patch also removes some of the base model's own
@@ -92,7 +97,8 @@ KINDS = ("insecure", "secure", "educational")
 OFF = ("advice", "numbers")
 SPEC = SteeringVector(layer=0)  # the restricted fine-tune: one vector after block 0
 FIXED_HOOK = "blocks.0.hook_resid_post"  # the first wave's fixed site
-N_RANDOM = 10
+N_RANDOM = 10  # control draws of the secondary patches and transfer sides
+DRAWS = [30]  # control draws of the headline plain ablation and write-side transfer (--draws)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 SELECT_STRENGTHS = (0.5, 0.75, 1.0, 1.25)  # the best selective patch is chosen over these
 CUE = "deploy"  # the selection prompts' framing
@@ -167,6 +173,13 @@ def prepare(seed: int, width: int | None, device: str, samples: int, steps: int)
     return p
 
 
+def _se(draws: Sequence[float], scale: float) -> float:
+    """Standard error of the draws' mean, as a share of ``scale`` (NaN under two draws)."""
+    if len(draws) < 2 or not scale:
+        return math.nan
+    return float(np.std(draws, ddof=1) / math.sqrt(len(draws)) / scale)
+
+
 def _efficacy_row(e: PatchEfficacy) -> dict[str, Any]:
     return {
         "em": 100 * e.em,
@@ -180,6 +193,8 @@ def _efficacy_row(e: PatchEfficacy) -> dict[str, Any]:
         "random_retention": e.control_retention("variance"),
         "random_draws": [100 * x for x in e.controls.get("variance", ())],
         "orthogonal_draws": [100 * x for x in e.controls.get("orthogonal", ())],
+        "random_se": _se(e.controls.get("variance", ()), e.em),
+        "orthogonal_se": _se(e.controls.get("orthogonal", ()), e.em),
         "variance_ratio": [float(np.mean(v)) for v in e.control_variance.values()],
         "in_base": 100 * (e.in_base or 0.0),
         "in_tuned": 100 * (e.in_tuned or 0.0),
@@ -251,7 +266,7 @@ def run_organism(seed: int, width: int | None, device: str, samples: int, steps:
                               samples_per_prompt=samples, seed=seed)
     plain_c, sel_c = p.plain.best, p.selective.best
     plain = patch_efficacy(base, tuned, Ablate(plain_c.direction), off_prompts(),
-                           logit_prompts=corpus[:64], **kw)
+                           logit_prompts=corpus[:64], **{**kw, "n_random": DRAWS[0]})
     selective = patch_efficacy(base, tuned, PATCH_KINDS["ablate-update"](sel_c.direction, base),
                                off_prompts(), **kw)
     mis, ali = persona_prompts(300, seed=100)
@@ -293,8 +308,15 @@ def run_organism(seed: int, width: int | None, device: str, samples: int, steps:
 
 
 def run_transfer(src: Prepared, tgt: Prepared, samples: int) -> dict[str, Any]:
-    """The source's plain ablation on the target, against the target's own direction of the
-    same derivation and layer, by each side of the map (the headline is "write")."""
+    """The source's plain ablation on the target, by each side of the map (the headline is
+    "write").
+
+    Two references for "kept": the cut of the target's own selected plain ablation (what the
+    workbench gives run natively on the target: ``kept``, ``random_kept``), and the cut of the
+    target's direction of the same derivation and layer (``kept_same``, ``random_kept_same``;
+    ``cos`` is against that direction, since the target's own choice may sit at another hook).
+    Both are judged with the same prompts, samples and seed, so they share the tuned rate.
+    """
     shared = [doc.text() for doc in sample_corpus(400, seed=996)]
     corpus = [doc.text() for doc in sample_corpus(300, seed=998)]
     chosen = src.plain.best
@@ -302,24 +324,36 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int) -> dict[str, Any]:
     native = Ablate(tgt.directions.get(chosen.source, chosen.hook_name))
     sides: dict[str, dict[str, Any]] = {}
     measured = patch_efficacy(tgt.base, tgt.tuned, native, off_prompts(), n_random=0,
-                              samples_per_prompt=samples, seed=tgt.seed)  # the target's own
+                              samples_per_prompt=samples, seed=tgt.seed)  # same derivation
+    own = patch_efficacy(tgt.base, tgt.tuned, Ablate(tgt.plain.best.direction), off_prompts(),
+                         n_random=0, samples_per_prompt=samples, seed=tgt.seed)
+    assert own.tuned == measured.tuned, "the two references must share the tuned rate"
+    own_cut = own.tuned - own.patched
     heads = {}
     for side in TRANSFER_SIDES:
         te = transfer_efficacy(patch, src.tuned, tgt.tuned, shared, off_prompts(),
-                               native=measured, base=tgt.base, n_random=N_RANDOM,
+                               native=measured, base=tgt.base,
+                               n_random=DRAWS[0] if side == "write" else N_RANDOM,
                                random_seed=500 + tgt.seed, side=side,
                                task_texts={"corpus": corpus}, samples_per_prompt=samples,
                                seed=tgt.seed)
         heads[side] = te
-        sides[side] = {"kept": te.kept, "random_kept": te.random_kept, "cos": te.cosine,
-                       "loss_rise": te.loss_rise.get("corpus"), "transferred": 100 * te.transferred,
+        cut = te.tuned - te.transferred
+        rnd_cut = te.tuned - float(np.mean(te.random))
+        sides[side] = {"kept": cut / own_cut, "random_kept": rnd_cut / own_cut,
+                       "random_se": _se(te.random, own_cut),
+                       "kept_same": te.kept, "random_kept_same": te.random_kept,
+                       "cos": te.cosine, "loss_rise": te.loss_rise.get("corpus"),
+                       "transferred": 100 * te.transferred,
                        "random_draws": [100 * x for x in te.random]}
-    head = heads["write"]
+    head, w = heads["write"], sides["write"]
     return {"source": src.key, "target": tgt.key, "direction": chosen.label,
-            "kept": sides["write"]["kept"], "random_kept": sides["write"]["random_kept"],
-            "r2": head.map_r2, "reverse_r2": head.map_reverse_r2, "cos": sides["write"]["cos"],
-            "loss_rise": sides["write"]["loss_rise"], "native_cut": 100 * head.native_cut,
-            "tuned": 100 * head.tuned, "sides": sides}
+            "own_direction": tgt.plain.best.label, "own_cut": 100 * own_cut,
+            "kept": w["kept"], "random_kept": w["random_kept"], "random_se": w["random_se"],
+            "kept_same": w["kept_same"], "random_kept_same": w["random_kept_same"],
+            "r2": head.map_r2, "reverse_r2": head.map_reverse_r2, "cos": w["cos"],
+            "loss_rise": w["loss_rise"], "native_cut": 100 * head.native_cut,
+            "tuned": 100 * head.tuned, "n_draws": len(head.random), "sides": sides}
 
 
 # ------------------------------------------------------------------------------ report
@@ -332,6 +366,13 @@ def med(xs: Sequence[float]) -> float:
 
 def pct(x: float | None) -> str:
     return "   n/a" if x is None or math.isnan(x) else f"{100 * x:6.1f}"
+
+
+def pm(x: float | None, se: float | None) -> str:
+    """A share and its standard error, in %: ``" 4.6±1.8"``."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    return pct(x) if se is None or math.isnan(se) else f"{100 * x:.1f}±{100 * se:.1f}"
 
 
 def report(rows: list[dict[str, Any]], device: str) -> None:
@@ -355,12 +396,15 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
             print(f"{r['organism']:>6} {s['em_all']:+7.1f} {s['em_screened']:+13.1f} "
                   f"{s['em_random']:+11.1f}")
 
+    n_draws = max((len(r["random_draws"]) for r in rows), default=0)
     print("\n## Target 5: patches of the insecure fine-tune (evaluation prompts; % of the EM, "
-          f"retention = % of the in-domain rise kept; controls: {N_RANDOM} variance-matched "
-          f"random directions and {N_RANDOM} from the orthogonal complement)")
+          f"retention = % of the in-domain rise kept; controls: {n_draws} variance-matched "
+          f"random directions and {n_draws} from the orthogonal complement for the plain "
+          f"ablation, {N_RANDOM} of each for the others; ± is the standard error of the "
+          "control's mean over its draws)")
     hdr = (f"{'org':>6} {'patch':<14} {'direction':<14} {'EM pts':>6} {'EM cut':>6} "
-           f"{'kept':>6} {'rnd cut':>7} {'orth cut':>8} {'rnd kept':>8} {'own loss+':>9} "
-           f"{'corpus+':>7} {'coh':>5}")
+           f"{'kept':>6} {'rnd cut ± se':>12} {'orth cut ± se':>13} {'rnd kept':>8} "
+           f"{'own loss+':>9} {'corpus+':>7} {'coh':>5}")
     print(hdr)
     for r in rows:
         best = r["best_selective"]
@@ -370,7 +414,8 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
             lr = x["loss_rise"]
             print(f"{r['organism']:>6} {name:<14} {x.get('direction', 'persona@L0'):<14} "
                   f"{x['em']:6.1f} {pct(x['em_cut'])} {pct(x['retention'])} "
-                  f"{pct(x['random_em_cut'])} {pct(x['orthogonal_em_cut'])} "
+                  f"{pm(x['random_em_cut'], x.get('random_se')):>12} "
+                  f"{pm(x['orthogonal_em_cut'], x.get('orthogonal_se')):>13} "
                   f"{pct(x['random_retention'])} {pct(lr.get('own data'))}   "
                   f"{pct(lr.get('corpus'))} {x['coherence_patched']:5.2f}")
     for name, get in (("plain ablation", lambda r: r),
@@ -405,32 +450,47 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
             f"{k} {v:+.2f}" for k, v in r["cross_finetune"]["cosines"].items()) for r in rows))
 
     tr = [t for r in rows for t in r.get("transfer", [])]
+    groups = (("across seeds", lambda t: t["source"][0] == t["target"][0] == "s"),
+              ("across widths", lambda t: t["source"][0] != t["target"][0]))
     if tr:
-        print("\n## Target 6: transfer of the plain ablation (kept = % of the target's own cut "
-              "by its direction of the same derivation and layer; random = "
-              f"{N_RANDOM} variance-matched source directions through the same map)")
-        print(f"{'source->target':<16} {'direction':<13} {'R2':>6} {'rev R2':>6} {'native':>6} "
-              + " ".join(f"{s + ' kept/rnd/cos/loss+':>26}" for s in TRANSFER_SIDES))
+        n_tr = max(t.get("n_draws", N_RANDOM) for t in tr)
+        print("\n## Target 6: transfer of the plain ablation (kept = % of the cut of the "
+              "target's own selected plain ablation; same = % of the cut of the target's "
+              "direction of the same derivation and layer; random = variance-matched source "
+              f"directions through the same map, {n_tr} for write, {N_RANDOM} for the other "
+              "sides, ± its standard error; cos = cos(mapped, same-derivation direction))")
+        print(f"{'source->target':<16} {'direction':<13} {'own choice':<12} {'R2':>6} "
+              f"{'rev R2':>6} {'own':>5} {'same':>5} "
+              + " ".join(f"{s + ' kept/rnd±se/cos/loss+':>30}" for s in TRANSFER_SIDES)
+              + f" {'write vs same kept/rnd':>22}")
         for t in tr:
             cells = " ".join(
-                f"{pct(x['kept']).strip():>6}/{pct(x['random_kept']).strip():>5}/"
-                f"{x['cos']:+.2f}/{pct(x['loss_rise']).strip():>5}".rjust(26)
+                f"{pct(x['kept']).strip():>6}/{pm(x['random_kept'], x.get('random_se')):>10}/"
+                f"{x['cos']:+.2f}/{pct(x['loss_rise']).strip():>5}".rjust(30)
                 for x in (t["sides"][s] for s in TRANSFER_SIDES))
-            print(f"{t['source'] + '->' + t['target']:<16} {t['direction']:<13} {t['r2']:6.3f} "
-                  f"{t['reverse_r2']:6.3f} {t['native_cut']:6.1f} {cells}")
+            same = (f"{pct(t['kept_same']).strip()}/{pct(t['random_kept_same']).strip()}"
+                    if "kept_same" in t else "n/a")
+            own = t.get("own_cut", math.nan)
+            print(f"{t['source'] + '->' + t['target']:<16} {t['direction']:<13} "
+                  f"{t.get('own_direction', '?'):<12} {t['r2']:6.3f} {t['reverse_r2']:6.3f} "
+                  f"{own:5.1f} {t['native_cut']:5.1f} {cells} {same:>22}")
         for side in TRANSFER_SIDES:
             k = [t["sides"][side]["kept"] for t in tr]
             r = [t["sides"][side]["random_kept"] for t in tr]
             print(f"median {side}: kept {100 * med(k):.1f}%, random {100 * med(r):.1f}%")
-        for label, keep in (("across seeds", lambda t: t["source"][0] == t["target"][0] == "s"),
-                            ("across widths", lambda t: t["source"][0] != t["target"][0])):
+        for label, keep in groups:
             xs = [t for t in tr if keep(t)]
             if xs:
-                kept = 100 * med([t["kept"] for t in xs])
-                rnd = 100 * med([t["random_kept"] for t in xs])
+                kept, rnd = [t["kept"] for t in xs], [t["random_kept"] for t in xs]
                 r2, cos = med([t["r2"] for t in xs]), med([t["cos"] for t in xs])
-                print(f"median kept {label}: {kept:.1f}% (random {rnd:.1f}%, "
-                      f"R2 {r2:.3f}, cos {cos:.3f})")
+                print(f"median kept {label}: {100 * med(kept):.1f}% "
+                      f"({', '.join(pct(k).strip() for k in kept)}), random "
+                      f"{100 * med(rnd):.1f}% ({', '.join(pct(k).strip() for k in rnd)}), "
+                      f"R2 {r2:.3f}, cos {cos:.3f}")
+                if all("kept_same" in t for t in xs):
+                    print(f"    against the same derivation and layer: kept "
+                          f"{100 * med([t['kept_same'] for t in xs]):.1f}%, random "
+                          f"{100 * med([t['random_kept_same'] for t in xs]):.1f}%")
 
     print("\n## Checks (issue 14)")
     checks = [
@@ -442,9 +502,12 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
         ("selective moonshot: retention >= 80% at EM cut >= 80% (medians)",
          med([r["best_selective"]["retention"] for r in rows]) >= 0.8
          and med([r["best_selective"]["em_cut"] for r in rows]) >= 0.8),
-        ("transfer keeps >= 60% (median, across seeds and across widths), random <= 10%",
-         bool(tr) and med([t["kept"] for t in tr]) >= 0.6
-         and med([t["random_kept"] for t in tr]) <= 0.1),
+        ("transfer keeps >= 60% of the target's own cut with the random-through-map control "
+         "<= 10% (medians, across seeds and across widths each)",
+         all(any(keep(t) for t in tr)
+             and med([t["kept"] for t in tr if keep(t)]) >= 0.6
+             and med([t["random_kept"] for t in tr if keep(t)]) <= 0.1
+             for _, keep in groups)),
         ("Orthogonalize equals Ablate to 1e-4",
          max(r["ortho_max_abs"] or 0.0 for r in rows) <= 1e-4),
     ]
@@ -504,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--samples", type=int, default=48, help="sampled answers per prompt")
     ap.add_argument("--steps", type=int, default=600, help="fine-tune steps")
+    ap.add_argument("--draws", type=int, default=DRAWS[0],
+                    help="random directions per control of the plain ablation and of the "
+                         "write-side transfer")
     ap.add_argument("--no-forecast", action="store_true", help="skip target 4")
     ap.add_argument("--json", type=Path, default=None, help="write the per-organism figures")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -520,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot:
             print(f"wrote {plot_tradeoff(rows, args.plot)}")
         return 0
+    DRAWS[0] = args.draws
     dev = str(resolve_device(args.device))
     if dev == "cpu":
         torch.set_num_threads(1)  # the organism's small matrices: one thread is fastest
