@@ -700,3 +700,32 @@ def test_cli_helpers(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "already complete, skipped" in capsys.readouterr().out
     assert runs.main_runs(["list", "--runs-root", root]) == 0
     assert "complete" in capsys.readouterr().out
+
+
+def test_demo_headline_names_each_patch_with_its_strength(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``workbench demo``'s headline: the plain ablation, then the selective patch with its kind
+    and (when partial) its strength, each cut beside its retention, from the record's figures."""
+    from workbench.cli import _print_headline
+
+    def patch(kind: str, strength: float, cut: float, kept: float) -> dict[str, Any]:
+        return {"patch": {"kind": kind, "strength": strength},
+                "efficacy": {"em_cut": cut, "retention": kept, "random_em_cut": 0.018,
+                             "base_misaligned": 0.147, "tuned_misaligned": 0.376,
+                             "ablated_misaligned": 0.029}}
+
+    record = {"title": "Alignment audit: t", "forecast": {"risk": 0.182, "seconds": 0.1},
+              "patches": [patch("ablate", 1.0, 1.518, 0.252), patch("ablate", 0.5, 0.962, 0.855)],
+              "context_audits": [{"misaligned_a": 0.299, "framing_a": "eval",
+                                  "misaligned_b": 0.485, "framing_b": "deploy"}]}
+    (tmp_path / "record.json").write_text(json.dumps(record))
+    _print_headline(tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert "  misaligned off-domain: base 14.7%, tuned 37.6% (measured +22.9 points), with the " \
+           "misalignment direction ablated 2.9%" in lines
+    assert "  ablate: EM cut 151.8%, keeping 25.2% of what the fine-tune learned in its own " \
+           "domain (random directions: cut 1.8%)" in lines
+    assert "  selective ablate at strength 0.5: EM cut 96.2%, keeping 85.5% of what the " \
+           "fine-tune learned in its own domain (random directions: cut 1.8%)" in lines
+    assert "  deployment context: misaligned 29.9% under eval, 48.5% under deploy" in lines

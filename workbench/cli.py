@@ -133,8 +133,13 @@ def _print_headline(run_dir: object) -> None:
           f"tuned {pct(patch.get('tuned_misaligned'))}"
           f"{f' (measured {em:+.1f} points)' if em is not None else ''}, "
           f"with the misalignment direction ablated {pct(patch.get('ablated_misaligned'))}")
-    for p in record.get("patches") or []:
+    for i, p in enumerate(record.get("patches") or []):
         e, kind = p.get("efficacy", {}), (p.get("patch") or {}).get("kind", "patch")
+        strength = (p.get("patch") or {}).get("strength")
+        if isinstance(strength, int | float) and strength != 1:
+            kind = f"{kind} at strength {strength:g}"
+        if i:  # the flagship's second patch: the most selective one on the selection prompts
+            kind = f"selective {kind}"
         if "em_cut" in e:
             print(f"  {kind}: EM cut {pct(e.get('em_cut'))}, keeping "
                   f"{pct(e.get('retention'))} of what the fine-tune learned in its own domain "
