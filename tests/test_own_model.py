@@ -102,6 +102,8 @@ def test_analysis_inputs_of_the_organism_and_of_files(
     assert own.off_domain == ["advice", "numbers"]
     assert own.prompts("eval") == eval_prompts("advice") + eval_prompts("numbers")
     assert own.groups["in"] == {"code": eval_prompts("code")}
+    assert list(own.judged) == ["advice", "numbers", "code"]  # off-domain, then in-domain
+    assert own.judged["code"] == eval_prompts("code")
     assert own.groups["selection"]["advice"] == eval_prompts("advice", "deploy")
     assert own.margin_pairs == answer_pairs("advice") + answer_pairs("numbers")
     assert len(own.evals) == 10 and own.prompts("nothing") == []

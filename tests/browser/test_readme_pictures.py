@@ -294,8 +294,13 @@ def test_panel_with_the_real_analyses(
         guard.assert_offline()
 
         if PICTURES:
-            page.mouse.move(600, 800)
-            time.sleep(0.5)
+            # the whole panel: a viewport tall enough for the form, every scroller at its top
+            size = page.viewport_size or {"width": 1280, "height": 1024}
+            page.set_viewport_size({"width": size["width"], "height": 2600})
+            panel.evaluate("el => { for (const e of [el, ...el.querySelectorAll('*')]) "
+                           "e.scrollTop = 0; }")
+            page.mouse.move(600, 2500)
+            time.sleep(1.0)
             box = panel.bounding_box()
             runs = panel.locator(".jp-wb-runs").bounding_box()
             assert box and runs

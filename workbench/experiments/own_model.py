@@ -242,6 +242,12 @@ class AnalysisInputs:
         """The names of the judged (``eval``) groups: where emergent misalignment is read."""
         return list(self.groups["eval"])
 
+    @property
+    def judged(self) -> dict[str, list[str]]:
+        """Every group whose misaligned rate an audit reports: the off-domain (``eval``) groups,
+        then the fine-tune's own domain (``in``)."""
+        return {**self.groups["eval"], **self.groups.get("in", {})}
+
     def prompts(self, role: str) -> list[str]:
         """Every prompt of the groups of ``role`` (empty when there are none)."""
         return [p for g in self.groups.get(role, {}).values() for p in g]
