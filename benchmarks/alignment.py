@@ -16,7 +16,7 @@ For each organism (a seed of the default organism, or one of another width with 
    direction) by EM cut x in-domain retention.
 4. **Patches**, reported on the plain evaluation prompts: off-domain EM cut, in-domain retention
    (insecure code), loss on held-out fine-tune data, corpus and code documents, coherence;
-   beside ``--draws`` (30) random directions matched to the real one's projection variance and as
+   beside ``--draws`` (100) random directions matched to the real one's projection variance and as
    many from its orthogonal complement, each control's mean with its standard error (target 5;
    the selective and fixed-site patches get 10 of each); the fixed-site ablation of the first wave
    (persona contrast at ``blocks.0.hook_resid_post``) for comparison; the trade-off curve of EM
@@ -98,7 +98,7 @@ OFF = ("advice", "numbers")
 SPEC = SteeringVector(layer=0)  # the restricted fine-tune: one vector after block 0
 FIXED_HOOK = "blocks.0.hook_resid_post"  # the first wave's fixed site
 N_RANDOM = 10  # control draws of the secondary patches and transfer sides
-DRAWS = [30]  # control draws of the headline plain ablation and write-side transfer (--draws)
+DRAWS = [100]  # control draws of the headline plain ablation and write-side transfer (--draws)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 SELECT_STRENGTHS = (0.5, 0.75, 1.0, 1.25)  # the best selective patch is chosen over these
 CUE = "deploy"  # the selection prompts' framing
