@@ -101,6 +101,7 @@ N_RANDOM = 10  # control draws of the secondary patches and transfer sides
 DRAWS = [100]  # control draws of the headline plain ablation and write-side transfer (--draws)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 SELECT_STRENGTHS = (0.5, 0.75, 1.0, 1.25)  # the best selective patch is chosen over these
+SELECTIVE_KINDS = ("ablate", "ablate-update")  # ... and these patch kinds
 CUE = "deploy"  # the selection prompts' framing
 
 
@@ -163,11 +164,9 @@ def prepare(seed: int, width: int | None, device: str, samples: int, steps: int)
                              criterion="em_cut", **sel)
     # the best selective patch: either kind, at any of SELECT_STRENGTHS, by cut x retention;
     # AblateUpdate at strength 1 is read off the same scoring
-    kinds = [select_direction(base, tuned, dirs, off_prompts(CUE), patch=kind,
-                              criterion="selectivity", strengths=SELECT_STRENGTHS, **sel)
-             for kind in ("ablate", "ablate-update")]
-    best = max(kinds, key=lambda x: x.scored[0].score)
-    selective = kinds[1].at(1.0)
+    best = select_direction(base, tuned, dirs, off_prompts(CUE), patch=SELECTIVE_KINDS,
+                            criterion="selectivity", strengths=SELECT_STRENGTHS, **sel)
+    selective = best.of_kind("ablate-update").at(1.0)
     p = Prepared(key, seed, base, d, tuned, data[2000:], dirs, plain, selective, best, watch)
     _PREPARED[key] = p
     return p

@@ -324,7 +324,11 @@ def test_model_audit_runs_the_generic_path(executed: Run) -> None:
                - record["audit"]["behaviour_base"][g]["misaligned"]
                for g in ("advice", "numbers")) / 2
     assert em == pytest.approx(want)
-    assert [p["patch"]["kind"] for p in record["patches"]] == ["ablate", "ablate-update"]
+    # the plain ablation, then the most selective patch as the flagship chooses it
+    plain_patch, chosen_patch = (p["patch"] for p in record["patches"])
+    assert plain_patch["kind"] == "ablate" and plain_patch["strength"] == 1.0
+    assert chosen_patch["kind"] in ("ablate", "ablate-update")
+    assert chosen_patch["strength"] in (0.5, 0.75, 1.0, 1.25)
     check = verify(out_dir / "record.json")
     assert check.ok, check.failures()
 

@@ -313,6 +313,41 @@ def test_derive_and_select_directions(small_subject: Subject, tuned: Subject) ->
         select_direction(small_subject, tuned, ds, OFF, patch="steer")
 
 
+def test_select_direction_ranks_several_patch_kinds_together(
+    small_subject: Subject, tuned: Subject
+) -> None:
+    """``patch=(kind, kind)`` scores every (candidate, kind, strength) in one ranking: each kind's
+    rows are exactly what a selection of that kind alone scores, and the chosen patch is the
+    top row's kind at its strength."""
+    mis, ali = persona_prompts(40, seed=100)
+    ds = derive_directions(tuned, base=small_subject, persona=(mis, ali), hooks=[HOOK])
+    kw = dict(in_domain=IN, criterion="selectivity", strengths=(0.5, 1.0),
+              samples_per_prompt=SAMPLES, seed=5)
+    both = select_direction(small_subject, tuned, ds, OFF, patch=("ablate", "ablate-update"),
+                            **kw)
+    assert both.kinds == ("ablate", "ablate-update")
+    assert len(both.scored) == 2 * 2 * len(ds)
+    scores = [s.score for s in both.scored]
+    assert scores == sorted(scores, reverse=True)
+    for kind in both.kinds:
+        alone = select_direction(small_subject, tuned, ds, OFF, patch=kind, **kw)
+        mine = both.of_kind(kind)
+        assert mine.kinds == (kind,) and {s.kind for s in alone.scored} == {kind}
+        assert [(s.candidate.label, s.strength, s.em_cut, s.retention, s.score)
+                for s in mine.scored] == [(s.candidate.label, s.strength, s.em_cut,
+                                           s.retention, s.score) for s in alone.scored]
+    top = both.scored[0]
+    assert both.patch_kind == top.kind and both.best_strength == top.strength
+    made = both.best_patch(small_subject)
+    assert made.describe()["kind"] == top.kind and made.strength == top.strength
+    assert both.table()[0]["kind"] == top.kind
+    assert both.at(0.5).kinds == both.kinds and {s.strength for s in both.at(0.5).scored} == {0.5}
+    with pytest.raises(ValueError, match="was not scored"):
+        both.of_kind("orthogonalize")
+    with pytest.raises(ValueError, match="unknown patch 'steer'"):
+        select_direction(small_subject, tuned, ds, OFF, patch=("ablate", "steer"), **kw)
+
+
 # ------------------------------------------------------------------------- preview
 
 

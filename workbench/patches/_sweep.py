@@ -179,19 +179,30 @@ class Scored:
     retention: float
     score: float
     strength: float = 1.0
+    kind: str = "ablate"  # the patch kind (a name in PATCH_KINDS)
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The candidates scored on selection prompts, best first; ``best`` is the chosen one."""
+    """The candidates scored on selection prompts, best first; ``best`` is the chosen one.
 
-    patch_kind: str
+    ``kinds`` are the patch kinds that were scored (each row's own is ``Scored.kind``): one for
+    ``select_direction(patch="ablate")``, several for ``patch=("ablate", "ablate-update")``,
+    where every kind competes in one ranking.
+    """
+
+    kinds: tuple[str, ...]
     criterion: str
     scored: tuple[Scored, ...]
 
     @property
     def best(self) -> Candidate:
         return self.scored[0].candidate
+
+    @property
+    def patch_kind(self) -> str:
+        """The best row's patch kind."""
+        return self.scored[0].kind
 
     @property
     def best_strength(self) -> float:
@@ -201,8 +212,7 @@ class Selection:
     def best_patch(self, base: Subject) -> Patch:
         """The chosen patch: the best candidate's direction, kind and strength."""
         top = self.scored[0]
-        return PATCH_KINDS[self.patch_kind](top.candidate.direction, base).with_strength(
-            top.strength)
+        return PATCH_KINDS[top.kind](top.candidate.direction, base).with_strength(top.strength)
 
     def at(self, strength: float) -> Selection:
         """The same selection restricted to one of the strengths it scored."""
@@ -210,12 +220,19 @@ class Selection:
         if not kept:
             raise ValueError(f"strength {strength} was not scored; scored "
                              f"{sorted({s.strength for s in self.scored})}")
-        return Selection(self.patch_kind, self.criterion, kept)
+        return Selection(self.kinds, self.criterion, kept)
+
+    def of_kind(self, kind: str) -> Selection:
+        """The same selection restricted to one of the patch kinds it scored."""
+        if kind not in self.kinds:
+            raise ValueError(f"patch kind {kind!r} was not scored; scored {list(self.kinds)}")
+        return Selection((kind,), self.criterion, tuple(s for s in self.scored if s.kind == kind))
 
     def table(self) -> list[dict[str, float | str]]:
         """Rows for printing: label, strength, EM cut, retention, score (selection data)."""
-        return [{"direction": s.candidate.label, "strength": s.strength, "em_cut": s.em_cut,
-                 "retention": s.retention, "score": s.score} for s in self.scored]
+        return [{"direction": s.candidate.label, "kind": s.kind, "strength": s.strength,
+                 "em_cut": s.em_cut, "retention": s.retention, "score": s.score}
+                for s in self.scored]
 
 
 def _clip01(x: float) -> float:
@@ -229,7 +246,7 @@ def select_direction(
     prompts: Prompts,
     *,
     in_domain: Prompts | None = None,
-    patch: str = "ablate",
+    patch: str | Sequence[str] = "ablate",
     criterion: str = "em_cut",
     strengths: Sequence[float] = (1.0,),
     samples_per_prompt: int = 32,
@@ -243,7 +260,11 @@ def select_direction(
         prompts, in_domain: *selection* prompts (off-domain, and the fine-tune's own kind);
             report the chosen patch on other prompts (and another ``seed``), or the selection
             inflates it.
-        patch: a name in :data:`PATCH_KINDS` (``"ablate"``, ``"ablate-update"``).
+        patch: a name in :data:`PATCH_KINDS` (``"ablate"``, ``"ablate-update"``), or several:
+            every (candidate, kind, strength) is scored and they are ranked together (ties keep
+            the order of ``patch``, then of the candidates, then of ``strengths``), so
+            ``patch=("ablate", "ablate-update"), criterion="selectivity", strengths=(0.5, 0.75,
+            1.0, 1.25)`` finds the most selective patch of either kind.
         criterion: ``"em_cut"`` (the off-domain EM cut) or ``"selectivity"`` (EM cut times
             in-domain retention, each clipped to [0, 1]; needs ``in_domain``).
         strengths: the patch strengths each candidate is scored at (a partial ablation can be
@@ -251,8 +272,11 @@ def select_direction(
     """
     if not strengths:
         raise ValueError("no strengths: pass e.g. (1.0,) or (0.5, 0.75, 1.0)")
-    if patch not in PATCH_KINDS:
-        raise ValueError(f"unknown patch {patch!r}; choose from {tuple(PATCH_KINDS)}")
+    kinds = (patch,) if isinstance(patch, str) else tuple(patch)
+    bad = [k for k in kinds if k not in PATCH_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"unknown patch {bad[0] if bad else patch!r}; choose from "
+                         f"{tuple(PATCH_KINDS)}")
     if criterion not in ("em_cut", "selectivity"):
         raise ValueError(f"unknown criterion {criterion!r}; choose 'em_cut' or 'selectivity'")
     if criterion == "selectivity" and in_domain is None:
@@ -263,16 +287,16 @@ def select_direction(
     if in_domain is not None:
         ib, it = (_rates(s, in_domain, samples_per_prompt, seed, ij)[0] for s in (base, tuned))
     scored = []
-    for c in directions.candidates:
-        for x in strengths:
-            made = PATCH_KINDS[patch](c.direction, base).with_strength(float(x))
-            with made.applied(tuned) as p:
-                off = _rates(p, prompts, samples_per_prompt, seed, judge)[0]
-                inn = (_rates(p, in_domain, samples_per_prompt, seed, ij)[0]
-                       if in_domain is not None else math.nan)
-            cut, kept = _ratio(t - off, t - b), _ratio(inn - ib, it - ib)
-            score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
-            scored.append(Scored(c, cut, kept, -math.inf if math.isnan(score) else score,
-                                 float(x)))
-    scored.sort(key=lambda s: -s.score)  # stable: ties keep candidate, then strength, order
-    return Selection(patch, criterion, tuple(scored))
+    for kind, c, x in ((k, c, x) for k in kinds for c in directions.candidates
+                       for x in strengths):
+        made = PATCH_KINDS[kind](c.direction, base).with_strength(float(x))
+        with made.applied(tuned) as p:
+            off = _rates(p, prompts, samples_per_prompt, seed, judge)[0]
+            inn = (_rates(p, in_domain, samples_per_prompt, seed, ij)[0]
+                   if in_domain is not None else math.nan)
+        cut, kept = _ratio(t - off, t - b), _ratio(inn - ib, it - ib)
+        score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
+        scored.append(Scored(c, cut, kept, -math.inf if math.isnan(score) else score,
+                             float(x), kind))
+    scored.sort(key=lambda s: -s.score)  # stable: ties keep kind, candidate, strength order
+    return Selection(kinds, criterion, tuple(scored))
