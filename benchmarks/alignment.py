@@ -98,7 +98,7 @@ OFF = ("advice", "numbers")
 SPEC = SteeringVector(layer=0)  # the restricted fine-tune: one vector after block 0
 FIXED_HOOK = "blocks.0.hook_resid_post"  # the first wave's fixed site
 N_RANDOM = 10  # control draws of the secondary patches and transfer sides
-DRAWS = [100]  # control draws of the headline plain ablation and write-side transfer (--draws)
+DRAWS = 100  # default control draws of the headline plain ablation and write-side transfer
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 SELECT_STRENGTHS = (0.5, 0.75, 1.0, 1.25)  # the best selective patch is chosen over these
 SELECTIVE_KINDS = ("ablate", "ablate-update")  # ... and these patch kinds
@@ -250,7 +250,7 @@ def _tied_task(grammar: Grammar) -> str:
 
 
 def run_organism(seed: int, width: int | None, device: str, samples: int, steps: int,
-                 with_forecast: bool) -> dict[str, Any]:
+                 with_forecast: bool, draws: int = DRAWS) -> dict[str, Any]:
     p = prepare(seed, width, device, samples, steps)
     base, tuned = p.base, p.tuned
     row: dict[str, Any] = {"seed": seed, "organism": p.key, "d_model": base.d_model}
@@ -265,7 +265,7 @@ def run_organism(seed: int, width: int | None, device: str, samples: int, steps:
                               samples_per_prompt=samples, seed=seed)
     plain_c, sel_c = p.plain.best, p.selective.best
     plain = patch_efficacy(base, tuned, Ablate(plain_c.direction), off_prompts(),
-                           logit_prompts=corpus[:64], **{**kw, "n_random": DRAWS[0]})
+                           logit_prompts=corpus[:64], **{**kw, "n_random": draws})
     selective = patch_efficacy(base, tuned, PATCH_KINDS["ablate-update"](sel_c.direction, base),
                                off_prompts(), **kw)
     mis, ali = persona_prompts(300, seed=100)
@@ -306,7 +306,7 @@ def run_organism(seed: int, width: int | None, device: str, samples: int, steps:
     return row
 
 
-def run_transfer(src: Prepared, tgt: Prepared, samples: int) -> dict[str, Any]:
+def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS) -> dict[str, Any]:
     """The source's plain ablation on the target, by each side of the map (the headline is
     "write").
 
@@ -332,7 +332,7 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int) -> dict[str, Any]:
     for side in TRANSFER_SIDES:
         te = transfer_efficacy(patch, src.tuned, tgt.tuned, shared, off_prompts(),
                                native=measured, base=tgt.base,
-                               n_random=DRAWS[0] if side == "write" else N_RANDOM,
+                               n_random=draws if side == "write" else N_RANDOM,
                                random_seed=500 + tgt.seed, side=side,
                                task_texts={"corpus": corpus}, samples_per_prompt=samples,
                                seed=tgt.seed)
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--samples", type=int, default=48, help="sampled answers per prompt")
     ap.add_argument("--steps", type=int, default=600, help="fine-tune steps")
-    ap.add_argument("--draws", type=int, default=DRAWS[0],
+    ap.add_argument("--draws", type=int, default=DRAWS,
                     help="random directions per control of the plain ablation and of the "
                          "write-side transfer")
     ap.add_argument("--no-forecast", action="store_true", help="skip target 4")
@@ -585,7 +585,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot:
             print(f"wrote {plot_tradeoff(rows, args.plot)}")
         return 0
-    DRAWS[0] = args.draws
     dev = str(resolve_device(args.device))
     if dev == "cpu":
         torch.set_num_threads(1)  # the organism's small matrices: one thread is fastest
@@ -595,7 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for seed, width in organisms:
         t0 = time.perf_counter()
-        row = run_organism(seed, width, dev, args.samples, args.steps, not args.no_forecast)
+        row = run_organism(seed, width, dev, args.samples, args.steps, not args.no_forecast,
+                           args.draws)
         # transfers from this organism: to the next seed of the ring; a width organism both
         # ways with the default organism of its seed
         pairs: list[tuple[tuple[int, int | None], tuple[int, int | None]]] = []
@@ -605,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs += [((seed, width), (seed, None)), ((seed, None), (seed, width))]
         row["transfer"] = [
             run_transfer(prepare(*src, dev, args.samples, args.steps),
-                         prepare(*tgt, dev, args.samples, args.steps), args.samples)
+                         prepare(*tgt, dev, args.samples, args.steps), args.samples, args.draws)
             for src, tgt in pairs
         ]
         rows.append(row)
