@@ -21,6 +21,7 @@ from workbench.patches import (
     Ablate,
     AblateUpdate,
     Direction,
+    ResidualMap,
     activation_covariance,
     derive_directions,
     from_responses,
@@ -31,6 +32,7 @@ from workbench.patches import (
     random_direction,
     select_direction,
     tradeoff,
+    transfer,
 )
 from workbench.specs import SteeringVector
 from workbench.subjects import Subject
@@ -103,6 +105,38 @@ def test_ablate_update_projects_only_the_fine_tunes_writes(
     with pytest.raises(ValueError, match="fine-tuned from"), AblateUpdate(
         direction, other
     ).applied(tuned):
+        pass
+
+
+def test_ablate_update_transfers_against_the_targets_base(
+    small_subject: Subject, tuned: Subject, direction: Direction
+) -> None:
+    """Carried to another fine-tune, AblateUpdate removes the *target's* update: it takes the
+    target's base (refused, naming the fix, without it). Through the identity map onto the same
+    fine-tune it is the original patch, logit for logit; through a map that doubles the stream
+    it reads the doubled direction (the pull-back, its side) against the given base."""
+    texts = OFF["advice"]
+    patch = AblateUpdate(direction, small_subject, strength=0.75)
+    eye = torch.eye(direction.d_model, dtype=torch.float64)
+    zero = torch.zeros(direction.d_model, dtype=torch.float64)
+    fp = tuned.fingerprint
+    same = ResidualMap(eye, zero, eye, zero, HOOK, HOOK, fp, fp, 1, 1, False, 9, 0)
+    with pytest.raises(ValueError, match="pass target_base="):
+        transfer(patch, tuned, tuned, [], residual_map=same)
+    moved = transfer(patch, tuned, tuned, [], residual_map=same, target_base=small_subject)
+    assert isinstance(moved, AblateUpdate) and moved.strength == 0.75
+    assert moved.base is small_subject
+    with patch.applied(tuned) as p:
+        want = logits(p, texts)
+    with moved.applied(tuned) as p:
+        assert float((logits(p, texts) - want).abs().max()) < 1e-6
+    double = ResidualMap(eye, zero, 2 * eye, zero, HOOK, HOOK, fp, fp, 1, 1, False, 9, 0)
+    moved2 = transfer(patch, tuned, tuned, [], residual_map=double, target_base=small_subject)
+    torch.testing.assert_close(moved2.direction.vector.double(), 2 * direction.vector.double())
+    other = finetune(small_subject, finetune_pairs("secure", 50, seed=1), "steer", steps=2,
+                     seed=1, progress=False)
+    wrong = transfer(patch, tuned, tuned, [], residual_map=same, target_base=other)
+    with pytest.raises(ValueError, match="fine-tuned from"), wrong.applied(tuned):
         pass
 
 

@@ -485,6 +485,7 @@ def transfer(
     ridge: float = 1e-4,
     residual_map: ResidualMap | None = None,
     side: str | None = None,
+    target_base: Subject | None = None,
 ) -> P:
     """The same patch for ``target``: its direction mapped by :func:`fit_map` on ``prompts``.
 
@@ -498,11 +499,24 @@ def transfer(
     fitted from ``source`` to ``target`` at that hook (then ``prompts`` and ``ridge`` are not
     used), e.g. to read its R² too.
 
+    A patch that edits a fine-tune against the model it started from
+    (:class:`~workbench.patches.AblateUpdate`) needs ``target_base``: the model ``target`` was
+    fine-tuned from (the carried patch removes the *target's* own update along the mapped
+    direction; ignored for other patches).
+
     Raises:
         ValueError: the direction was not derived on ``source``, its width does not fit
-            ``source`` at the hook, or the patch's class has no side (:func:`patch_side`).
+            ``source`` at the hook, the patch's class has no side (:func:`patch_side`), or an
+            ``AblateUpdate`` without ``target_base``.
     """
     patch_side(patch)  # a patch that cannot be carried fails before any fit
+    has_base = isinstance(getattr(patch, "base", None), Subject)
+    if has_base and target_base is None:
+        raise ValueError(
+            f"a {type(patch).__name__} removes a fine-tune's own update, measured against the "
+            f"model it started from: pass target_base=, the model {target.name} was fine-tuned "
+            "from"
+        )
     d = patch.direction
     if d.subject != source.fingerprint:
         raise ValueError(
@@ -529,6 +543,8 @@ def transfer(
                 "target, prompts, hook)"
             )
     moved = map_patch(patch, m, side=side)
+    if has_base:
+        moved = replace(moved, base=target_base)  # type: ignore[type-var]
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
         return replace(moved, hook_name=new_hook)  # type: ignore[type-var]
