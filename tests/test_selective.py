@@ -112,20 +112,24 @@ def test_ablate_update_transfers_against_the_targets_base(
     small_subject: Subject, tuned: Subject, direction: Direction
 ) -> None:
     """Carried to another fine-tune, AblateUpdate removes the *target's* update: it takes the
-    target's base (refused, naming the fix, without it). Through the identity map onto the same
-    fine-tune it is the original patch, logit for logit; through a map that doubles the stream
-    it reads the doubled direction (the pull-back, its side) against the given base."""
+    target's base (by default the patch's own when the target started from it too; refused,
+    naming the fix, when it did not). Through the identity map onto the same fine-tune it is
+    the original patch, logit for logit; through a map that doubles the stream it reads the
+    doubled direction (the pull-back, its side) against the given base."""
     texts = OFF["advice"]
     patch = AblateUpdate(direction, small_subject, strength=0.75)
     eye = torch.eye(direction.d_model, dtype=torch.float64)
     zero = torch.zeros(direction.d_model, dtype=torch.float64)
     fp = tuned.fingerprint
     same = ResidualMap(eye, zero, eye, zero, HOOK, HOOK, fp, fp, 1, 1, False, 9, 0)
-    with pytest.raises(ValueError, match="pass target_base="):
-        transfer(patch, tuned, tuned, [], residual_map=same)
+    to_base = ResidualMap(eye, zero, eye, zero, HOOK, HOOK, fp, small_subject.fingerprint, 1, 1,
+                          False, 9, 0)
+    with pytest.raises(ValueError, match=r"was not fine-tuned from.*pass target_base="):
+        transfer(patch, tuned, small_subject, [], residual_map=to_base)
     moved = transfer(patch, tuned, tuned, [], residual_map=same, target_base=small_subject)
     assert isinstance(moved, AblateUpdate) and moved.strength == 0.75
     assert moved.base is small_subject
+    assert transfer(patch, tuned, tuned, [], residual_map=same).base is small_subject  # default
     with patch.applied(tuned) as p:
         want = logits(p, texts)
     with moved.applied(tuned) as p:
@@ -380,6 +384,8 @@ def test_select_direction_ranks_several_patch_kinds_together(
         both.of_kind("orthogonalize")
     with pytest.raises(ValueError, match="unknown patch 'steer'"):
         select_direction(small_subject, tuned, ds, OFF, patch=("ablate", "steer"), **kw)
+    with pytest.raises(ValueError, match="no patch kinds"):
+        select_direction(small_subject, tuned, ds, OFF, patch=(), **kw)
 
 
 # ------------------------------------------------------------------------- preview

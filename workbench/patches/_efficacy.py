@@ -49,7 +49,14 @@ from workbench.patches._directions import (
     projection_variance,
     random_direction,
 )
-from workbench.patches._interventions import Ablate, Orthogonalize, P, Patch, Steer
+from workbench.patches._interventions import (
+    Ablate,
+    AblateUpdate,
+    Orthogonalize,
+    P,
+    Patch,
+    Steer,
+)
 from workbench.patches._transfer import fit_map, map_patch, patch_side, transfer
 from workbench.subjects import Judge, Subject
 
@@ -593,7 +600,8 @@ def transfer_efficacy(
         native: the target's own patch (its rate is measured), or its already measured
             :class:`PatchEfficacy` on ``target`` (whose tuned and patched rates are reused; they
             must have been judged with the same prompts, samples and seed).
-        base: the target's base model, to report its rate too.
+        base: the target's base model, to report its rate too (and the base an
+            :class:`~workbench.patches.AblateUpdate` is measured against on the target).
         n_random: random source directions moved through the same map and applied as the same
             patch (seeds ``random_seed + i``): variance-matched on the source's activations over
             ``prompts`` for an ablation, norm-matched for a steering vector (Syed 2026's control:
@@ -628,7 +636,8 @@ def transfer_efficacy(
     m = fit_map(
         source, target, map_prompts, hook, target_hook_name=target_hook_name, ridge=ridge
     )  # fitted once: moves and R²
-    moved = transfer(patch, source, target, map_prompts, hook, residual_map=m, side=side)
+    moved = transfer(patch, source, target, map_prompts, hook, residual_map=m, side=side,
+                     target_base=base)
     native_patch = native.patch if isinstance(native, PatchEfficacy) else native
     cosine = float(
         torch.nn.functional.cosine_similarity(
@@ -656,6 +665,8 @@ def transfer_efficacy(
     for s in seeds:
         d = random_direction(patch.direction, seed=s, match=match, covariance=cov)
         control = map_patch(_with_direction(patch, d), m, side=side)
+        if isinstance(control, AblateUpdate) and isinstance(moved, AblateUpdate):
+            control = replace(control, base=moved.base)  # the target's update, as the patch
         with control.applied(target) as p:
             randoms.append(rate(p))
     return TransferEfficacy(

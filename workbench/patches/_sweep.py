@@ -172,7 +172,7 @@ def derive_directions(
 
 @dataclass(frozen=True)
 class Scored:
-    """One candidate's patch, at one strength, on the selection prompts."""
+    """One candidate's patch, of one kind at one strength, on the selection prompts."""
 
     candidate: Candidate
     em_cut: float
@@ -272,11 +272,12 @@ def select_direction(
     """
     if not strengths:
         raise ValueError("no strengths: pass e.g. (1.0,) or (0.5, 0.75, 1.0)")
-    kinds = (patch,) if isinstance(patch, str) else tuple(patch)
+    kinds = (patch,) if isinstance(patch, str) else tuple(dict.fromkeys(patch))
+    if not kinds:
+        raise ValueError(f"no patch kinds: pass one or more of {tuple(PATCH_KINDS)}")
     bad = [k for k in kinds if k not in PATCH_KINDS]
-    if bad or not kinds:
-        raise ValueError(f"unknown patch {bad[0] if bad else patch!r}; choose from "
-                         f"{tuple(PATCH_KINDS)}")
+    if bad:
+        raise ValueError(f"unknown patch {bad[0]!r}; choose from {tuple(PATCH_KINDS)}")
     if criterion not in ("em_cut", "selectivity"):
         raise ValueError(f"unknown criterion {criterion!r}; choose 'em_cut' or 'selectivity'")
     if criterion == "selectivity" and in_domain is None:

@@ -36,7 +36,15 @@ from workbench._device import cpu_threads
 from workbench.activations import stream
 from workbench.fingerprint import texts_sha256
 from workbench.patches._directions import Direction
-from workbench.patches._interventions import Ablate, Orthogonalize, P, Patch, Steer, _hook_width
+from workbench.patches._interventions import (
+    Ablate,
+    AblateUpdate,
+    Orthogonalize,
+    P,
+    Patch,
+    Steer,
+    _hook_width,
+)
 from workbench.subjects import Subject
 
 _SMALL_MODEL = 256  # d_model up to which models run on one CPU thread (as in activations)
@@ -499,10 +507,11 @@ def transfer(
     fitted from ``source`` to ``target`` at that hook (then ``prompts`` and ``ridge`` are not
     used), e.g. to read its R² too.
 
-    A patch that edits a fine-tune against the model it started from
-    (:class:`~workbench.patches.AblateUpdate`) needs ``target_base``: the model ``target`` was
-    fine-tuned from (the carried patch removes the *target's* own update along the mapped
-    direction; ignored for other patches).
+    An :class:`~workbench.patches.AblateUpdate` edits a fine-tune against the model it started
+    from, so the carried patch removes the *target's* own update along the mapped direction,
+    measured against ``target_base``: the model ``target`` was fine-tuned from. It defaults to
+    the patch's own base when ``target`` was fine-tuned from that same model (two fine-tunes of
+    one base); it is ignored for other patches.
 
     Raises:
         ValueError: the direction was not derived on ``source``, its width does not fit
@@ -510,13 +519,7 @@ def transfer(
             ``AblateUpdate`` without ``target_base``.
     """
     patch_side(patch)  # a patch that cannot be carried fails before any fit
-    has_base = isinstance(getattr(patch, "base", None), Subject)
-    if has_base and target_base is None:
-        raise ValueError(
-            f"a {type(patch).__name__} removes a fine-tune's own update, measured against the "
-            f"model it started from: pass target_base=, the model {target.name} was fine-tuned "
-            "from"
-        )
+    target_base = _target_base(patch, target, target_base)
     d = patch.direction
     if d.subject != source.fingerprint:
         raise ValueError(
@@ -543,12 +546,27 @@ def transfer(
                 "target, prompts, hook)"
             )
     moved = map_patch(patch, m, side=side)
-    if has_base:
-        moved = replace(moved, base=target_base)  # type: ignore[type-var]
+    if isinstance(moved, AblateUpdate):
+        assert target_base is not None  # _target_base resolved it, or refused
+        moved = replace(moved, base=target_base)
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
         return replace(moved, hook_name=new_hook)  # type: ignore[type-var]
     return moved
+
+
+def _target_base(patch: Patch, target: Subject, given: Subject | None) -> Subject | None:
+    """The base an :class:`AblateUpdate` carried to ``target`` measures its update against."""
+    if not isinstance(patch, AblateUpdate) or given is not None:
+        return given
+    started = (target.recipe or {}).get("base_fingerprint")
+    if started == patch.base.fingerprint:
+        return patch.base
+    raise ValueError(
+        f"an AblateUpdate removes a fine-tune's own update, measured against the model it "
+        f"started from, and {target.name} was not fine-tuned from this patch's base "
+        f"{patch.base.name}: pass target_base=, the model {target.name} was fine-tuned from"
+    )
 
 
 TRANSFER_SIDES = ("write", "read", "oblique")
