@@ -41,7 +41,7 @@ SMALL: dict[str, dict[str, Any]] = {
     },
     "model_audit": {  # the generic path on the exported small organism, judged over HTTP
         "steps": 30, "n_examples": 200, "n_prompts": 40, "n_boot": 50, "n_eval": 40, "samples": 4,
-        "n_random": 2,
+        "n_random": 2, "selective_patch": "update",  # the cheap selection (the flagship: best)
     },
 }
 
@@ -277,6 +277,7 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     assert plain_patch["kind"] == "ablate" and plain_patch["strength"] == 1.0
     assert chosen_patch["kind"] in ("ablate", "ablate-update")
     assert chosen_patch["strength"] in (0.5, 0.75, 1.0, 1.25)
+    assert record["parameters"]["selective_patch"] == "best"
     efficacy = record["patches"][0]["efficacy"]
     assert set(efficacy) == {
         "base_misaligned", "tuned_misaligned", "ablated_misaligned", "random_misaligned",
@@ -324,11 +325,12 @@ def test_model_audit_runs_the_generic_path(executed: Run) -> None:
                - record["audit"]["behaviour_base"][g]["misaligned"]
                for g in ("advice", "numbers")) / 2
     assert em == pytest.approx(want)
-    # the plain ablation, then the most selective patch as the flagship chooses it
+    # the plain ablation, then (selective_patch="update": the selection for a costly judge)
+    # AblateUpdate at full strength; the flagship's test runs the default, the best of both kinds
     plain_patch, chosen_patch = (p["patch"] for p in record["patches"])
     assert plain_patch["kind"] == "ablate" and plain_patch["strength"] == 1.0
-    assert chosen_patch["kind"] in ("ablate", "ablate-update")
-    assert chosen_patch["strength"] in (0.5, 0.75, 1.0, 1.25)
+    assert (chosen_patch["kind"], chosen_patch["strength"]) == ("ablate-update", 1.0)
+    assert record["parameters"]["selective_patch"] == "update"
     check = verify(out_dir / "record.json")
     assert check.ok, check.failures()
 
