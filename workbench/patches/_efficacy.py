@@ -638,6 +638,7 @@ def transfer_efficacy(
     )  # fitted once: moves and R²
     moved = transfer(patch, source, target, map_prompts, hook, residual_map=m, side=side,
                      target_base=base)
+    target_base = moved.base if isinstance(moved, AblateUpdate) else None  # the controls' too
     native_patch = native.patch if isinstance(native, PatchEfficacy) else native
     cosine = float(
         torch.nn.functional.cosine_similarity(
@@ -664,9 +665,7 @@ def transfer_efficacy(
     randoms = []
     for s in seeds:
         d = random_direction(patch.direction, seed=s, match=match, covariance=cov)
-        control = map_patch(_with_direction(patch, d), m, side=side)
-        if isinstance(control, AblateUpdate) and isinstance(moved, AblateUpdate):
-            control = replace(control, base=moved.base)  # the target's update, as the patch
+        control = map_patch(_with_direction(patch, d), m, side=side, target_base=target_base)
         with control.applied(target) as p:
             randoms.append(rate(p))
     return TransferEfficacy(

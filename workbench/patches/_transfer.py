@@ -545,10 +545,7 @@ def transfer(
                 f"{hook!r} of {source.name} to {target.name}; fit it with fit_map(source, "
                 "target, prompts, hook)"
             )
-    moved = map_patch(patch, m, side=side)
-    if isinstance(moved, AblateUpdate):
-        assert target_base is not None  # _target_base resolved it, or refused
-        moved = replace(moved, base=target_base)
+    moved = map_patch(patch, m, side=side, target_base=target_base)
     if isinstance(patch, Steer):
         new_hook = m.target_hook_name if explicit or target_hook_name else None
         return replace(moved, hook_name=new_hook)  # type: ignore[type-var]
@@ -573,7 +570,9 @@ TRANSFER_SIDES = ("write", "read", "oblique")
 """How :func:`transfer` can carry an ablation (a steering vector always crosses by "write")."""
 
 
-def map_patch(patch: P, m: ResidualMap, *, side: str | None = None) -> P:
+def map_patch(
+    patch: P, m: ResidualMap, *, side: str | None = None, target_base: Subject | None = None
+) -> P:
     """``patch`` with its direction(s) carried through the map ``m`` (no fit, no checks of hooks).
 
     * :class:`Steer`: the vector is pushed forward (``"write"``): a change ``δ`` in the source
@@ -594,7 +593,8 @@ def map_patch(patch: P, m: ResidualMap, *, side: str | None = None) -> P:
         by wrecking the model.
 
       For an orthogonal map the three coincide.
-    * any other patch: its direction by its :func:`patch_side`.
+    * any other patch: its direction by its :func:`patch_side`; an :class:`AblateUpdate` also
+      takes ``target_base`` (the model the target was fine-tuned from) as its base, when given.
     """
     if isinstance(patch, Ablate | Orthogonalize):
         side = side or "write"
@@ -620,4 +620,6 @@ def map_patch(patch: P, m: ResidualMap, *, side: str | None = None) -> P:
     if side is not None and side != own:
         raise ValueError(f"a {type(patch).__name__} is carried by its {own!r} side, not {side!r}")
     mapped = map_direction(patch.direction, m, side=own)
+    if isinstance(patch, AblateUpdate) and target_base is not None:
+        return replace(patch, direction=mapped, base=target_base)
     return replace(patch, direction=mapped)  # type: ignore[type-var]
