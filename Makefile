@@ -16,6 +16,12 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2,
 # build per recipe, under a lock)
 PYTEST_WORKERS ?= 2
 
+# The build back end's requirements ([build-system] in pyproject.toml), installed into the venv so
+# the editable install builds there: an isolated build environment would be a second JupyterLab
+# in a temporary folder, and a CI machine can be short of disk (seen: "No space left on device");
+# `editables` is what hatchling asks for on top of them for an editable build.
+export BUILD_REQUIRES = import sys; tomllib = __import__("tomllib" if sys.version_info >= (3, 11) else "pip._vendor.tomli"); print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])
+
 .PHONY: install demo test lint js chromium clean
 
 $(VENV)/.installed: pyproject.toml Makefile package.json package-lock.json extension/package.json
@@ -23,7 +29,8 @@ $(VENV)/.installed: pyproject.toml Makefile package.json package-lock.json exten
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	npm ci --no-audit --no-fund
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q $$($(PY) -c "$$BUILD_REQUIRES") editables
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
