@@ -14,7 +14,9 @@ hook and the fingerprint of the subject it was derived on. The ways to get one:
   :class:`workbench.features.FeatureSet`, each weighted by its signed effect size.
 * :func:`derive_directions`: all of these (and the fine-tune's update, tuned minus base) at every
   layer in one call, with their cosines (:class:`DirectionSet`); :func:`select_direction`
-  scores each as a patch on *selection* prompts and ranks them (:class:`Selection`).
+  scores each as a patch on *selection* prompts and ranks them (:class:`Selection`);
+  :func:`choose_patches` picks an audit's plain and selective patch from one such scoring
+  (:class:`PatchChoice`).
 * :func:`orthogonal_to`: a direction with others' components removed.
 * :func:`random_direction`: a control, matched in norm, or in the projection variance of the
   activations (:func:`activation_covariance`), or variance-matched in the orthogonal complement.
@@ -84,11 +86,15 @@ from workbench.patches._interventions import Ablate, AblateUpdate, Orthogonalize
 from workbench.patches._interventions import P as P  # the patch TypeVar (module-level before)
 from workbench.patches._preview import Preview, preview
 from workbench.patches._sweep import (
+    CHOICES,
     DERIVATIONS,
     PATCH_KINDS,
+    SELECTIVE_STRENGTHS,
     Candidate,
     DirectionSet,
+    PatchChoice,
     Selection,
+    choose_patches,
     derive_directions,
     select_direction,
 )
@@ -105,9 +111,11 @@ from workbench.patches._transfer import (
 from workbench.patches._transfer import _fit_affine as _fit_affine  # private; the tests use it
 
 __all__ = [
+    "CHOICES",
     "CONTROLS",
     "DERIVATIONS",
     "PATCH_KINDS",
+    "SELECTIVE_STRENGTHS",
     "SIDES",
     "SOURCES",
     "TRANSFER_SIDES",
@@ -118,6 +126,7 @@ __all__ = [
     "DirectionSet",
     "Orthogonalize",
     "Patch",
+    "PatchChoice",
     "PatchEfficacy",
     "Preview",
     "ResidualMap",
@@ -126,6 +135,7 @@ __all__ = [
     "TradeoffPoint",
     "TransferEfficacy",
     "activation_covariance",
+    "choose_patches",
     "derive_directions",
     "fit_map",
     "from_features",

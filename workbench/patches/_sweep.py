@@ -23,7 +23,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -180,6 +180,7 @@ class Scored:
     score: float
     strength: float = 1.0
     kind: str = "ablate"  # the patch kind (a name in PATCH_KINDS)
+    index: int = 0  # the row's place in the scoring order (kind, candidate, strength): ties
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,15 @@ class Selection:
             raise ValueError(f"patch kind {kind!r} was not scored; scored {list(self.kinds)}")
         return Selection((kind,), self.criterion, tuple(s for s in self.scored if s.kind == kind))
 
+    def ranked(self, criterion: str) -> Selection:
+        """The same rows ranked by another criterion (``"em_cut"`` or ``"selectivity"``), with
+        ties in scoring order: exactly what :func:`select_direction` with that criterion ranks,
+        without scoring anything again."""
+        _check_criterion(criterion, has_retention=True)
+        rows = [replace(s, score=_score(criterion, s.em_cut, s.retention)) for s in self.scored]
+        rows.sort(key=lambda s: (-s.score, s.index))
+        return Selection(self.kinds, criterion, tuple(rows))
+
     def table(self) -> list[dict[str, float | str]]:
         """Rows for printing: label, strength, EM cut, retention, score (selection data)."""
         return [{"direction": s.candidate.label, "kind": s.kind, "strength": s.strength,
@@ -237,6 +247,18 @@ class Selection:
 
 def _clip01(x: float) -> float:
     return 0.0 if math.isnan(x) else min(max(x, 0.0), 1.0)
+
+
+def _score(criterion: str, cut: float, kept: float) -> float:
+    score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
+    return -math.inf if math.isnan(score) else score
+
+
+def _check_criterion(criterion: str, has_retention: bool) -> None:
+    if criterion not in ("em_cut", "selectivity"):
+        raise ValueError(f"unknown criterion {criterion!r}; choose 'em_cut' or 'selectivity'")
+    if criterion == "selectivity" and not has_retention:
+        raise ValueError("criterion='selectivity' needs in_domain= prompts (retention)")
 
 
 def select_direction(
@@ -278,16 +300,13 @@ def select_direction(
     bad = [k for k in kinds if k not in PATCH_KINDS]
     if bad:
         raise ValueError(f"unknown patch {bad[0]!r}; choose from {tuple(PATCH_KINDS)}")
-    if criterion not in ("em_cut", "selectivity"):
-        raise ValueError(f"unknown criterion {criterion!r}; choose 'em_cut' or 'selectivity'")
-    if criterion == "selectivity" and in_domain is None:
-        raise ValueError("criterion='selectivity' needs in_domain= prompts (retention)")
+    _check_criterion(criterion, has_retention=in_domain is not None)
     ij = in_domain_judge or judge
     b, t = (_rates(s, prompts, samples_per_prompt, seed, judge)[0] for s in (base, tuned))
     ib = it = math.nan
     if in_domain is not None:
         ib, it = (_rates(s, in_domain, samples_per_prompt, seed, ij)[0] for s in (base, tuned))
-    scored = []
+    scored: list[Scored] = []
     for kind, c, x in ((k, c, x) for k in kinds for c in directions.candidates
                        for x in strengths):
         made = PATCH_KINDS[kind](c.direction, base).with_strength(float(x))
@@ -296,8 +315,104 @@ def select_direction(
             inn = (_rates(p, in_domain, samples_per_prompt, seed, ij)[0]
                    if in_domain is not None else math.nan)
         cut, kept = _ratio(t - off, t - b), _ratio(inn - ib, it - ib)
-        score = cut if criterion == "em_cut" else _clip01(cut) * _clip01(kept)
-        scored.append(Scored(c, cut, kept, -math.inf if math.isnan(score) else score,
-                             float(x), kind))
+        scored.append(Scored(c, cut, kept, _score(criterion, cut, kept), float(x), kind,
+                             len(scored)))
     scored.sort(key=lambda s: -s.score)  # stable: ties keep kind, candidate, strength order
     return Selection(kinds, criterion, tuple(scored))
+
+
+SELECTIVE_STRENGTHS = (0.5, 0.75, 1.0, 1.25)
+"""The strengths :func:`choose_patches` scores the selective patch at (``selective="best"``)."""
+
+CHOICES = ("best", "update")
+"""What :func:`choose_patches` may choose as the selective patch."""
+
+
+@dataclass(frozen=True)
+class PatchChoice:
+    """The two patches an audit measures, chosen on selection prompts in one scoring pass.
+
+    Attributes:
+        plain: :class:`Ablate` at full strength, every candidate ranked by EM cut (the headline
+            patch is ``plain.best``).
+        selective: the selective ranking (``selective.best_patch(base)`` is the patch).
+        mode: ``"best"`` (both kinds over several strengths) or ``"update"`` (AblateUpdate at
+            full strength), what was done: ``"best"`` without in-domain prompts becomes
+            ``"update"``.
+        base: the model the fine-tune started from (AblateUpdate needs it).
+    """
+
+    plain: Selection
+    selective: Selection
+    mode: str
+    base: Subject = field(compare=False, repr=False)
+
+    @property
+    def ablate(self) -> Ablate:
+        """The plain ablation of the best direction by EM cut."""
+        return Ablate(self.plain.best.direction)
+
+    @property
+    def chosen(self) -> Patch:
+        """The selective patch: the top row's direction, kind and strength."""
+        return self.selective.best_patch(self.base)
+
+    @property
+    def chosen_name(self) -> str:
+        """``"<kind> at <strength>"``, e.g. ``"ablate at 0.5"``."""
+        return f"{self.selective.patch_kind} at {self.selective.best_strength:g}"
+
+    @property
+    def update_selection(self) -> Selection:
+        """The AblateUpdate rows at full strength, in the selective ranking's order."""
+        return self.selective.of_kind("ablate-update").at(1.0)
+
+    @property
+    def update(self) -> AblateUpdate:
+        """AblateUpdate at full strength of its best direction (what a trade-off curve sweeps)."""
+        return AblateUpdate(self.update_selection.best.direction, self.base)
+
+
+def choose_patches(
+    base: Subject,
+    tuned: Subject,
+    directions: DirectionSet,
+    prompts: Prompts,
+    *,
+    in_domain: Prompts | None = None,
+    selective: str = "best",
+    strengths: Sequence[float] = SELECTIVE_STRENGTHS,
+    samples_per_prompt: int = 32,
+    seed: int = 0,
+    judge: Judge | None = None,
+    in_domain_judge: Judge | None = None,
+) -> PatchChoice:
+    """Choose an audit's two patches, the plain ablation and a selective one, on selection
+    prompts: one :func:`select_direction` call whose rows are ranked twice.
+
+    Every candidate is scored as :class:`Ablate` and as :class:`AblateUpdate`; the plain choice
+    is the ablations at full strength ranked by EM cut; the selective one:
+
+    * ``selective="best"`` (with ``in_domain``): the most selective (EM cut x retention) of both
+      kinds at each of ``strengths`` (1.0 is always scored: the plain choice needs it); a partial
+      ablation can be more selective than a full one. ``len(strengths) * 2`` judged scorings per
+      candidate.
+    * ``selective="update"``, or without ``in_domain`` prompts (no retention to read):
+      :class:`AblateUpdate` at full strength, by selectivity (by EM cut without ``in_domain``).
+      Two scorings per candidate, for a judge that costs per call.
+
+    The figures equal separate :func:`select_direction` calls (same prompts, samples and seed);
+    report the chosen patches on other prompts and another seed, or the selection inflates them.
+    """
+    if selective not in CHOICES:
+        raise ValueError(f"unknown selective={selective!r}; choose from {CHOICES}")
+    mode = selective if in_domain is not None else "update"
+    grid = sorted({*map(float, strengths), 1.0}) if mode == "best" else [1.0]
+    criterion = "selectivity" if in_domain is not None else "em_cut"
+    scored = select_direction(base, tuned, directions, prompts, in_domain=in_domain,
+                              patch=("ablate", "ablate-update"), criterion=criterion,
+                              strengths=grid, samples_per_prompt=samples_per_prompt, seed=seed,
+                              judge=judge, in_domain_judge=in_domain_judge)
+    plain = scored.of_kind("ablate").at(1.0).ranked("em_cut")
+    chosen = scored if mode == "best" else scored.of_kind("ablate-update")
+    return PatchChoice(plain, chosen, mode, base)
