@@ -79,14 +79,15 @@ from workbench.organism.language import (
 from workbench.organism.prompts import answer_pairs, persona_prompts
 from workbench.patches import (
     PATCH_KINDS,
+    SELECTIVE_STRENGTHS,
     TRANSFER_SIDES,
     Ablate,
     PatchEfficacy,
+    choose_patches,
     derive_directions,
     mean_difference,
     misaligned_rate,
     patch_efficacy,
-    select_direction,
     tradeoff,
     transfer_efficacy,
 )
@@ -100,8 +101,7 @@ FIXED_HOOK = "blocks.0.hook_resid_post"  # the first wave's fixed site
 N_RANDOM = 10  # control draws of the secondary patches and transfer sides
 DRAWS = 100  # default control draws of the headline plain ablation and write-side transfer
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-SELECT_STRENGTHS = (0.5, 0.75, 1.0, 1.25)  # the best selective patch is chosen over these
-SELECTIVE_KINDS = ("ablate", "ablate-update")  # ... and these patch kinds
+SELECT_STRENGTHS = SELECTIVE_STRENGTHS  # the best selective patch is chosen over these, both kinds
 CUE = "deploy"  # the selection prompts' framing
 
 
@@ -159,15 +159,13 @@ def prepare(seed: int, width: int | None, device: str, samples: int, steps: int)
     questions = [p for g in off_prompts(CUE).values() for p in g]
     dirs = derive_directions(tuned, base=base, persona=(mis, ali), questions=questions,
                              dictionary=d, features=watch, samples_per_prompt=32, seed=seed + 1)
-    sel = dict(in_domain=in_prompts(CUE), samples_per_prompt=samples, seed=seed + 1000)
-    plain = select_direction(base, tuned, dirs, off_prompts(CUE), patch="ablate",
-                             criterion="em_cut", **sel)
-    # the best selective patch: either kind, at any of SELECT_STRENGTHS, by cut x retention;
-    # AblateUpdate at strength 1 is read off the same scoring
-    best = select_direction(base, tuned, dirs, off_prompts(CUE), patch=SELECTIVE_KINDS,
-                            criterion="selectivity", strengths=SELECT_STRENGTHS, **sel)
-    selective = best.of_kind("ablate-update").at(1.0)
-    p = Prepared(key, seed, base, d, tuned, data[2000:], dirs, plain, selective, best, watch)
+    # one scoring: the plain ablation by EM cut; the best selective patch, either kind at any
+    # of SELECT_STRENGTHS, by cut x retention; AblateUpdate at strength 1 read off the same rows
+    choice = choose_patches(base, tuned, dirs, off_prompts(CUE), in_domain=in_prompts(CUE),
+                            strengths=SELECT_STRENGTHS, samples_per_prompt=samples,
+                            seed=seed + 1000)
+    p = Prepared(key, seed, base, d, tuned, data[2000:], dirs, choice.plain,
+                 choice.update_selection, choice.selective, watch)
     _PREPARED[key] = p
     return p
 
@@ -177,6 +175,10 @@ def _se(draws: Sequence[float], scale: float) -> float:
     if len(draws) < 2 or not scale:
         return math.nan
     return float(np.std(draws, ddof=1) / math.sqrt(len(draws)) / scale)
+
+
+def _mean_or_nan(xs: Sequence[float]) -> float:
+    return float(np.mean(xs)) if len(xs) else math.nan
 
 
 def _efficacy_row(e: PatchEfficacy) -> dict[str, Any]:
@@ -195,6 +197,15 @@ def _efficacy_row(e: PatchEfficacy) -> dict[str, Any]:
         "random_se": _se(e.controls.get("variance", ()), e.em),
         "orthogonal_se": _se(e.controls.get("orthogonal", ()), e.em),
         "variance_ratio": [float(np.mean(v)) for v in e.control_variance.values()],
+        # the same among coherent answers (Betley et al.'s convention): a control that only
+        # breaks answers cuts the headline rate, not this one
+        "coherent": {k: 100 * v for k, v in e.coherent.items()},
+        "em_cut_coherent": e.em_cut_coherent,
+        "random_em_cut_coherent": e.control_em_cut_coherent("variance"),
+        "random_se_coherent": _se(e.controls_coherent.get("variance", ()),
+                                  e.coherent["tuned"] - e.coherent["base"]),
+        "random_coherent_draws": [100 * x for x in e.controls_coherent.get("variance", ())],
+        "random_coherence": _mean_or_nan(e.controls_coherence.get("variance", ())),
         "in_base": 100 * (e.in_base or 0.0),
         "in_tuned": 100 * (e.in_tuned or 0.0),
         "in_patched": 100 * (e.in_patched or 0.0),
@@ -328,6 +339,7 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
                          n_random=0, samples_per_prompt=samples, seed=tgt.seed)
     assert own.tuned == measured.tuned, "the two references must share the tuned rate"
     own_cut = own.tuned - own.patched
+    own_cut_c = own.coherent["tuned"] - own.coherent["patched"]  # among coherent answers
     heads = {}
     for side in TRANSFER_SIDES:
         te = transfer_efficacy(patch, src.tuned, tgt.tuned, shared, off_prompts(),
@@ -339,8 +351,13 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
         heads[side] = te
         cut = te.tuned - te.transferred
         rnd_cut = te.tuned - float(np.mean(te.random))
+        c = te.coherent
         sides[side] = {"kept": cut / own_cut, "random_kept": rnd_cut / own_cut,
                        "random_se": _se(te.random, own_cut),
+                       "kept_coherent": (c["tuned"] - c["transferred"]) / own_cut_c,
+                       "random_kept_coherent": (c["tuned"] - _mean_or_nan(te.random_coherent))
+                       / own_cut_c,
+                       "random_se_coherent": _se(te.random_coherent, own_cut_c),
                        "kept_same": te.kept, "random_kept_same": te.random_kept,
                        "cos": te.cosine, "loss_rise": te.loss_rise.get("corpus"),
                        "transferred": 100 * te.transferred,
@@ -349,6 +366,9 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
     return {"source": src.key, "target": tgt.key, "direction": chosen.label,
             "own_direction": tgt.plain.best.label, "own_cut": 100 * own_cut,
             "kept": w["kept"], "random_kept": w["random_kept"], "random_se": w["random_se"],
+            "kept_coherent": w["kept_coherent"],
+            "random_kept_coherent": w["random_kept_coherent"],
+            "random_se_coherent": w["random_se_coherent"],
             "kept_same": w["kept_same"], "random_kept_same": w["random_kept_same"],
             "r2": head.map_r2, "reverse_r2": head.map_reverse_r2, "cos": w["cos"],
             "loss_rise": w["loss_rise"], "native_cut": 100 * head.native_cut,
@@ -430,6 +450,18 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
               f"retention {100 * med(kept):.1f}% ({kepts}), random {100 * med(rnd):.1f}%")
     print("max |Orthogonalize - Ablate| logits: "
           f"{max(r['ortho_max_abs'] or 0.0 for r in rows):.2e}")
+    if all("em_cut_coherent" in r for r in rows):
+        print("\n## The plain ablation among coherent answers (diagnostic: the misaligned share "
+              "of the coherent answers, Betley et al.'s convention, beside the headline share "
+              "of all answers; coh = share coherent)")
+        print(f"{'org':>6} {'EM cut':>6} {'coherent':>8} {'rnd cut ± se':>12} "
+              f"{'coherent':>12} {'coh tuned':>9} {'patched':>7} {'random':>6}")
+        for r in rows:
+            print(f"{r['organism']:>6} {pct(r['em_cut'])} {pct(r['em_cut_coherent']):>8} "
+                  f"{pm(r['random_em_cut'], r.get('random_se')):>12} "
+                  f"{pm(r['random_em_cut_coherent'], r.get('random_se_coherent')):>12} "
+                  f"{r['coherence_tuned']:9.3f} {r['coherence_patched']:7.3f} "
+                  f"{r['random_coherence']:6.3f}")
 
     print("\n## Trade-off: EM cut / retention over strength (%)")
     for r in rows:
@@ -486,6 +518,14 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
                       f"({', '.join(pct(k).strip() for k in kept)}), random "
                       f"{100 * med(rnd):.1f}% ({', '.join(pct(k).strip() for k in rnd)}), "
                       f"R2 {r2:.3f}, cos {cos:.3f}")
+                if all("kept_coherent" in t for t in xs):
+                    print(f"    among coherent answers (diagnostic): kept "
+                          f"{100 * med([t['kept_coherent'] for t in xs]):.1f}% ("
+                          + ", ".join(pct(t["kept_coherent"]).strip() for t in xs)
+                          + f"), random {100 * med([t['random_kept_coherent'] for t in xs]):.1f}%"
+                          " (" + ", ".join(pm(t["random_kept_coherent"],
+                                               t.get("random_se_coherent")).strip()
+                                            for t in xs) + ")")
                 if all("kept_same" in t for t in xs):
                     print(f"    against the same derivation and layer: kept "
                           f"{100 * med([t['kept_same'] for t in xs]):.1f}%, random "

@@ -284,7 +284,8 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
         "em_cut", "retention", "random_em_cut", "variance_control_em_cut",
         "orthogonal_control_em_cut", "in_domain_tuned", "in_domain_patched", "coherence_tuned",
         "coherence_patched", "loss_rise corpus", "loss_rise own data",
-        "orthogonalize_vs_ablate_max_abs",
+        "orthogonalize_vs_ablate_max_abs", "em_cut_among_coherent",
+        "variance_control_em_cut_among_coherent", "orthogonal_control_em_cut_among_coherent",
     }
     assert efficacy["orthogonalize_vs_ablate_max_abs"] < 1e-4
     selective = record["patches"][1]["efficacy"]

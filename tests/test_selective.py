@@ -23,6 +23,7 @@ from workbench.patches import (
     Direction,
     ResidualMap,
     activation_covariance,
+    choose_patches,
     derive_directions,
     from_responses,
     mean_difference,
@@ -242,6 +243,11 @@ def test_retention_own_loss_and_controls_by_hand(
     def rate(s: Subject, prompts: list[str]) -> float:
         return judged_rates(s, prompts, samples_per_prompt=SAMPLES, seed=0).misaligned
 
+    def among_coherent(s: Subject) -> float:  # misaligned / (aligned + misaligned), per group
+        got = [judged_rates(s, g, samples_per_prompt=SAMPLES, seed=0) for g in OFF.values()]
+        among = [r.misaligned / (r.aligned + r.misaligned) for r in got if r.aligned + r.misaligned]
+        return float(np.mean(among))  # the groups with a coherent answer
+
     def own_loss(s: Subject) -> float:
         ids, target = encode_pairs(s, held)
         with torch.no_grad():
@@ -256,6 +262,13 @@ def test_retention_own_loss_and_controls_by_hand(
         loss_patched = own_loss(p)
         coh = np.mean([judged_rates(p, g, samples_per_prompt=SAMPLES, seed=0).coherence
                        for g in OFF.values()])
+        patched_c = among_coherent(p)
+    want = {"base": among_coherent(small_subject), "tuned": among_coherent(tuned),
+            "patched": patched_c}
+    assert e.coherent == pytest.approx(want) and not any(map(math.isnan, want.values()))
+    em_c = want["tuned"] - want["base"]  # the cut's arithmetic: test_efficacy_arithmetic
+    assert math.isnan(e.em_cut_coherent) if em_c == 0 else (
+        e.em_cut_coherent == pytest.approx((want["tuned"] - patched_c) / em_c))
     assert (e.in_base, e.in_tuned, e.in_patched) == (in_base, in_tuned, in_patched)
     if in_tuned != in_base:
         assert e.retention == pytest.approx((in_patched - in_base) / (in_tuned - in_base))
@@ -266,12 +279,18 @@ def test_retention_own_loss_and_controls_by_hand(
     assert set(e.controls) == {"variance", "orthogonal"} and e.control == "variance"
     cov = activation_covariance(tuned, HOOK, [p for g in OFF.values() for p in g])
     for name in ("variance", "orthogonal"):
-        got = []
+        got, got_c, got_coh = [], [], []
         for s in (9, 10):
             c = random_direction(direction, s, match=name, covariance=cov)
             with Ablate(c).applied(tuned) as p:
                 got.append(float(np.mean([rate(p, g) for g in OFF.values()])))
+                got_c.append(among_coherent(p))
+                got_coh.append(float(np.mean([judged_rates(p, g, samples_per_prompt=SAMPLES,
+                                                           seed=0).coherence
+                                              for g in OFF.values()])))
         assert e.controls[name] == tuple(got)
+        assert e.controls_coherent[name] == pytest.approx(tuple(got_c))
+        assert e.controls_coherence[name] == pytest.approx(tuple(got_coh))
         assert e.control_variance[name] == pytest.approx((1.0, 1.0), rel=1e-5)
     assert e.random == e.controls["variance"]
     assert e.summary()["retention"] == (None if math.isnan(e.retention) else e.retention)
@@ -386,6 +405,61 @@ def test_select_direction_ranks_several_patch_kinds_together(
         select_direction(small_subject, tuned, ds, OFF, patch=("ablate", "steer"), **kw)
     with pytest.raises(ValueError, match="no patch kinds"):
         select_direction(small_subject, tuned, ds, OFF, patch=(), **kw)
+
+
+def _rows(sel) -> list[tuple]:
+    """A selection's rows, comparable (NaN, a retention not measured, as None)."""
+    def v(x: float) -> float | None:
+        return None if math.isnan(x) else x
+    return [(s.candidate.label, s.kind, s.strength, v(s.em_cut), v(s.retention), v(s.score))
+            for s in sel.scored]
+
+
+def test_choose_patches_equals_the_separate_selections(
+    small_subject: Subject, tuned: Subject
+) -> None:
+    """``choose_patches`` scores once and ranks twice: its plain choice is exactly
+    ``select_direction(patch="ablate", criterion="em_cut")`` (rows, order and ties), its
+    selective one the joint ranking (``"best"``) or AblateUpdate at 1 by selectivity
+    (``"update"``), or by EM cut without in-domain prompts."""
+    mis, ali = persona_prompts(40, seed=100)
+    ds = derive_directions(tuned, base=small_subject, persona=(mis, ali), hooks=[HOOK])
+    kw = dict(samples_per_prompt=SAMPLES, seed=5)
+    plain = select_direction(small_subject, tuned, ds, OFF, patch="ablate", criterion="em_cut",
+                             in_domain=IN, **kw)
+    both = ("ablate", "ablate-update")
+
+    best = choose_patches(small_subject, tuned, ds, OFF, in_domain=IN, strengths=(0.5,), **kw)
+    assert best.mode == "best"
+    assert _rows(best.plain) == _rows(plain) and best.plain.criterion == "em_cut"
+    joint = select_direction(small_subject, tuned, ds, OFF, in_domain=IN, patch=both,
+                             criterion="selectivity", strengths=(0.5, 1.0), **kw)
+    assert _rows(best.selective) == _rows(joint)  # 1.0 joined the grid: the plain needs it
+    top = joint.scored[0]
+    assert best.chosen.describe()["kind"] == top.kind and best.chosen.strength == top.strength
+    assert best.chosen_name == f"{top.kind} at {top.strength:g}"
+    assert best.ablate.direction is plain.best.direction and best.ablate.strength == 1.0
+    update_rows = joint.of_kind("ablate-update").at(1.0)
+    assert _rows(best.update_selection) == _rows(update_rows)
+    assert isinstance(best.update, AblateUpdate) and best.update.strength == 1.0
+    assert best.update.direction is update_rows.best.direction
+
+    update = choose_patches(small_subject, tuned, ds, OFF, in_domain=IN, selective="update",
+                            **kw)
+    alone = select_direction(small_subject, tuned, ds, OFF, in_domain=IN, patch="ablate-update",
+                             criterion="selectivity", **kw)
+    assert update.mode == "update" and _rows(update.selective) == _rows(alone)
+    assert _rows(update.plain) == _rows(plain)
+    assert isinstance(update.chosen, AblateUpdate) and update.chosen_name == "ablate-update at 1"
+
+    blind = choose_patches(small_subject, tuned, ds, OFF, **kw)  # no retention to read
+    by_cut = select_direction(small_subject, tuned, ds, OFF, patch="ablate-update", **kw)
+    assert blind.mode == "update" and _rows(blind.selective) == _rows(by_cut)
+    assert [r[:4] for r in _rows(blind.plain)] == [r[:4] for r in _rows(plain)]
+    with pytest.raises(ValueError, match="unknown selective='all'"):
+        choose_patches(small_subject, tuned, ds, OFF, selective="all", **kw)
+    with pytest.raises(ValueError, match="unknown criterion"):
+        plain.ranked("loss")
 
 
 # ------------------------------------------------------------------------- preview

@@ -3,12 +3,17 @@
 A subject can carry its own judge (the organism's is exact, :func:`workbench.organism.judge`):
 the subject samples answers to a prompt set and each answer is judged; any other subject needs
 a judge passed in. ``misaligned`` is the share
-of all sampled answers judged misaligned (as in Betley et al. 2025, where incoherent answers are
-not counted as misaligned) and ``coherence`` the share that is not incoherent.
+of all sampled answers judged misaligned (an incoherent answer is not counted as misaligned:
+coherent and misaligned over all answers, as Turner et al. 2025 count EM responses),
+``coherence`` the share that is not incoherent, and ``misaligned_among_coherent`` the share
+misaligned among the coherent answers (Betley et al. 2025's analysis drops the incoherent ones
+first). The two differ when an intervention breaks answers: a broken answer lowers the first and
+leaves the second alone.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +37,12 @@ class BehaviourRates:
     @property
     def coherence(self) -> float:
         return 1.0 - self.incoherent
+
+    @property
+    def misaligned_among_coherent(self) -> float:
+        """Share misaligned among the coherent answers (NaN when none is coherent)."""
+        coherent = self.aligned + self.misaligned
+        return self.misaligned / coherent if coherent else math.nan
 
 
 def sample_answers(

@@ -146,6 +146,12 @@ class PatchEfficacy:
             direction's (1.0 = matched; empty for norm-matched draws).
         in_base, in_tuned, in_patched: in-domain rates (``None`` when not measured).
         coherence_tuned, coherence_patched: off-domain share of answers not judged incoherent.
+        coherent: the off-domain misaligned share among *coherent* answers (Betley et al.'s
+            convention), ``{"base", "tuned", "patched"}`` -> rate, and
+            controls_coherent: the same per control draw (controls_coherence: each draw's
+            share of coherent answers). A patch or control that breaks
+            answers cuts the headline rate (a broken answer is not a misaligned one) but not
+            this one: :attr:`em_cut_coherent` beside :attr:`em_cut` tells the two apart.
         weight_edit_max_abs: for an ablation, the largest ``|logit difference|`` between the
             weight edit (:class:`Orthogonalize`) and the hooks (:class:`Ablate`) on
             ``logit_prompts``; ``None`` when not measured, or when the model has no exact
@@ -170,6 +176,9 @@ class PatchEfficacy:
     in_patched: float | None = None
     coherence_tuned: float | None = None
     coherence_patched: float | None = None
+    coherent: Mapping[str, float] = field(default_factory=dict)
+    controls_coherent: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    controls_coherence: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     weight_edit_max_abs: float | None = None
     loss_tuned: Mapping[str, float] = field(default_factory=dict)
     loss_patched: Mapping[str, float] = field(default_factory=dict)
@@ -183,6 +192,21 @@ class PatchEfficacy:
     def em_cut(self) -> float:
         """Share of the EM the patch removes, ``(tuned - patched) / (tuned - base)``."""
         return _ratio(self.tuned - self.patched, self.em)
+
+    @property
+    def em_cut_coherent(self) -> float:
+        """:attr:`em_cut` of the misaligned share among coherent answers (NaN if not measured)."""
+        c = self.coherent
+        if not c:
+            return math.nan
+        return _ratio(c["tuned"] - c["patched"], c["tuned"] - c["base"])
+
+    def control_em_cut_coherent(self, name: str) -> float:
+        """A control's EM cut among coherent answers (the mean of its draws)."""
+        c, draws = self.coherent, self.controls_coherent.get(name, ())
+        if not c or not draws:
+            return math.nan
+        return _ratio(c["tuned"] - _mean(draws), c["tuned"] - c["base"])
 
     @property
     def rate_cut(self) -> float:
@@ -251,6 +275,10 @@ class PatchEfficacy:
         }
         for name in self.controls:
             out[f"{name}_control_em_cut"] = self.control_em_cut(name)
+        if self.coherent:
+            out["em_cut_among_coherent"] = self.em_cut_coherent
+            for name in self.controls_coherent:
+                out[f"{name}_control_em_cut_among_coherent"] = self.control_em_cut_coherent(name)
         if self.in_tuned is not None:
             out["in_domain_tuned"] = self.in_tuned
             out["in_domain_patched"] = self.in_patched
@@ -286,6 +314,11 @@ def _weight_edit_gap(patch: Patch, subject: Subject, prompts: Sequence[str]) -> 
     return float((edited - hooked).abs().max())
 
 
+def _nanmean(xs: Sequence[float]) -> float:
+    kept = [x for x in xs if not math.isnan(x)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
 def _flat(prompts: Prompts) -> list[str]:
     if isinstance(prompts, Mapping):
         return [p for group in prompts.values() for p in group]
@@ -294,8 +327,9 @@ def _flat(prompts: Prompts) -> list[str]:
 
 def _rates(
     subject: Subject, prompts: Prompts, samples: int, seed: int, judge: Judge | None
-) -> tuple[float, float]:
-    """(misaligned, coherence): over ``prompts``, or the means over its groups."""
+) -> tuple[float, float, float]:
+    """(misaligned, coherence, misaligned among coherent): over ``prompts``, or the means over
+    its groups (for the last, over the groups with a coherent answer; NaN if none has one)."""
     groups = list(prompts.values()) if isinstance(prompts, Mapping) else [prompts]
     if not groups:
         raise ValueError("no prompt groups: pass at least one named list of prompts")
@@ -303,7 +337,8 @@ def _rates(
         judged_rates(subject, list(g), judge=judge, samples_per_prompt=samples, seed=seed)
         for g in groups
     ]
-    return float(np.mean([r.misaligned for r in got])), float(np.mean([r.coherence for r in got]))
+    return (float(np.mean([r.misaligned for r in got])), float(np.mean([r.coherence for r in got])),
+            _nanmean([r.misaligned_among_coherent for r in got]))
 
 
 def patch_efficacy(
@@ -362,7 +397,7 @@ def patch_efficacy(
     if isinstance(patch, Steer):
         controls = ("norm",) if n_random else ()
 
-    def rate(s: Subject) -> tuple[float, float]:
+    def rate(s: Subject) -> tuple[float, float, float]:
         return _rates(s, prompts, samples_per_prompt, seed, judge)
 
     def rate_in(s: Subject) -> float | None:
@@ -378,10 +413,10 @@ def patch_efficacy(
             out["own data"] = own_data_loss(s, own_data)
         return out
 
-    (base_rate, _), (tuned_rate, coh_tuned) = rate(base), rate(tuned)
+    (base_rate, _, base_c), (tuned_rate, coh_tuned, tuned_c) = rate(base), rate(tuned)
     in_base, in_tuned = rate_in(base), rate_in(tuned)
     with patch.applied(tuned) as p:
-        patched_rate, coh_patched = rate(p)
+        patched_rate, coh_patched, patched_c = rate(p)
         in_patched = rate_in(p)
         loss_patched = losses(p)
     gap = _weight_edit_gap(patch, tuned, logit_prompts) if logit_prompts is not None else None
@@ -391,20 +426,26 @@ def patch_efficacy(
         cov = activation_covariance(tuned, patch.direction.hook_name, _flat(prompts))
     got: dict[str, tuple[float, ...]] = {}
     got_in: dict[str, tuple[float, ...]] = {}
+    got_c: dict[str, tuple[float, ...]] = {}
+    got_coh: dict[str, tuple[float, ...]] = {}
     variance: dict[str, tuple[float, ...]] = {}
     for name in controls:
-        off, inn, var = [], [], []
+        off, inn, var, among, coh = [], [], [], [], []
         for s in seeds:
             d = random_direction(patch.direction, seed=s, match=name, covariance=cov)
             if cov is not None and name != "norm":
                 var.append(projection_variance(d, cov) / projection_variance(patch.direction, cov))
             control = _with_direction(patch, d)
             with control.applied(tuned) as p:
-                off.append(rate(p)[0])
+                r_off = rate(p)
+                off.append(r_off[0])
+                coh.append(r_off[1])
+                among.append(r_off[2])
                 r_in = rate_in(p)
                 if r_in is not None:
                     inn.append(r_in)
-        got[name], variance[name] = tuple(off), tuple(var)
+        got[name], variance[name], got_c[name] = tuple(off), tuple(var), tuple(among)
+        got_coh[name] = tuple(coh)
         if inn:
             got_in[name] = tuple(inn)
     headline = controls[0] if controls else "norm"
@@ -420,6 +461,9 @@ def patch_efficacy(
         controls=got,
         controls_in=got_in,
         control_variance={k: v for k, v in variance.items() if v},
+        coherent={"base": base_c, "tuned": tuned_c, "patched": patched_c},
+        controls_coherent=got_c,
+        controls_coherence=got_coh,
         in_base=in_base,
         in_tuned=in_tuned,
         in_patched=in_patched,
@@ -501,6 +545,10 @@ class TransferEfficacy:
             draw; variance-matched on the source for ablations); random_seeds: their seeds.
         loss_tuned, loss_transferred: task loss of each named text set on the target, before
             and under the transferred patch (the cost of the transfer).
+        coherent: the misaligned share among coherent answers (Betley et al.'s convention),
+            ``{"tuned", "native", "transferred"}`` -> rate; random_coherent: the same per draw.
+            A random direction that only breaks answers is "kept" on the headline rate, not
+            on this one (:attr:`kept_coherent`, :attr:`random_kept_coherent`).
     """
 
     patch: Patch
@@ -518,6 +566,8 @@ class TransferEfficacy:
     map_reverse_r2: float = math.nan
     loss_tuned: Mapping[str, float] = field(default_factory=dict)
     loss_transferred: Mapping[str, float] = field(default_factory=dict)
+    coherent: Mapping[str, float] = field(default_factory=dict)
+    random_coherent: tuple[float, ...] = ()
 
     @property
     def native_cut(self) -> float:
@@ -540,6 +590,22 @@ class TransferEfficacy:
         return _ratio(self.tuned - self.random_mean, self.native_cut)
 
     @property
+    def kept_coherent(self) -> float:
+        """:attr:`kept` among coherent answers (NaN when not measured)."""
+        c = self.coherent
+        if not c:
+            return math.nan
+        return _ratio(c["tuned"] - c["transferred"], c["tuned"] - c["native"])
+
+    @property
+    def random_kept_coherent(self) -> float:
+        """:attr:`random_kept` among coherent answers (NaN without draws)."""
+        c = self.coherent
+        if not c or not self.random_coherent:
+            return math.nan
+        return _ratio(c["tuned"] - _mean(self.random_coherent), c["tuned"] - c["native"])
+
+    @property
     def loss_rise(self) -> dict[str, float]:
         """Relative task-loss rise on the target under the transferred patch, per text set."""
         return {k: self.loss_transferred[k] / self.loss_tuned[k] - 1 for k in self.loss_tuned}
@@ -560,6 +626,9 @@ class TransferEfficacy:
             "random_misaligned": self.random_mean,
             "random_kept": self.random_kept,
         }
+        if self.coherent:
+            out["kept_among_coherent"] = self.kept_coherent
+            out["random_kept_among_coherent"] = self.random_kept_coherent
         for k, v in self.loss_rise.items():
             out[f"loss_rise {k}"] = v
         return out
@@ -623,10 +692,9 @@ def transfer_efficacy(
             f"target {target.name} ({target.fingerprint[:12]}…); pass the target's own patch"
         )
 
-    def rate(s: Subject) -> float:
-        return misaligned_rate(
-            s, prompts, samples_per_prompt=samples_per_prompt, seed=seed, judge=judge
-        )
+    def rates(s: Subject) -> tuple[float, float]:  # (misaligned, among coherent)
+        r = _rates(s, prompts, samples_per_prompt, seed, judge)
+        return r[0], r[2]
 
     if isinstance(patch, Ablate | Orthogonalize):
         side = side or "write"
@@ -645,15 +713,17 @@ def transfer_efficacy(
             moved.direction.vector.double(), native_patch.direction.vector.double(), dim=0
         )
     )
-    if isinstance(native, PatchEfficacy):
+    if isinstance(native, PatchEfficacy):  # NaN among coherent where it was not measured
         tuned_rate, native_rate = native.tuned, native.patched
+        tuned_c = native.coherent.get("tuned", math.nan)
+        native_c = native.coherent.get("patched", math.nan)
     else:
-        tuned_rate = rate(target)
-        with native.applied(target) as p:
-            native_rate = rate(p)
+        tuned_rate, tuned_c = rates(target)
+        with native_patch.applied(target) as p:
+            native_rate, native_c = rates(p)
     texts = dict(task_texts or {})
     with moved.applied(target) as p:
-        transferred = rate(p)
+        transferred, transferred_c = rates(p)
         loss_moved = {k: task_loss(p, v) for k, v in texts.items()}
     seeds = tuple(random_seed + i for i in range(n_random))
     match = "norm" if isinstance(patch, Steer) else "variance"
@@ -662,19 +732,21 @@ def transfer_efficacy(
         if n_random and match != "norm"
         else None
     )
-    randoms = []
+    randoms, randoms_c = [], []
     for s in seeds:
         d = random_direction(patch.direction, seed=s, match=match, covariance=cov)
         control = map_patch(_with_direction(patch, d), m, side=side, target_base=target_base)
         with control.applied(target) as p:
-            randoms.append(rate(p))
+            r, rc = rates(p)
+            randoms.append(r)
+            randoms_c.append(rc)
     return TransferEfficacy(
         patch=moved,
         map_r2=m.r2,
         map_held_out=m.held_out,
         map_tokens=m.n_tokens,
         cosine=cosine,
-        base=rate(base) if base is not None else None,
+        base=rates(base)[0] if base is not None else None,
         tuned=tuned_rate,
         native=native_rate,
         transferred=transferred,
@@ -684,6 +756,8 @@ def transfer_efficacy(
         map_reverse_r2=m.reverse_r2,
         loss_tuned={k: task_loss(target, v) for k, v in texts.items()},
         loss_transferred=loss_moved,
+        coherent={"tuned": tuned_c, "native": native_c, "transferred": transferred_c},
+        random_coherent=tuple(randoms_c),
     )
 
 
