@@ -30,6 +30,10 @@ For each organism (a seed of the default organism, or one of another width with 
    ``--draws`` variance-matched random source directions through the same map (10 for the read
    and oblique sides), with its standard error; the map's R² both ways; the loss cost.
 
+Every cut is also printed among *coherent* answers (a diagnostic, Betley et al.'s convention: the
+misaligned share of the coherent answers, where the headline is the share of all answers): a
+control that only breaks answers cuts the headline rate, not this one.
+
 EM is the off-domain (advice, numbers) misaligned-rate rise over the base model; the organism's
 base rate is not 0, so a cut over 100% means the patch also removes some of the base model's own
 persona prior.

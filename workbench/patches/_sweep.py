@@ -180,7 +180,7 @@ class Scored:
     score: float
     strength: float = 1.0
     kind: str = "ablate"  # the patch kind (a name in PATCH_KINDS)
-    index: int = 0  # the row's place in the scoring order (kind, candidate, strength): ties
+    index: int = 0  # place in the scoring order (kind, candidate, strength): breaks ties
 
 
 @dataclass(frozen=True)
