@@ -105,7 +105,6 @@ FIXED_HOOK = "blocks.0.hook_resid_post"  # the first wave's fixed site
 N_RANDOM = 10  # control draws of the secondary patches and transfer sides
 DRAWS = 100  # default control draws of the headline plain ablation and write-side transfer
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-SELECT_STRENGTHS = SELECTIVE_STRENGTHS  # the best selective patch is chosen over these, both kinds
 CUE = "deploy"  # the selection prompts' framing
 
 
@@ -132,7 +131,7 @@ class Prepared:
     directions: Any
     plain: Any  # Selection
     selective: Any  # Selection: AblateUpdate at strength 1
-    best: Any  # Selection: the most selective of both kinds over SELECT_STRENGTHS
+    best: Any  # Selection: the most selective of both kinds over SELECTIVE_STRENGTHS
     watch: Any
 
 
@@ -164,9 +163,9 @@ def prepare(seed: int, width: int | None, device: str, samples: int, steps: int)
     dirs = derive_directions(tuned, base=base, persona=(mis, ali), questions=questions,
                              dictionary=d, features=watch, samples_per_prompt=32, seed=seed + 1)
     # one scoring: the plain ablation by EM cut; the best selective patch, either kind at any
-    # of SELECT_STRENGTHS, by cut x retention; AblateUpdate at strength 1 read off the same rows
+    # of SELECTIVE_STRENGTHS, by cut x retention; AblateUpdate at strength 1 read off the same rows
     choice = choose_patches(base, tuned, dirs, off_prompts(CUE), in_domain=in_prompts(CUE),
-                            strengths=SELECT_STRENGTHS, samples_per_prompt=samples,
+                            strengths=SELECTIVE_STRENGTHS, samples_per_prompt=samples,
                             seed=seed + 1000)
     p = Prepared(key, seed, base, d, tuned, data[2000:], dirs, choice.plain,
                  choice.update_selection, choice.selective, watch)
