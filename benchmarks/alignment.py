@@ -21,7 +21,10 @@ For each organism (a seed of the default organism, or one of another width with 
    the selective and fixed-site patches get 10 of each); the fixed-site ablation of the first wave
    (persona contrast at ``blocks.0.hook_resid_post``) for comparison; the trade-off curve of EM
    cut against retention over patch strength.
-5. **Transfer** (target 6): each organism's plain ablation mapped onto the next organism in the
+5. **Transfer** (target 6): each organism's plain ablation of a direction a map can carry
+   (:data:`workbench.patches.TRANSFERABLE`: the best by EM cut among persona, answer and feature
+   directions, not the fine-tune's own update; the headline choice carried instead is reported
+   beside it, ``kept_plain``) mapped onto the next organism in the
    ring (seeds) and across widths, by each side of a ridge map fitted on shared documents (the
    headline is the push-forward, ``"write"``). ``kept`` is the transferred cut as a share of the
    cut the target's *own* pipeline gets (its selected plain ablation: what running the workbench
@@ -85,6 +88,7 @@ from workbench.patches import (
     PATCH_KINDS,
     SELECTIVE_STRENGTHS,
     TRANSFER_SIDES,
+    TRANSFERABLE,
     Ablate,
     PatchEfficacy,
     choose_patches,
@@ -332,7 +336,9 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
     """
     shared = [doc.text() for doc in sample_corpus(400, seed=996)]
     corpus = [doc.text() for doc in sample_corpus(300, seed=998)]
-    chosen = src.plain.best
+    # what is carried: the source's best plain ablation among the derivations a map can carry
+    # (TRANSFERABLE: not the fine-tune's own update, whose offset the map's bias absorbs)
+    chosen = src.plain.derived_by(*TRANSFERABLE).best
     patch = Ablate(chosen.direction)
     native = Ablate(tgt.directions.get(chosen.source, chosen.hook_name))
     sides: dict[str, dict[str, Any]] = {}
@@ -366,7 +372,16 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
                        "transferred": 100 * te.transferred,
                        "random_draws": [100 * x for x in te.random]}
     head, w = heads["write"], sides["write"]
+    plain = src.plain.best  # the source's own headline choice, carried the same way (no draws)
+    if plain.label == chosen.label:
+        kept_plain = w["kept"]
+    else:
+        tp = transfer_efficacy(Ablate(plain.direction), src.tuned, tgt.tuned, shared,
+                               off_prompts(), native=own, n_random=0, side="write",
+                               samples_per_prompt=samples, seed=tgt.seed)
+        kept_plain = (tp.tuned - tp.transferred) / own_cut
     return {"source": src.key, "target": tgt.key, "direction": chosen.label,
+            "plain_direction": plain.label, "kept_plain": kept_plain,
             "own_direction": tgt.plain.best.label, "own_cut": 100 * own_cut,
             "kept": w["kept"], "random_kept": w["random_kept"], "random_se": w["random_se"],
             "kept_coherent": w["kept_coherent"],
@@ -529,6 +544,11 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
                           " (" + ", ".join(pm(t["random_kept_coherent"],
                                                t.get("random_se_coherent")).strip()
                                             for t in xs) + ")")
+                if all("kept_plain" in t for t in xs):
+                    print("    the source's headline choice carried instead (no draws): kept "
+                          f"{100 * med([t['kept_plain'] for t in xs]):.1f}% ("
+                          + ", ".join(f"{t['plain_direction']} {pct(t['kept_plain']).strip()}"
+                                      for t in xs) + ")")
                 if all("kept_same" in t for t in xs):
                     print(f"    against the same derivation and layer: kept "
                           f"{100 * med([t['kept_same'] for t in xs]):.1f}%, random "

@@ -456,10 +456,40 @@ def test_choose_patches_equals_the_separate_selections(
     by_cut = select_direction(small_subject, tuned, ds, OFF, patch="ablate-update", **kw)
     assert blind.mode == "update" and _rows(blind.selective) == _rows(by_cut)
     assert [r[:4] for r in _rows(blind.plain)] == [r[:4] for r in _rows(plain)]
+    # every candidate here is a persona direction: all are transferable, in the plain order
+    assert _rows(best.for_transfer) == _rows(best.plain)
+    assert best.transferable.direction is best.plain.best.direction
+    with pytest.raises(ValueError, match=r"no candidate derived by \['update'\]"):
+        best.plain.derived_by("update")
     with pytest.raises(ValueError, match="unknown selective='all'"):
         choose_patches(small_subject, tuned, ds, OFF, selective="all", **kw)
     with pytest.raises(ValueError, match="unknown criterion"):
         plain.ranked("loss")
+
+
+def test_derived_by_keeps_the_order_of_the_named_derivations(direction: Direction) -> None:
+    """``Selection.derived_by`` drops the other derivations' rows and keeps the ranking, so
+    ``PatchChoice.for_transfer`` is the best plain ablation that is not the fine-tune's update."""
+    from workbench.patches import TRANSFERABLE, Candidate, PatchChoice, Selection
+    from workbench.patches._sweep import Scored
+
+    cuts = {"update": 1.2, "persona": 0.9, "features": 0.5, "responses": -0.3}
+    rows = tuple(Scored(Candidate(src, direction), cut, math.nan, cut, index=i)
+                 for i, (src, cut) in enumerate(cuts.items()))
+    plain = Selection(("ablate",), "em_cut", rows)
+    assert plain.best.source == "update"
+    moved = plain.derived_by(*TRANSFERABLE)
+    assert [s.candidate.source for s in moved.scored] == ["persona", "features", "responses"]
+    assert [s.em_cut for s in moved.scored] == [0.9, 0.5, -0.3]
+    assert plain.derived_by("features", "update").best.source == "update"
+    choice = PatchChoice(plain, plain, "update", base=None)  # type: ignore[arg-type]
+    assert choice.for_transfer.best.source == "persona"
+    assert choice.transferable.direction is direction and choice.transferable.strength == 1.0
+    assert "update" not in TRANSFERABLE
+    with pytest.raises(ValueError, match=r"derivations \['steer'\]: choose from"):
+        plain.derived_by("steer")
+    with pytest.raises(ValueError, match="derivations"):
+        plain.derived_by()
 
 
 # ------------------------------------------------------------------------- preview

@@ -44,6 +44,19 @@ from workbench.subjects import Judge, Subject
 _RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
 
 DERIVATIONS = ("responses", "persona", "features", "update")
+TRANSFERABLE = ("responses", "persona", "features")
+"""The derivations whose directions can be carried to another model (see
+:attr:`PatchChoice.for_transfer`).
+
+They are read off the model's own representation (contrasts of contexts or of answers, decoder
+rows), so a residual-stream map fitted on shared texts carries them. The ``"update"`` is the
+fine-tune's own offset: a steering-vector fine-tune adds a constant, which an affine map fitted
+on the tuned models absorbs into its bias, so nothing in the map says where the source's offset
+lies in the target, and another model's fine-tune learns an offset of its own. Measured on the
+organism (``benchmarks/alignment.py``'s transfer rows): the update's image meets the target's
+update at cos 0.15 (s10 -> s11) and 0.30 (96-wide s7 -> s7) and keeps 21% and 8% of the
+target's cut, where the source's best persona direction keeps 69% and 81% (cos 0.86, 0.87).
+"""
 """The ways :func:`derive_directions` derives a direction."""
 
 PATCH_KINDS: dict[str, Callable[[Direction, Subject], Patch]] = {
@@ -229,6 +242,25 @@ class Selection:
             raise ValueError(f"patch kind {kind!r} was not scored; scored {list(self.kinds)}")
         return Selection((kind,), self.criterion, tuple(s for s in self.scored if s.kind == kind))
 
+    def derived_by(self, *sources: str) -> Selection:
+        """The same selection restricted to candidates of these derivations (in its order).
+
+        Raises:
+            ValueError: an unknown derivation, or none of the rows is of these derivations.
+        """
+        unknown = sorted(set(sources) - set(DERIVATIONS))
+        if unknown or not sources:
+            raise ValueError(f"derivations {unknown or list(sources)}: choose from {DERIVATIONS}")
+        kept = tuple(s for s in self.scored if s.candidate.source in sources)
+        if not kept:
+            have = sorted({s.candidate.source for s in self.scored})
+            raise ValueError(
+                f"no candidate derived by {list(sources)} was scored (only {have}); derive "
+                "directions from persona contexts, judged answers or features too "
+                "(derive_directions(persona=..., questions=..., dictionary=..., features=...))"
+            )
+        return Selection(self.kinds, self.criterion, kept)
+
     def ranked(self, criterion: str) -> Selection:
         """The same rows ranked by another criterion (``"em_cut"`` or ``"selectivity"``), with
         ties in scoring order: exactly what :func:`select_direction` with that criterion ranks,
@@ -361,6 +393,18 @@ class PatchChoice:
     def chosen_name(self) -> str:
         """``"<kind> at <strength>"``, e.g. ``"ablate at 0.5"``."""
         return f"{self.selective.patch_kind} at {self.selective.best_strength:g}"
+
+    @property
+    def for_transfer(self) -> Selection:
+        """The plain ranking restricted to :data:`TRANSFERABLE` derivations: what to carry to
+        another model (:func:`~workbench.patches.transfer`); the fine-tune's own update does
+        not cross a map (see :data:`TRANSFERABLE`)."""
+        return self.plain.derived_by(*TRANSFERABLE)
+
+    @property
+    def transferable(self) -> Ablate:
+        """The plain ablation of :attr:`for_transfer`'s best direction."""
+        return Ablate(self.for_transfer.best.direction)
 
     @property
     def update_selection(self) -> Selection:

@@ -507,6 +507,11 @@ def transfer(
     fitted from ``source`` to ``target`` at that hook (then ``prompts`` and ``ridge`` are not
     used), e.g. to read its R² too.
 
+    Carry a direction the source *represents* (persona contexts, judged answers, features:
+    :data:`~workbench.patches.TRANSFERABLE`, :attr:`~workbench.patches.PatchChoice.for_transfer`),
+    not the fine-tune's own update: that offset is absorbed by the map's bias, and the target's
+    fine-tune learned its own (on the organism its image keeps 8-21% of the target's cut).
+
     An :class:`~workbench.patches.AblateUpdate` edits a fine-tune against the model it started
     from, so the carried patch removes the *target's* own update along the mapped direction,
     measured against ``target_base``: the model ``target`` was fine-tuned from. It defaults to
