@@ -524,9 +524,9 @@ def report(rows: list[dict[str, Any]], device: str) -> None:
                   f"{t.get('own_direction', '?'):<12} {t['r2']:6.3f} {t['reverse_r2']:6.3f} "
                   f"{own:5.1f} {t['native_cut']:5.1f} {cells} {same:>22}")
         for side in TRANSFER_SIDES:
-            k = [t["sides"][side]["kept"] for t in tr]
-            r = [t["sides"][side]["random_kept"] for t in tr]
-            print(f"median {side}: kept {100 * med(k):.1f}%, random {100 * med(r):.1f}%")
+            kept_s = [t["sides"][side]["kept"] for t in tr]
+            rnd_s = [t["sides"][side]["random_kept"] for t in tr]
+            print(f"median {side}: kept {100 * med(kept_s):.1f}%, random {100 * med(rnd_s):.1f}%")
         for label, keep in groups:
             xs = [t for t in tr if keep(t)]
             if xs:
@@ -641,12 +641,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.merge:
         runs = [json.loads(p.read_text()) for p in args.merge]
-        rows = [r for run in runs for r in run["per_seed"]]
-        report(rows, ", ".join(sorted({run["device"] for run in runs})))
+        merged: list[dict[str, Any]] = [r for run in runs for r in run["per_seed"]]
+        report(merged, ", ".join(sorted({run["device"] for run in runs})))
         if args.json:
-            _write_json(args.json, rows, runs[0]["device"])
+            _write_json(args.json, merged, runs[0]["device"])
         if args.plot:
-            print(f"wrote {plot_tradeoff(rows, args.plot)}")
+            print(f"wrote {plot_tradeoff(merged, args.plot)}")
         return 0
     dev = str(resolve_device(args.device))
     if dev == "cpu":

@@ -83,17 +83,17 @@ N_WATCH = 16
 N_EVAL = 64  # corpus documents the feature shifts are forecast (and measured) on
 
 
-def _corr(fn: Any, a: Sequence[float], b: Sequence[float]) -> float:
+def _corr(fn: Any, a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     if len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
     return float(fn(a, b)[0])
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     return _corr(spearmanr, a, b)
 
 
-def pearson(a: Sequence[float], b: Sequence[float]) -> float:
+def pearson(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     return _corr(pearsonr, a, b)
 
 
