@@ -44,20 +44,21 @@ from workbench.subjects import Judge, Subject
 _RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
 
 DERIVATIONS = ("responses", "persona", "features", "update")
+"""The ways :func:`derive_directions` derives a direction."""
 TRANSFERABLE = ("responses", "persona", "features")
-"""The derivations whose directions can be carried to another model (see
-:attr:`PatchChoice.for_transfer`).
+"""The derivations :attr:`PatchChoice.for_transfer` carries to another model.
 
 They are read off the model's own representation (contrasts of contexts or of answers, decoder
-rows), so a residual-stream map fitted on shared texts carries them. The ``"update"`` is the
-fine-tune's own offset: a steering-vector fine-tune adds a constant, which an affine map fitted
-on the tuned models absorbs into its bias, so nothing in the map says where the source's offset
-lies in the target, and another model's fine-tune learns an offset of its own. Measured on the
-organism (``benchmarks/alignment.py``'s transfer rows): the update's image meets the target's
-update at cos 0.15 (s10 -> s11) and 0.30 (96-wide s7 -> s7) and keeps 21% and 8% of the
-target's cut, where the source's best persona direction keeps 69% and 81% (cos 0.86, 0.87).
+rows), which a residual-stream map fitted on shared texts is fitted to carry. The ``"update"`` is
+left out: it is the fine-tune's own offset (a steering-vector fine-tune adds a constant, which an
+affine map fitted on the tuned models absorbs into its bias), and another model's fine-tune
+learns an offset of its own. This is a rule of thumb, not a law (``benchmarks/alignment.py``'s
+transfer rows, ``kept_plain``): on the two pairs it was found on, the update's image kept 21%
+and 8% of the target's cut (cos 0.15 and 0.30 with the target's update) where the best persona
+direction kept 69% and 81%; on fresh organisms (s12-s16, 96-wide s12) it changed one pair of
+seven, for the worse (s15 -> s16: its answers direction kept 15.6%, the update 71.7%), and the
+medians not at all. Pass ``plain.derived_by(...)`` for another rule.
 """
-"""The ways :func:`derive_directions` derives a direction."""
 
 PATCH_KINDS: dict[str, Callable[[Direction, Subject], Patch]] = {
     "ablate": lambda d, base: Ablate(d),
