@@ -328,6 +328,11 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
     """The source's plain ablation on the target, by each side of the map (the headline is
     "write").
 
+    What is carried: the source's best plain ablation among :data:`TRANSFERABLE` derivations
+    (``direction``); its headline choice (``plain_direction``) is carried too, by the write
+    side with no draws, and its share is ``kept_plain`` (the same as ``kept`` when the two
+    coincide).
+
     Two references for "kept": the cut of the target's own selected plain ablation (what the
     workbench gives run natively on the target: ``kept``, ``random_kept``), and the cut of the
     target's direction of the same derivation and layer (``kept_same``, ``random_kept_same``;
@@ -373,7 +378,7 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
                        "random_draws": [100 * x for x in te.random]}
     head, w = heads["write"], sides["write"]
     plain = src.plain.best  # the source's own headline choice, carried the same way (no draws)
-    if plain.label == chosen.label:
+    if plain is chosen:
         kept_plain = w["kept"]
     else:
         tp = transfer_efficacy(Ablate(plain.direction), src.tuned, tgt.tuned, shared,

@@ -397,9 +397,10 @@ class PatchChoice:
 
     @property
     def for_transfer(self) -> Selection:
-        """The plain ranking restricted to :data:`TRANSFERABLE` derivations: what to carry to
-        another model (:func:`~workbench.patches.transfer`); the fine-tune's own update does
-        not cross a map (see :data:`TRANSFERABLE`)."""
+        """The plain ranking restricted to :data:`TRANSFERABLE` derivations, a candidate to
+        carry to another model (:func:`~workbench.patches.transfer`): the fine-tune's own
+        update often crosses a map badly, though not always, and on fresh organisms the rule
+        did not help (see :data:`TRANSFERABLE`)."""
         return self.plain.derived_by(*TRANSFERABLE)
 
     @property

@@ -507,11 +507,12 @@ def transfer(
     fitted from ``source`` to ``target`` at that hook (then ``prompts`` and ``ridge`` are not
     used), e.g. to read its R² too.
 
-    Carry a direction the source *represents* (persona contexts, judged answers, features:
-    :data:`~workbench.patches.TRANSFERABLE`, :attr:`~workbench.patches.PatchChoice.for_transfer`),
-    rather than the fine-tune's own update: that offset is absorbed by the map's bias, and the
-    target's fine-tune learned its own (on the organism its image kept 8% and 21% of the
-    target's cut on two pairs, 72% on a third; see :data:`~workbench.patches.TRANSFERABLE`).
+    Which direction to carry is open: one the source *represents* (persona contexts, judged
+    answers, features: :attr:`~workbench.patches.PatchChoice.for_transfer`) or the fine-tune's
+    own update, an offset the map's bias may absorb while the target's fine-tune learned its
+    own. On the organism the update's image kept 8% and 21% of the target's cut on two pairs
+    but 72% on a third, and preferring the represented directions did not help on fresh
+    organisms (see :data:`~workbench.patches.TRANSFERABLE`).
 
     An :class:`~workbench.patches.AblateUpdate` edits a fine-tune against the model it started
     from, so the carried patch removes the *target's* own update along the mapped direction,
