@@ -341,8 +341,8 @@ def run_transfer(src: Prepared, tgt: Prepared, samples: int, draws: int = DRAWS)
     """
     shared = [doc.text() for doc in sample_corpus(400, seed=996)]
     corpus = [doc.text() for doc in sample_corpus(300, seed=998)]
-    # what is carried: the source's best plain ablation among the derivations a map can carry
-    # (TRANSFERABLE: not the fine-tune's own update, whose offset the map's bias absorbs)
+    # what is carried: the source's best plain ablation among TRANSFERABLE derivations (not the
+    # fine-tune's own update; a rule that did not help on fresh organisms, see its docstring)
     chosen = src.plain.derived_by(*TRANSFERABLE).best
     patch = Ablate(chosen.direction)
     native = Ablate(tgt.directions.get(chosen.source, chosen.hook_name))
