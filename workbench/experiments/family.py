@@ -32,15 +32,17 @@ from workbench.dictionaries import Dictionary
 from workbench.features import FeatureSet
 from workbench.finetunes import finetune
 from workbench.fingerprint import json_sha256, texts_sha256
-from workbench.forecasts import Forecast, forecast
+from workbench.forecasts import Forecast, Step, forecast
 from workbench.organism.language import TASKS, Grammar, finetune_pairs, task_pairs
 from workbench.organism.language import eval_prompts as domain_prompts
 from workbench.predictors import PREDICTORS, Prediction, predict
+from workbench.rate_forecast import RateForecast, RateReadout, rate_forecast
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector
 from workbench.subjects import Subject
 
 __all__ = [
     "OFF_DOMAINS",
+    "RATE_STEPS",
     "REFERENCE_TASKS",
     "SPECS",
     "FamilyMember",
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 OFF_DOMAINS = ("advice", "numbers")
+RATE_STEPS: dict[str, Step] = {"rate": "sgd", "rate_adam": "adam"}
+"""The rate forecasts a family runs when given a readout: name -> the optimiser step read."""
 SPECS: dict[str, FinetuneSpec] = {
     "steer": SteeringVector(layer=0),
     "lora": LoRA(rank=1, targets=("mlp.W_out",), layers=(0,)),
@@ -162,6 +166,8 @@ class FamilyResult:
         em: off-domain EM, in points over the base model.
         in_domain: the tuned model's misaligned (odd-op) rate on the task's own prompts (points).
         finetune_s, forecast_s: wall-clock seconds of the fine-tune and of the forecast.
+        rates: the rate forecasts (:func:`workbench.rate_forecast.rate_forecast`), by predictor
+            name (:data:`RATE_STEPS`), when the family was run with a readout.
     """
 
     member: FamilyMember
@@ -171,12 +177,24 @@ class FamilyResult:
     in_domain: float
     finetune_s: float
     forecast_s: float
+    rates: dict[str, RateForecast] = field(default_factory=dict)
 
     def score(self, predictor: str) -> float:
-        """The data-level score of ``predictor`` (``"forecast"``: the forecast's risk)."""
+        """The data-level score of ``predictor`` (``"forecast"``: the forecast's risk; a
+        :data:`RATE_STEPS` name: that rate forecast's risk)."""
         if predictor == "forecast":
             return self.forecast.risk
+        if predictor in RATE_STEPS:
+            return self.rates[predictor].risk
         return self.predictions[predictor].score
+
+    def seconds(self, predictor: str) -> float:
+        """Wall-clock seconds ``predictor`` took on this member (before the fine-tune)."""
+        if predictor == "forecast":
+            return self.forecast_s
+        if predictor in RATE_STEPS:
+            return self.rates[predictor].seconds
+        return self.predictions[predictor].seconds
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -184,8 +202,10 @@ class FamilyResult:
             "tie": self.member.tie, "em": self.em, "in_domain": self.in_domain,
             "finetune_s": self.finetune_s, "forecast_s": self.forecast_s,
             "scores": {"forecast": self.forecast.risk,
+                       **{k: f.risk for k, f in self.rates.items()},
                        **{k: p.score for k, p in self.predictions.items()}},
             "cost_s": {"forecast": self.forecast_s,
+                       **{k: f.seconds for k, f in self.rates.items()},
                        **{k: p.seconds for k, p in self.predictions.items()}},
         }
 
@@ -202,15 +222,18 @@ def run_member(
     predictors: Sequence[str] = PREDICTORS,
     predictions: dict[str, Prediction] | None = None,
     forecast_kwargs: dict[str, Any] | None = None,
+    readout: RateReadout | None = None,
 ) -> FamilyResult:
     """Forecast ``member`` on ``base`` (every example), fine-tune it, judge it.
 
     ``predictions`` reuses already computed predictor scores (they depend on the data only, not
-    on the spec); ``base_rate`` is the base model's :func:`off_domain_rate`.
+    on the spec); ``base_rate`` is the base model's :func:`off_domain_rate`; with ``readout``
+    the rate forecasts of :data:`RATE_STEPS` are made too.
     """
     return _run_member(base, dictionary, member, watch=watch, eval_prompts=eval_prompts,
                        base_rate=base_rate, settings=settings, predictors=predictors,
-                       predictions=predictions, forecast_kwargs=forecast_kwargs)[0]
+                       predictions=predictions, forecast_kwargs=forecast_kwargs,
+                       readout=readout)[0]
 
 
 def _run_member(
@@ -225,6 +248,7 @@ def _run_member(
     predictors: Sequence[str],
     predictions: dict[str, Prediction] | None,
     forecast_kwargs: dict[str, Any] | None,
+    readout: RateReadout | None = None,
 ) -> tuple[FamilyResult, Subject]:
     s = settings
     t0 = time.perf_counter()
@@ -237,6 +261,10 @@ def _run_member(
     if predictions is None:
         predictions = predict(base, dictionary, member.data, watch=watch, names=predictors,
                               seed=s.seed)
+    rates = {} if readout is None else {
+        name: rate_forecast(base, member.data, readout, spec=member.spec, step=step, seed=s.seed)
+        for name, step in RATE_STEPS.items()
+    }
     t0 = time.perf_counter()
     tuned = finetune(base, member.data, member.spec, steps=s.steps, batch_size=s.batch_size,
                      lr=s.lr[member.method], seed=s.seed, progress=False)
@@ -247,7 +275,8 @@ def _run_member(
         in_domain = 100 * judged_rates(tuned, domain_prompts(member.group),
                                        samples_per_prompt=s.samples_per_prompt,
                                        seed=s.seed).misaligned
-    return FamilyResult(member, f, predictions, em, in_domain, finetune_s, forecast_s), tuned
+    return (FamilyResult(member, f, predictions, em, in_domain, finetune_s, forecast_s, rates),
+            tuned)
 
 
 def run_family(
@@ -263,8 +292,12 @@ def run_family(
     on_result: Callable[[FamilyResult], None] | None = None,
     keep: Callable[[FamilyMember], bool] | None = None,
     on_model: Callable[[str, Subject], None] | None = None,
+    readout: RateReadout | None = None,
 ) -> list[FamilyResult]:
     """:func:`run_member` for every member (predictor scores computed once per dataset).
+
+    With ``readout`` (:func:`workbench.rate_forecast.rate_readout` of ``base``) every member is
+    also forecast by :data:`RATE_STEPS`.
 
     ``on_model(name, tuned)`` receives the tuned model of every member that ``keep`` accepts
     (the others are dropped as soon as they are judged).
@@ -280,7 +313,7 @@ def run_family(
                                  seed=s.seed) if predictors else {}
         r, tuned = _run_member(base, dictionary, m, watch=watch, eval_prompts=eval_prompts,
                                base_rate=base_rate, settings=s, predictors=predictors,
-                               predictions=cache[key], forecast_kwargs=None)
+                               predictions=cache[key], forecast_kwargs=None, readout=readout)
         if on_model is not None and keep is not None and keep(m):
             on_model(m.name, tuned)
         out.append(r)
