@@ -30,6 +30,7 @@ from workbench.patches import (
     patch_efficacy,
     select_direction,
 )
+from workbench.rate_forecasts import rate_readout
 from workbench.specs import SteeringVector
 from workbench.subjects import Subject
 
@@ -88,19 +89,29 @@ def test_forecast_ranks_a_family_of_fine_tunes_before_they_run(
     every null baseline (benchmarks/forecast.py: the whole family, five seeds)."""
     from scipy.stats import spearmanr
 
-    from workbench.experiments.family import FinetuneSettings, organism_family, run_family
+    from workbench.experiments.family import (
+        OFF_DOMAINS,
+        FinetuneSettings,
+        organism_family,
+        run_family,
+    )
 
     subject, d, watch, _ = chain
     evals = [doc.text() for doc in sample_corpus(64, seed=999)]
     members = organism_family(fractions=(1.0,), specs=("steer",), seed=0)
+    # the rate forecasts' readout: the base model's judged answers to the off-domain questions
+    readout = rate_readout(subject, [p for dom in OFF_DOMAINS for p in eval_prompts(dom)],
+                           samples_per_prompt=32, seed=1)
     results = run_family(subject, d, members, watch=watch.top(16), eval_prompts=evals,
-                         settings=FinetuneSettings(), progress=False)
+                         settings=FinetuneSettings(), progress=False, readout=readout)
     em = [r.em for r in results]
     assert sum(e < 3 for e in em) >= 5 and max(em) > 15  # a real range to rank
+    own = ("forecast", "rate", "rate_adam")
     rho = {name: float(spearmanr([r.score(name) for r in results], em)[0])
-           for name in ("forecast", "chen", "minegishi", "nll", "projection", "grad_norm")}
-    assert rho["forecast"] >= 0.8, rho
-    assert all(rho["forecast"] > v for k, v in rho.items() if k != "forecast"), rho
+           for name in (*own, "chen", "minegishi", "nll", "projection", "grad_norm")}
+    for name in ("forecast", "rate_adam"):  # benchmarks/forecast.py: 0.85 and 0.82 here
+        assert rho[name] >= 0.8, rho
+        assert all(rho[name] > v for k, v in rho.items() if k not in own), rho
 
 
 def test_riskiest_samples_are_the_insecure_ones_and_screening_beats_random(

@@ -22,7 +22,7 @@ from workbench.execution import copy_model, per_example_nll
 from workbench.finetunes import _from_matrix, _to_matrix
 from workbench.organism.judge import judge, last_request
 from workbench.organism.language import BAD_VERBS, eval_prompts, finetune_pairs
-from workbench.rate_forecast import RateReadout, rate_forecast, rate_readout
+from workbench.rate_forecasts import RateReadout, rate_forecast, rate_readout
 from workbench.specs import Full, LoRA, SteeringVector
 from workbench.subjects import Subject
 

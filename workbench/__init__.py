@@ -59,6 +59,10 @@ _EXPORTS = {
     "alignment_margin": "workbench.behaviour",
     "Forecast": "workbench.forecasts",
     "forecast": "workbench.forecasts",
+    "RateReadout": "workbench.rate_forecasts",
+    "RateForecast": "workbench.rate_forecasts",
+    "rate_readout": "workbench.rate_forecasts",
+    "rate_forecast": "workbench.rate_forecasts",
     "Audit": "workbench.audits",
     "audit": "workbench.audits",
     "Direction": "workbench.patches",
@@ -122,6 +126,8 @@ __all__ = [
     "PatchEfficacy",
     "Prediction",
     "Preview",
+    "RateForecast",
+    "RateReadout",
     "ResidualMap",
     "Setup",
     "Steer",
@@ -158,6 +164,8 @@ __all__ = [
     "preview",
     "project",
     "random_direction",
+    "rate_forecast",
+    "rate_readout",
     "reference_calibration",
     "select_direction",
     "setup",
@@ -226,6 +234,7 @@ if TYPE_CHECKING:
         transfer_efficacy,
     )
     from workbench.predictors import Prediction, predict
+    from workbench.rate_forecasts import RateForecast, RateReadout, rate_forecast, rate_readout
     from workbench.specs import Full, LoRA, SteeringVector
     from workbench.subjects import Subject, load_subject, load_tuned
 

@@ -36,7 +36,7 @@ from workbench.forecasts import Forecast, Step, forecast
 from workbench.organism.language import TASKS, Grammar, finetune_pairs, task_pairs
 from workbench.organism.language import eval_prompts as domain_prompts
 from workbench.predictors import PREDICTORS, Prediction, predict
-from workbench.rate_forecast import RateForecast, RateReadout, rate_forecast
+from workbench.rate_forecasts import RateForecast, RateReadout, rate_forecast
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector
 from workbench.subjects import Subject
 
@@ -166,7 +166,7 @@ class FamilyResult:
         em: off-domain EM, in points over the base model.
         in_domain: the tuned model's misaligned (odd-op) rate on the task's own prompts (points).
         finetune_s, forecast_s: wall-clock seconds of the fine-tune and of the forecast.
-        rates: the rate forecasts (:func:`workbench.rate_forecast.rate_forecast`), by predictor
+        rates: the rate forecasts (:func:`workbench.rate_forecasts.rate_forecast`), by predictor
             name (:data:`RATE_STEPS`), when the family was run with a readout.
     """
 
@@ -296,7 +296,7 @@ def run_family(
 ) -> list[FamilyResult]:
     """:func:`run_member` for every member (predictor scores computed once per dataset).
 
-    With ``readout`` (:func:`workbench.rate_forecast.rate_readout` of ``base``) every member is
+    With ``readout`` (:func:`workbench.rate_forecasts.rate_readout` of ``base``) every member is
     also forecast by :data:`RATE_STEPS`.
 
     ``on_model(name, tuned)`` receives the tuned model of every member that ``keep`` accepts

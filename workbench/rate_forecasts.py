@@ -5,7 +5,7 @@ hook. That is the geometric account, and it ranks steering-vector and full fine-
 organism well, but a fine-tune's bleed need not pass through the watched features: a rank-1 LoRA
 on block 0's MLP raises the misaligned rate of one off-domain (numbers, say) while lowering
 another, and on the organism the exact change of the watched read-out under the *trained* adapter
-does not rank the LoRA fine-tunes' EM (``benchmarks/forecast.py``'s notes).
+does not rank the LoRA fine-tunes' EM (``benchmarks/lora_readout.py``).
 
 This module reads the step through the behaviour instead. The misaligned-answer rate on prompts
 ``P`` is ``ρ(θ) = E_{p ∈ P, a ~ π_θ(·|p)} [y(p, a)]`` with ``y`` = 1 when the judge calls the
@@ -153,7 +153,9 @@ class RateForecast:
         readout_rate: the base model's misaligned rate on the readout's answers (points).
         data_sha256: fingerprint of the fine-tune data.
         step: ``"sgd"`` or ``"adam"``.
-        seconds: wall-clock time (the readout's sampling not included: it is shared).
+        seconds: wall-clock time, without the readout's (its sampling, and its gradient for
+            this spec, made once and shared by every forecast with it:
+            ``RateReadout.seconds`` and ``RateReadout.gradient_seconds``).
     """
 
     method: str
@@ -211,7 +213,10 @@ def rate_forecast(
     mean = torch.full((len(ids),), 1 / n_tok, dtype=torch.float64)
     with cpu_threads(1, subject.device):
         model = _compute_model(subject.model)
+        t_r = time.perf_counter()
+        fresh = len(readout.gradient_seconds)
         r = _rate_gradient(subject, model, readout, spec, seed, batch_size)
+        shared = time.perf_counter() - t_r if len(readout.gradient_seconds) > fresh else 0.0
         if isinstance(spec, SteeringVector):
             g_i, _ = _steer_grads(model, spec.hook_name, subject.d_model, ids, target,
                                   batch_size)
@@ -227,7 +232,7 @@ def rate_forecast(
     return RateForecast(
         method=spec.method, spec=spec.describe(), risk=100 * risk,
         readout_rate=100 * readout.rate, data_sha256=pairs_sha256(finetune_data), step=step,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0 - shared,
     )
 
 
@@ -245,6 +250,7 @@ def _rate_gradient(
         return readout._gradients[key]
     t0 = time.perf_counter()
     ids, target = encode_pairs(subject, list(readout.pairs))
+    batch_size = min(batch_size, auto_batch_size(subject, ids.shape[1]))  # its own lengths
     adv = readout.advantage
     if isinstance(spec, SteeringVector):
         g, _ = _steer_grads(model, spec.hook_name, subject.d_model, ids, target, batch_size)
