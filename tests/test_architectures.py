@@ -866,3 +866,39 @@ def test_a_map_across_tokenizers_pairs_the_tokens_ending_at_the_same_character(
     sol = torch.linalg.lstsq(torch.cat([x, ones], 1), y).solution
     _close(m.weight, sol[:-1], 1e-6)
     _close(m.bias, sol[-1], 1e-6)
+
+
+def test_rate_forecast_reads_the_chat_template_and_equals_brute_force(arch: Arch) -> None:
+    """The rate readout samples and scores answers in the chat template (the judge reads the
+    question as asked); the rate forecast of a Full step equals the central difference, in
+    float64, of the readout's weighted answer log-likelihoods along the brute-force step."""
+    s = arch.subject
+    ro = wb.rate_readout(s, CHAT_PROMPTS, samples_per_prompt=24, seed=4, judge=_judge)
+    rendered = execution.render_prompts(s.text_tokenizer, CHAT_PROMPTS)
+    assert rendered != CHAT_PROMPTS and [p for p, _ in ro.pairs] == [
+        r for r in rendered for _ in range(24)]
+    answers = sample_answers(s, CHAT_PROMPTS, samples_per_prompt=24, seed=4)
+    assert [a for _, a in ro.pairs] == [a for outs in answers for a in outs]
+    y = np.array([_judge(p, a) == "misaligned" for p, outs in zip(CHAT_PROMPTS, answers,
+                                                                  strict=True) for a in outs])
+    assert ro.rate == pytest.approx(y.mean()) and 0 < ro.rate < 1
+    f = wb.rate_forecast(s, PAIRS, ro, spec=wb.Full())
+    ids, target = encode_pairs(s, PAIRS)
+    params = {k: p for k, p in s.model.named_parameters() if p.requires_grad}
+    grads = torch.autograd.grad(completion_nll(s.model, ids, target), list(params.values()),
+                                allow_unused=True)
+    step = {k: -g.double() for k, g in zip(params, grads, strict=True) if g is not None}
+    r_ids, r_target = encode_pairs(s, list(ro.pairs))
+
+    def weighted_logprob(eps: float) -> float:
+        m = execution.copy_model(s.model, torch.float64)
+        mp = dict(m.named_parameters())
+        with torch.no_grad():
+            for k, d in step.items():
+                mp[k].add_(eps * d)
+            nll, _ = execution.per_example_nll(m, r_ids, r_target)
+        return float((ro.advantage * -nll).sum())
+
+    eps = 1e-4
+    brute = (weighted_logprob(eps) - weighted_logprob(-eps)) / (2 * eps)
+    assert f.risk != 0 and f.risk == pytest.approx(100 * brute, rel=2e-3)

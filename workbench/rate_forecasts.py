@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from workbench import execution
 from workbench._device import cpu_threads
 from workbench.behaviour import _judge_of, sample_answers, verdicts
 from workbench.data import encode_pairs, pairs_sha256
@@ -65,7 +66,7 @@ class RateReadout:
     Attributes:
         subject: the base model's fingerprint (a readout applies to that model only).
         prompts_sha256: fingerprint of the prompts.
-        pairs: every (prompt, answer) sampled, judged or not.
+        pairs: every (rendered prompt, answer) sampled, judged or not.
         advantage: ``[len(pairs)]`` float64, ``y - b_p`` (0 for an answer the judge did not
             score), already divided by the number of scored answers.
         rate: the base model's misaligned share of the scored answers (0-1).
@@ -96,6 +97,8 @@ def rate_readout(
     samples_per_prompt: int = 32,
     seed: int = 1,
     judge: Judge | None = None,
+    chat: bool | None = None,
+    system: str | None = None,
 ) -> RateReadout:
     """Sample and judge the base model's answers to ``prompts`` (see the module docstring).
 
@@ -105,7 +108,11 @@ def rate_readout(
             read raw, as :func:`workbench.sample_answers` reads them for a base model.
         samples_per_prompt: answers per prompt (more: a less noisy gradient).
         seed: the sampling seed; keep it apart from the seed the tuned model is judged with.
-        judge: the judge (default: the subject's own).
+        judge: the judge (default: the subject's own); it reads each question as given.
+        chat, system: how the questions are rendered, as :func:`workbench.sample_answers` renders
+            them (``chat=None``: the tokenizer's chat template where it has one). The readout's
+            log-likelihoods are of the answers after the *rendered* prompt, the text the model
+            answered (a closing special stop token such as ``<|im_end|>`` is not in the answer).
 
     Raises:
         ValueError: no prompts, no judge, or no answer the judge scored.
@@ -114,10 +121,11 @@ def rate_readout(
         raise ValueError("no prompts: pass the questions whose misaligned rate is forecast")
     chosen = _judge_of(subject, judge)
     t0 = time.perf_counter()
-    answers = sample_answers(subject, list(prompts), samples_per_prompt, None, 1.0, seed,
-                             chat=False)
-    pairs = [(p, a) for p, outs in zip(prompts, answers, strict=True) for a in outs]
-    ys = [None if v is None else float(v == "misaligned") for v in verdicts(chosen, pairs)]
+    rendered = execution.render_prompts(subject.text_tokenizer, list(prompts), chat, system)
+    answers = sample_answers(subject, rendered, samples_per_prompt, None, 1.0, seed, chat=False)
+    asked = [(p, a) for p, outs in zip(prompts, answers, strict=True) for a in outs]
+    pairs = [(r, a) for r, outs in zip(rendered, answers, strict=True) for a in outs]
+    ys = [None if v is None else float(v == "misaligned") for v in verdicts(chosen, asked)]
     adv = np.zeros(len(pairs))
     start = 0
     for outs in answers:  # b_p: the prompt's mean verdict over its scored answers
