@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dictionaries", "data", "formats", "judges", "specs", "calibration"),
     ("activations", "geometry"),
     ("features", "neighborhoods", "behaviour", "predictors"),
-    ("forecasts", "finetunes"),
+    ("forecasts", "finetunes", "rate_forecasts"),
     ("audits",),
     ("patches", "context", "experiments"),
     ("analysis",),

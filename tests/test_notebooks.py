@@ -266,6 +266,12 @@ def test_alignment_audit_writes_data_and_record(executed: Run) -> None:
     record = load_record(path)
     assert record["data"]["insecure"]["n_records"] == len(lines)
     assert record["features"] is not None and record["forecast"] is not None
+    # the calibrated figure is the default forecast's: the rate forecast (Adam's first step),
+    # whose risk is the score the calibration was given (verify() re-derives it below)
+    rate = record["forecast"]["rate"]
+    assert rate["step"] == "adam" and rate["method"] == "steer"
+    assert record["forecast"]["expected"]["score"] == pytest.approx(rate["risk"])
+    assert record["forecast"]["expected"]["method"] == "steer"
     # the measured audit, under its name (record schema 1.1; schema 1.0 called it "degradation")
     assert record["schema_version"] == "1.3"
     assert record["audit"] is not None and "degradation" not in record

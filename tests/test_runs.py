@@ -715,13 +715,17 @@ def test_demo_headline_names_each_patch_with_its_strength(
                              "base_misaligned": 0.147, "tuned_misaligned": 0.376,
                              "ablated_misaligned": 0.029}}
 
-    record = {"title": "Alignment audit: t", "forecast": {"risk": 0.182, "seconds": 0.1},
+    record = {"title": "Alignment audit: t",
+              "forecast": {"risk": 0.182, "seconds": 0.1,
+                           "rate": {"risk": 1234.5, "step": "adam", "seconds": 0.04}},
               "patches": [patch("ablate", 1.0, 1.518, 0.252), patch("ablate", 0.5, 0.962, 0.855)],
               "context_audits": [{"misaligned_a": 0.299, "framing_a": "eval",
                                   "misaligned_b": 0.485, "framing_b": "deploy"}]}
     (tmp_path / "record.json").write_text(json.dumps(record))
     _print_headline(tmp_path)
     lines = capsys.readouterr().out.splitlines()
+    assert "  rate forecast +1.23e+03 (the misaligned rate's first-order rise, adam step, in " \
+           "0.04 s)" in lines
     assert "  misaligned off-domain: base 14.7%, tuned 37.6% (measured +22.9 points), with the " \
            "misalignment direction ablated 2.9%" in lines
     assert "  ablate: EM cut 151.8%, keeping 25.2% of what the fine-tune learned in its own " \

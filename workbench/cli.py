@@ -124,6 +124,10 @@ def _print_headline(run_dir: object) -> None:
         print(f"  forecast: {expected['text']} of off-domain misalignment "
               f"({100 * float(expected.get('level', 0.8)):.0f}% interval, calibration "
               f"{expected.get('calibration')}), before any training")
+    rate = forecast.get("rate") or {}
+    if isinstance(rate.get("risk"), int | float):
+        print(f"  rate forecast {rate['risk']:+.3g} (the misaligned rate's first-order rise, "
+              f"{rate.get('step')} step, in {float(rate.get('seconds', float('nan'))):.2f} s)")
     print(f"  forecast alignment risk {forecast.get('risk', float('nan')):+.3g} "
           f"(forecast in {forecast.get('seconds', float('nan')):.2f} s)")
     em = None

@@ -30,6 +30,7 @@ over the judged answers and one over the data (no forward-mode pass, no dictiona
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -173,6 +174,10 @@ class RateForecast:
     data_sha256: str
     step: str
     seconds: float
+
+    def summary(self) -> dict[str, object]:
+        """JSON-able (what a record's ``forecast.rate`` holds)."""
+        return dataclasses.asdict(self)
 
 
 def rate_forecast(

@@ -327,20 +327,30 @@ def calibration_predictor(
     watch: FeatureSet,
     eval_prompts: Sequence[str],
     settings: FinetuneSettings,
+    readout: RateReadout | None = None,
 ) -> str:
-    """The calibration's predictor name: ``"forecast.<key>"``.
+    """The calibration's predictor name: ``"forecast.<key>"``, or ``"rate_adam.<key>"`` for
+    the rate forecast of ``readout``.
 
     A forecast's risk is in the units of its dictionary, watched features (and weights) and
-    evaluation prompts, and the EM it maps to depends on how the fine-tune is run; the key is a
-    digest of all of them, so a calibration is only found again for forecasts it applies to.
+    evaluation prompts (a rate forecast's: of its readout's questions and answers), and the EM
+    it maps to depends on how the fine-tune is run; the key is a digest of all of them, so a
+    calibration is only found again for forecasts it applies to.
     """
+    settings_key = {"steps": settings.steps, "batch_size": settings.batch_size,
+                    "lr": settings.lr, "samples": settings.samples_per_prompt,
+                    "seed": settings.seed}
+    if readout is not None:
+        key = json_sha256({
+            "readout": [readout.subject, readout.prompts_sha256, readout.samples_per_prompt,
+                        readout.seed], "settings": settings_key,
+        })
+        return f"rate_adam.{key[:12]}"
     key = json_sha256({
         "dictionary": dictionary.fingerprint,
         "watch": [list(watch.indices), [round(float(e), 6) for e in watch.effect]],
         "eval": texts_sha256(list(eval_prompts)),
-        "settings": {"steps": settings.steps, "batch_size": settings.batch_size,
-                     "lr": settings.lr, "samples": settings.samples_per_prompt,
-                     "seed": settings.seed},
+        "settings": settings_key,
     })
     return f"forecast.{key[:12]}"
 
@@ -360,6 +370,7 @@ def reference_calibration(
     save: bool = True,
     reuse: bool = True,
     progress: bool = True,
+    readout: RateReadout | None = None,
 ) -> Calibration:
     """The base model's calibration of the forecast, fitted on a small reference family.
 
@@ -372,11 +383,15 @@ def reference_calibration(
     ``watch`` (all of its features: pass ``persona.top(n)``) and ``eval_prompts``, and fine-tune
     with ``settings``.
 
+    With ``readout`` (:func:`workbench.rate_forecasts.rate_readout` of ``base``) the calibration
+    maps the rate forecast's risk instead (``rate_forecast(..., step="adam")``, the forecast
+    benchmark's default): expect ``rate.risk`` with it.
+
     Cost: ``len(tasks) x len(fractions) x len(specs)`` fine-tunes of ``settings.steps`` steps and
     their judgements (20 by default: about a minute on 2 CPU cores for the organism).
     """
     s = settings or FinetuneSettings()
-    predictor = calibration_predictor(dictionary, watch, eval_prompts, s)
+    predictor = calibration_predictor(dictionary, watch, eval_prompts, s, readout)
     if reuse:
         found = Calibration.find(base.fingerprint, predictor)
         if found is not None:
@@ -384,8 +399,10 @@ def reference_calibration(
     members = organism_family(tasks=tasks, fractions=fractions, specs=specs, code=False,
                               n_examples=n_examples)
     results = run_family(base, dictionary, members, watch=watch, eval_prompts=eval_prompts,
-                         settings=s, predictors=(), progress=progress)
-    refs = [Reference(r.member.name, r.member.method, r.forecast.risk, r.em, r.member.group)
+                         settings=s, predictors=(), progress=progress, readout=readout)
+    refs = [Reference(r.member.name, r.member.method,
+                      r.forecast.risk if readout is None else r.score("rate_adam"), r.em,
+                      r.member.group)
             for r in results]
     cal = Calibration.fit(refs, subject=base.fingerprint, predictor=predictor, level=level)
     if save:
