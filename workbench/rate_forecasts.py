@@ -105,8 +105,8 @@ def rate_readout(
 
     Args:
         subject: the base model.
-        prompts: where the rate is forecast (e.g. the off-domain questions an audit will ask);
-            read raw, as :func:`workbench.sample_answers` reads them for a base model.
+        prompts: where the rate is forecast (e.g. the off-domain questions an audit will ask),
+            as asked: the judge reads them so, the model reads them rendered (below).
         samples_per_prompt: answers per prompt (more: a less noisy gradient).
         seed: the sampling seed; keep it apart from the seed the tuned model is judged with.
         judge: the judge (default: the subject's own); it reads each question as given.
