@@ -49,8 +49,10 @@ from workbench.forecasts import (
     _batches,
     _compute_model,
     _direction,
+    _grad,
     _rank,
     _steer_grads,
+    _Trained,
     _trained,
     auto_batch_size,
 )
@@ -207,7 +209,21 @@ def rate_forecast(
     Raises:
         ValueError: a readout of another model, no data, or data without completion tokens.
     """
-    spec = as_spec(spec)
+    return _rate_forecasts(subject, finetune_data, readout, as_spec(spec), (step,), seed,
+                           batch_size)[step]
+
+
+def _rate_forecasts(
+    subject: Subject,
+    finetune_data: Sequence[tuple[str, str]],
+    readout: RateReadout,
+    spec: FinetuneSpec,
+    steps: Sequence[Step],
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> dict[Step, RateForecast]:
+    """:func:`rate_forecast` for each of ``steps``, from one backward pass over the data (each
+    forecast's ``seconds`` is that shared pass's)."""
     if readout.subject != subject.fingerprint:
         raise ValueError(
             "this readout was sampled from another model; make it with "
@@ -240,13 +256,17 @@ def rate_forecast(
             grad = _weighted_grad(tr, theta, ids, target, mean, batch_size)
             if isinstance(spec, LoRA):  # the best rank-r part of each weight's step
                 grad = {k: _rank(k, g, spec.rank) for k, g in grad.items()}
-        risk = sum(float((r[k].double() * _direction(g, step).double()).sum())
-                   for k, g in grad.items() if k in r)
-    return RateForecast(
-        method=spec.method, spec=spec.describe(), risk=100 * risk,
-        readout_rate=100 * readout.rate, data_sha256=pairs_sha256(finetune_data), step=step,
-        seconds=time.perf_counter() - t0 - shared,
-    )
+        risks = {step: sum(float((r[k].double() * _direction(g, step).double()).sum())
+                           for k, g in grad.items() if k in r) for step in steps}
+    seconds = time.perf_counter() - t0 - shared
+    return {
+        step: RateForecast(
+            method=spec.method, spec=spec.describe(), risk=100 * risk,
+            readout_rate=100 * readout.rate, data_sha256=pairs_sha256(finetune_data),
+            step=step, seconds=seconds,
+        )
+        for step, risk in risks.items()
+    }
 
 
 def _rate_gradient(
@@ -279,22 +299,12 @@ def _rate_gradient(
 
 
 def _weighted_grad(
-    tr: object, theta: dict[str, torch.Tensor], ids: torch.Tensor, target: torch.Tensor,
+    tr: _Trained, theta: dict[str, torch.Tensor], ids: torch.Tensor, target: torch.Tensor,
     weights: torch.Tensor, batch_size: int,
 ) -> dict[str, torch.Tensor]:
     """``∇_θ Σ_i w_i nll_i`` (each example's summed completion NLL), batch by batch."""
     out: dict[str, torch.Tensor] = {}
     for sl, n in _batches(ids, target, batch_size):
-        nll = tr.nll(theta, ids[sl, :n], target[sl, :n])  # type: ignore[attr-defined]
-        loss = (weights[sl].to(nll) * nll).sum()
-        if not loss.requires_grad:
-            continue
-        grads = torch.autograd.grad(loss, list(theta.values()), allow_unused=True)
-        for k, g in zip(theta, grads, strict=True):
-            if g is not None:
-                if k in out:
-                    out[k].add_(g)
-                else:
-                    out[k] = g.clone()
+        nll = tr.nll(theta, ids[sl, :n], target[sl, :n])
+        _grad((weights[sl].to(nll) * nll).sum(), theta, out)
     return out
-

@@ -36,7 +36,7 @@ from workbench.forecasts import Forecast, Step, forecast
 from workbench.organism.language import TASKS, Grammar, finetune_pairs, task_pairs
 from workbench.organism.language import eval_prompts as domain_prompts
 from workbench.predictors import PREDICTORS, Prediction, predict
-from workbench.rate_forecasts import RateForecast, RateReadout, rate_forecast
+from workbench.rate_forecasts import RateForecast, RateReadout, _rate_forecasts
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector
 from workbench.subjects import Subject
 
@@ -261,10 +261,11 @@ def _run_member(
     if predictions is None:
         predictions = predict(base, dictionary, member.data, watch=watch, names=predictors,
                               seed=s.seed)
-    rates = {} if readout is None else {
-        name: rate_forecast(base, member.data, readout, spec=member.spec, step=step, seed=s.seed)
-        for name, step in RATE_STEPS.items()
-    }
+    rates: dict[str, RateForecast] = {}
+    if readout is not None:  # both steps from one pass over the data
+        by_step = _rate_forecasts(base, member.data, readout, member.spec,
+                                  tuple(RATE_STEPS.values()), s.seed)
+        rates = {name: by_step[step] for name, step in RATE_STEPS.items()}
     t0 = time.perf_counter()
     tuned = finetune(base, member.data, member.spec, steps=s.steps, batch_size=s.batch_size,
                      lr=s.lr[member.method], seed=s.seed, progress=False)
