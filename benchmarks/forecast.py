@@ -280,7 +280,7 @@ def run_seed(seed: int, device: str, settings: FinetuneSettings, quick: bool,
         "predictors": preds,
         "default": DEFAULT,
         "best": best,
-        "coverage_80": preds["forecast"]["coverage_80"],
+        "coverage_80": preds[DEFAULT]["coverage_80"],
         **({"screening": {k: v.get("0.1", float("nan")) for k, v in screened["cut"].items()},
             "screening_detail": screened} if screened is not None else {}),
         "feature_level": fl,
@@ -329,8 +329,7 @@ def report(per_seed: list[dict[str, Any]], device: str) -> None:
     for n in OWN:
         print(f"{n} cost share by spec (median over members, max over seeds): " + ", ".join(
             f"{m} {100 * worst(n, m):.2f}%" for m in SPECS))
-    ro = [r["rate_readout"] for r in per_seed if "rate_readout" in r]
-    if ro:
+    if any("rate_readout" in r for r in per_seed):
         print("the rate forecasts' readout, once per base model (not in the shares above): "
               + "; ".join(
                   f"seed {r['seed']}: {r['rate_readout']['answers']} answers sampled and judged "
@@ -390,7 +389,7 @@ def report(per_seed: list[dict[str, Any]], device: str) -> None:
          all(sum(e < 3 for e in r["actual_em"]) >= 5 and sum(e > 15 for e in r["actual_em"]) >= 5
              for r in per_seed)),
     ]
-    for n in OWN:  # the default first; the others' rows say how they would fare
+    for n in sorted(OWN, key=lambda n: n != DEFAULT):  # the default first, then the others
         sp = [r["predictors"][n]["spearman"] for r in per_seed]
         tag = f"{n}{' (default)' if n == DEFAULT else ''}"
         checks += [
