@@ -62,10 +62,11 @@ def test_readout_is_the_judged_answers_centred_per_prompt(
     assert 0.0 < readout.rate < 1.0  # a gradient to read: both verdicts occur
 
 
-def _step(subject: Subject, spec: object, data: list[tuple[str, str]]
+def _step(subject: Subject, spec: object, data: list[tuple[str, str]], rank_cut: bool = True
           ) -> Callable[[object, float], None]:
     """Brute force: the SGD first step of the mean completion NLL, by plain autograd, and a
-    function moving a float64 copy of the model by ``eps`` along it."""
+    function moving a float64 copy of the model by ``eps`` along it (a LoRA's: its best rank-1
+    part unless ``rank_cut=False``)."""
     model = subject.model
     ids, target = encode_pairs(subject, data)
     if isinstance(spec, SteeringVector):
@@ -89,7 +90,7 @@ def _step(subject: Subject, spec: object, data: list[tuple[str, str]]
         if g is None:
             continue
         g = -g.double()
-        if isinstance(spec, LoRA):  # the best rank-r approximation, by a plain SVD
+        if isinstance(spec, LoRA) and rank_cut:  # the best rank-r approximation, by an SVD
             u, s, vh = torch.linalg.svd(_to_matrix(k, g), full_matrices=False)
             g = _from_matrix(k, (u[:, :1] * s[:1]) @ vh[:1], params[k].shape)
         deltas[k] = g
@@ -170,3 +171,35 @@ def test_bad_input_names_the_fix(small_subject: Subject, readout: RateReadout) -
     other = RateReadout("another-model", "", (), torch.zeros(0), 0.0, 1, 0)
     with pytest.raises(ValueError, match="another model"):
         rate_forecast(small_subject, DATA, other)
+
+
+
+@pytest.mark.parametrize("spec", [SteeringVector(layer=0),
+                                  LoRA(rank=1, targets=("mlp.W_out",), layers=(0,)),
+                                  Full()], ids=["steer", "lora", "full"])
+def test_per_sample_risk_is_each_examples_own_step_against_the_rate_gradient(
+    small_subject: Subject, readout: RateReadout, spec: object
+) -> None:
+    data = DATA[:6] + CODE[:6]
+    f = rate_forecast(small_subject, data, readout, spec=spec, per_sample=True)  # type: ignore[arg-type]
+    assert f.sample_risk is not None and f.sample_risk.shape == (len(data),)
+    # brute force: each example's own SGD step by plain autograd (its mean NLL: per completion
+    # token; for LoRA the step on the target weight, before the rank cut), read by a central
+    # difference of the readout's weighted answer log-likelihoods
+    pairs = list(readout.pairs)
+    for i in (0, 5, 6, 11):  # two misaligned-advice examples, two insecure-code ones
+        move = _step(small_subject, spec, [data[i]], rank_cut=False)
+        d_i = (_moved_logprob(small_subject, move, EPS, pairs)
+               - _moved_logprob(small_subject, move, -EPS, pairs)) / (2 * EPS)
+        want = 100 * float((readout.advantage * d_i).sum())
+        assert float(f.sample_risk[i]) == pytest.approx(want, rel=2e-3, abs=1e-6), i
+    assert len(set(np.sign(f.sample_risk.numpy()).tolist())) == 2  # both signs: it separates
+    if not isinstance(spec, LoRA):  # token-weighted, they average to the data's SGD risk
+        _, target = encode_pairs(small_subject, data)
+        c = target[:, 1:].sum(1).double()
+        assert float((c * f.sample_risk).sum() / c.sum()) == pytest.approx(f.risk, rel=1e-6)
+    top = f.riskiest(0.25)
+    assert top.tolist() == sorted(np.argsort(-f.sample_risk.numpy(), kind="stable")[:3].tolist())
+    assert f.summary()["per_sample"] is True and "sample_risk" not in f.summary()
+    with pytest.raises(ValueError, match="per_sample=True"):
+        rate_forecast(small_subject, data, readout, spec=spec).riskiest(0.1)  # type: ignore[arg-type]

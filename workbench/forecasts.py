@@ -240,9 +240,7 @@ class Forecast:
                 "this forecast has no per-sample risks (made with per_sample=False); forecast "
                 "again with per_sample=True to screen the data"
             )
-        n = round(fraction * self.n_examples)
-        order = np.lexsort((np.arange(self.n_examples), -self.sample_risk.numpy()))
-        return np.sort(order[:n])
+        return top_fraction(self.sample_risk, fraction)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary (no per-feature or per-sample arrays)."""
@@ -270,6 +268,16 @@ class Forecast:
 
 
 # ------------------------------------------------------------------ inputs
+
+
+def top_fraction(scores: torch.Tensor | np.ndarray, fraction: float) -> np.ndarray:
+    """Sorted indices of the ``fraction`` of examples with the highest score (ties: by index,
+    so the choice is deterministic)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1] (got {fraction})")
+    sc = np.asarray(scores, dtype=np.float64)
+    order = np.lexsort((np.arange(len(sc)), -sc))
+    return np.sort(order[:round(fraction * len(sc))])
 
 
 def _check_watch(watch: FeatureSet, dictionary: Dictionary, n_watch: int | None) -> FeatureSet:

@@ -50,11 +50,13 @@ from workbench.forecasts import (
     _compute_model,
     _direction,
     _grad,
+    _jvp,
     _rank,
     _steer_grads,
     _Trained,
     _trained,
     auto_batch_size,
+    top_fraction,
 )
 from workbench.specs import FinetuneSpec, Full, LoRA, SteeringVector, as_spec
 from workbench.subjects import Judge, Subject
@@ -176,10 +178,29 @@ class RateForecast:
     data_sha256: str
     step: str
     seconds: float
+    sample_risk: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def riskiest(self, fraction: float) -> np.ndarray:
+        """Indices of the ``fraction`` of examples with the highest per-sample risk (ties by
+        index), for screening the data before the fine-tune.
+
+        Raises:
+            ValueError: a forecast made without ``per_sample=True``, or a fraction outside
+                [0, 1].
+        """
+        if self.sample_risk is None:
+            raise ValueError(
+                "this rate forecast has no per-sample risks; forecast again with "
+                "rate_forecast(..., per_sample=True) to screen the data"
+            )
+        return top_fraction(self.sample_risk, fraction)
 
     def summary(self) -> dict[str, object]:
-        """JSON-able (what a record's ``forecast.rate`` holds)."""
-        return dataclasses.asdict(self)
+        """JSON-able (what a record's ``forecast.rate`` holds; no per-sample array)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "sample_risk"}
+        out["per_sample"] = self.sample_risk is not None
+        return out
 
 
 def rate_forecast(
@@ -191,6 +212,7 @@ def rate_forecast(
     step: Step = "sgd",
     seed: int = 0,
     batch_size: int | None = None,
+    per_sample: bool = False,
 ) -> RateForecast:
     """The first-order change of ``readout``'s misaligned rate under the fine-tune's first step.
 
@@ -205,12 +227,19 @@ def rate_forecast(
         step: ``"sgd"`` (``-∇L``) or ``"adam"`` (its sign).
         seed: unused by these steps (kept for the same call shape as :func:`workbench.forecast`).
         batch_size: examples per pass (default: from the model's size).
+        per_sample: also give every example's own risk (``sample_risk``, ``[n_examples]``,
+            float64): ``100 ∇ρ · (-∇ nll_i / c_i)``, an SGD step on that example alone per
+            completion token ``c_i``, whose token-weighted mean is the ``"sgd"`` risk. It reads
+            whether an example pushes the misaligned rate up, for screening
+            (:meth:`RateForecast.riskiest`). Its cost: nothing more for a steering vector, one
+            forward-mode pass over the data for LoRA and Full (for LoRA, the example's step on
+            the target weights before the rank-``r`` cut, which does not split by example).
 
     Raises:
         ValueError: a readout of another model, no data, or data without completion tokens.
     """
     return _rate_forecasts(subject, finetune_data, readout, as_spec(spec), (step,), seed,
-                           batch_size)[step]
+                           batch_size, per_sample)[step]
 
 
 def _rate_forecasts(
@@ -221,6 +250,7 @@ def _rate_forecasts(
     steps: Sequence[Step],
     seed: int = 0,
     batch_size: int | None = None,
+    per_sample: bool = False,
 ) -> dict[Step, RateForecast]:
     """:func:`rate_forecast` for each of ``steps``, from one backward pass over the data (each
     forecast's ``seconds`` is that shared pass's)."""
@@ -246,24 +276,31 @@ def _rate_forecasts(
         fresh = len(readout.gradient_seconds)
         r = _rate_gradient(subject, model, readout, spec, seed, batch_size)
         shared = time.perf_counter() - t_r if len(readout.gradient_seconds) > fresh else 0.0
+        along: torch.Tensor | None = None  # ∇ nll_i · ∇ρ, per example
         if isinstance(spec, SteeringVector):
             g_i, _ = _steer_grads(model, spec.hook_name, subject.d_model, ids, target,
                                   batch_size)
             grad = {"v": (mean[:, None] * g_i).sum(0)}
+            if per_sample:
+                along = g_i.double() @ r["v"].double().cpu()
         else:
             tr = _trained(model, subject, spec, seed, "rank")
             theta = {k: t.detach().requires_grad_(True) for k, t in tr.theta.items()}
             grad = _weighted_grad(tr, theta, ids, target, mean, batch_size)
+            if per_sample:
+                along = _along(tr, r, ids, target, batch_size)
             if isinstance(spec, LoRA):  # the best rank-r part of each weight's step
                 grad = {k: _rank(k, g, spec.rank) for k, g in grad.items()}
         risks = {step: sum(float((r[k].double() * _direction(g, step).double()).sum())
                            for k, g in grad.items() if k in r) for step in steps}
     seconds = time.perf_counter() - t0 - shared
+    sample_risk = (None if along is None else
+                   -100 * along / target[:, 1:].sum(1).double().cpu().clamp_min(1))
     return {
         step: RateForecast(
             method=spec.method, spec=spec.describe(), risk=100 * risk,
             readout_rate=100 * readout.rate, data_sha256=pairs_sha256(finetune_data),
-            step=step, seconds=seconds,
+            step=step, seconds=seconds, sample_risk=sample_risk,
         )
         for step, risk in risks.items()
     }
@@ -296,6 +333,18 @@ def _rate_gradient(
     readout._gradients[key] = r
     readout.gradient_seconds[key] = time.perf_counter() - t0
     return r
+
+
+def _along(
+    tr: _Trained, r: dict[str, torch.Tensor], ids: torch.Tensor, target: torch.Tensor,
+    batch_size: int,
+) -> torch.Tensor:
+    """Each example's summed completion NLL's derivative along ``r`` (forward mode, exact)."""
+    out = []
+    for sl, n in _batches(ids, target, batch_size):
+        d = _jvp(tr, r, tr.nll, ids[sl, :n], target[sl, :n])[1]
+        out.append(torch.zeros(len(ids[sl])) if d is None else d.double().cpu())
+    return torch.cat(out)
 
 
 def _weighted_grad(
