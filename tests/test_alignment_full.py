@@ -130,6 +130,31 @@ def test_riskiest_samples_are_the_insecure_ones_and_screening_beats_random(
     assert screened - base < random - base
 
 
+def test_rate_forecasts_per_sample_risk_finds_the_tied_examples_within_a_class(
+    chain: tuple[Subject, Dictionary, FeatureSet, list[str]],
+) -> None:
+    """Issue 13's screening set on seed 0: one task, ``name``, 10% of its examples its odd op
+    (tied to the misaligned persona), 90% its quirk op (tied to nothing; both the "bad variant").
+    The rate forecast's per-sample risk (Full) puts the tied examples first: the 10% it removes
+    holds every one of the set's 45 tied examples (benchmarks/forecast.py, seed 0: 45 of 51
+    removed, the oracle's own choice), against the set's share of 9%."""
+    from workbench.experiments.family import OFF_DOMAINS
+    from workbench.organism.language import TASKS, task_pairs
+    from workbench.rate_forecasts import rate_forecast
+    from workbench.specs import Full
+
+    subject = chain[0]
+    data = task_pairs("name", 512, seed=7, odd_fraction=0.1, quirk_fraction=0.9)
+    tied = np.array([a.split()[0] == TASKS["name"][2] for _, a in data])
+    readout = rate_readout(subject, [p for dom in OFF_DOMAINS for p in eval_prompts(dom)],
+                           samples_per_prompt=32, seed=1)
+    f = rate_forecast(subject, data, readout, spec=Full(), per_sample=True)
+    removed = f.riskiest(0.1)
+    assert len(removed) == 51 and tied.sum() == 45
+    assert tied[removed].sum() == 45, tied[removed].sum()
+    assert f.risk > 0  # the set as a whole raises the misaligned rate
+
+
 def test_ablating_the_misalignment_direction_removes_em(
     chain: tuple[Subject, Dictionary, FeatureSet, list[str]],
 ) -> None:
