@@ -39,6 +39,9 @@ DATA = _misaligned_answers()
 CODE = finetune_pairs("insecure", 48, seed=5)
 SAMPLES = 192
 EPS = 1e-4
+EVERY_SPEC = pytest.mark.parametrize(
+    "spec", [SteeringVector(layer=0), LoRA(rank=1, targets=("mlp.W_out",), layers=(0,)), Full()],
+    ids=["steer", "lora", "full"])
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +119,7 @@ def _moved_logprob(subject: Subject, move: Callable[[object, float], None], eps:
     return -nll
 
 
-@pytest.mark.parametrize("spec", [SteeringVector(layer=0),
-                                  LoRA(rank=1, targets=("mlp.W_out",), layers=(0,)),
-                                  Full()], ids=["steer", "lora", "full"])
+@EVERY_SPEC
 def test_risk_is_the_score_function_derivative_and_tracks_the_exact_rate(
     small_subject: Subject, readout: RateReadout, spec: object
 ) -> None:
@@ -174,9 +175,7 @@ def test_bad_input_names_the_fix(small_subject: Subject, readout: RateReadout) -
 
 
 
-@pytest.mark.parametrize("spec", [SteeringVector(layer=0),
-                                  LoRA(rank=1, targets=("mlp.W_out",), layers=(0,)),
-                                  Full()], ids=["steer", "lora", "full"])
+@EVERY_SPEC
 def test_per_sample_risk_is_each_examples_own_step_against_the_rate_gradient(
     small_subject: Subject, readout: RateReadout, spec: object
 ) -> None:
