@@ -31,8 +31,10 @@ rising and within falling ones, and the sign-only predictor's) on the steer@1.0 
 odd op, which the grammar ties to the misaligned persona, the rest its quirk op, tied to nothing;
 both are "the bad variant" to the judge, and both have the same marginal rate in the corpus):
 remove the top 5-30% by each predictor's per-sample score, by NLL and at random, and fine-tune
-(``Full``, four fine-tune seeds, EM averaged) on the rest. The ``oracle`` removes exactly the
-tied examples: the most any 10% screen can cut. The default's per-sample risk is the rate
+(``Full``, four fine-tune seeds, EM averaged) on the rest. The ``oracle`` removes the tied
+examples first (51 examples, as every 10% screen: with fewer tied ones it also drops a few
+untied ones by index, with more it keeps some); a reference choice, not a ceiling on the noisy
+cut. The default's per-sample risk is the rate
 forecast's (``rate_forecast(..., per_sample=True)``); and the old targets (toy EM with controls;
 the persona feature's AUROC on held-out prompts).
 
@@ -197,7 +199,7 @@ def screening(base: Any, d: Any, watch: Any, evals: Sequence[str], settings: Fin
     if not 0 < is_odd.mean() < 1:
         raise RuntimeError(f"the screening set of {task!r} has {is_odd.mean():.0%} tied examples")
 
-    per_sample["oracle"] = is_odd.astype(float)  # exactly the tied examples: the ceiling
+    per_sample["oracle"] = is_odd.astype(float)  # tied examples first (ties by index)
     ft_seconds: list[float] = []
     seen: dict[tuple[int, ...], float] = {}  # a removed set already fine-tuned (same seeds)
 
@@ -361,8 +363,8 @@ def report(per_seed: list[dict[str, Any]], device: str) -> None:
     if screened:
         print(f"\n## Screening within a class (task {SCREEN_TASK!r}: {SCREEN_ODD:.0%} its tied "
               "odd op, the rest its untied quirk op; EM cut after removing the top share, "
-              f"Full, mean of {len(SCREEN_FT_SEEDS)} fine-tune seeds; oracle: exactly the tied "
-              "examples)")
+              f"Full, mean of {len(SCREEN_FT_SEEDS)} fine-tune seeds; oracle: the tied examples "
+              "first)")
         names = list(screened[0]["screening_detail"]["cut"])
         print(f"{'seed':>4} {'task':>6} {'EM all':>7} "
               + " ".join(f"{n + ' 10%':>14}" for n in names))

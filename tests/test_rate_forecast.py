@@ -192,11 +192,12 @@ def test_per_sample_risk_is_each_examples_own_step_against_the_rate_gradient(
                - _moved_logprob(small_subject, move, -EPS, pairs)) / (2 * EPS)
         want = 100 * float((readout.advantage * d_i).sum())
         assert float(f.sample_risk[i]) == pytest.approx(want, rel=2e-3, abs=1e-6), i
-    assert len(set(np.sign(f.sample_risk.numpy()).tolist())) == 2  # both signs: it separates
+    assert (f.sample_risk > 0).any() and (f.sample_risk < 0).any()  # both signs: it separates
     if not isinstance(spec, LoRA):  # token-weighted, they average to the data's SGD risk
         _, target = encode_pairs(small_subject, data)
         c = target[:, 1:].sum(1).double()
-        assert float((c * f.sample_risk).sum() / c.sum()) == pytest.approx(f.risk, rel=1e-6)
+        assert float((c * f.sample_risk).sum() / c.sum()) == pytest.approx(
+            f.risk, rel=1e-4, abs=1e-4 * float((c * f.sample_risk.abs()).sum() / c.sum()))
     top = f.riskiest(0.25)
     assert top.tolist() == sorted(np.argsort(-f.sample_risk.numpy(), kind="stable")[:3].tolist())
     assert f.summary()["per_sample"] is True and "sample_risk" not in f.summary()

@@ -166,6 +166,8 @@ class RateForecast:
         readout_rate: the base model's misaligned rate on the readout's answers (points).
         data_sha256: fingerprint of the fine-tune data.
         step: ``"sgd"`` or ``"adam"``.
+        sample_risk: ``[n_examples]`` each example's own SGD-step risk (``per_sample=True``),
+            else ``None``.
         seconds: wall-clock time, without the readout's (its sampling, and its gradient for
             this spec, made once and shared by every forecast with it:
             ``RateReadout.seconds`` and ``RateReadout.gradient_seconds``).
@@ -197,8 +199,8 @@ class RateForecast:
 
     def summary(self) -> dict[str, object]:
         """JSON-able (what a record's ``forecast.rate`` holds; no per-sample array)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "sample_risk"}
+        out = dataclasses.asdict(dataclasses.replace(self, sample_risk=None))
+        del out["sample_risk"]
         out["per_sample"] = self.sample_risk is not None
         return out
 
@@ -229,7 +231,9 @@ def rate_forecast(
         batch_size: examples per pass (default: from the model's size).
         per_sample: also give every example's own risk (``sample_risk``, ``[n_examples]``,
             float64): ``100 ∇ρ · (-∇ nll_i / c_i)``, an SGD step on that example alone per
-            completion token ``c_i``, whose token-weighted mean is the ``"sgd"`` risk. It reads
+            completion token ``c_i``, whose token-weighted mean is the ``"sgd"`` risk (not for
+            LoRA, whose data-level step is rank-cut; the same SGD split with ``step="adam"``,
+            whose sign step does not split by example). It reads
             whether an example pushes the misaligned rate up, for screening
             (:meth:`RateForecast.riskiest`). Its cost: nothing more for a steering vector, one
             forward-mode pass over the data for LoRA and Full (for LoRA, the example's step on
@@ -343,7 +347,8 @@ def _along(
     out = []
     for sl, n in _batches(ids, target, batch_size):
         d = _jvp(tr, r, tr.nll, ids[sl, :n], target[sl, :n])[1]
-        out.append(torch.zeros(len(ids[sl])) if d is None else d.double().cpu())
+        out.append(torch.zeros(len(ids[sl]), dtype=torch.float64) if d is None
+                   else d.double().cpu())
     return torch.cat(out)
 
 
