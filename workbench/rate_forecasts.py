@@ -25,7 +25,8 @@ and returns
 
 the predicted rise of the misaligned rate, in points per unit learning rate. Positive: the step
 raises it. It needs a judge (the subject's own, or one passed in) and costs one backward pass
-over the judged answers and one over the data (no forward-mode pass, no dictionary).
+over the judged answers and one over the data (no dictionary; ``per_sample=True`` adds one
+forward-mode pass for LoRA and Full).
 """
 
 from __future__ import annotations
@@ -231,13 +232,12 @@ def rate_forecast(
         batch_size: examples per pass (default: from the model's size).
         per_sample: also give every example's own risk (``sample_risk``, ``[n_examples]``,
             float64): ``100 ∇ρ · (-∇ nll_i / c_i)``, an SGD step on that example alone per
-            completion token ``c_i``, whose token-weighted mean is the ``"sgd"`` risk (not for
-            LoRA, whose data-level step is rank-cut; the same SGD split with ``step="adam"``,
-            whose sign step does not split by example). It reads
-            whether an example pushes the misaligned rate up, for screening
-            (:meth:`RateForecast.riskiest`). Its cost: nothing more for a steering vector, one
-            forward-mode pass over the data for LoRA and Full (for LoRA, the example's step on
-            the target weights before the rank-``r`` cut, which does not split by example).
+            completion token ``c_i``. Its token-weighted mean is the ``"sgd"`` risk, except for
+            LoRA (the example's step on the target weights, before the rank-``r`` cut, which
+            does not split by example); ``step="adam"`` gets the same SGD split (a sign step
+            does not split either). For screening (:meth:`RateForecast.riskiest`). Cost:
+            nothing more for a steering vector, one forward-mode pass over the data for LoRA
+            and Full.
 
     Raises:
         ValueError: a readout of another model, no data, or data without completion tokens.
